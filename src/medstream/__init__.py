@@ -1,0 +1,100 @@
+"""medstream: load medical images and volumes from any source by ID.
+
+>>> import medstream as ms
+>>> image = ms.load_and_cache_image("dicomfile:/data/ct/1.dcm").result()
+>>> image = await ms.load_image("wadors:https://pacs/dicom-web/studies/.../frames/1")
+"""
+
+from __future__ import annotations
+
+from .core.cache import Cache, cache
+from .core.events import Event, EventBus, Events, events
+from .core.image import Image
+from .core.load_object import CancelSignal, ImageLoadObject, LoadObject, VolumeLoadObject
+from .core.loading import (
+    cancel_load_all,
+    cancel_load_image,
+    create_and_cache_volume,
+    load_and_cache_image,
+    load_image,
+    load_volume,
+    register_image_loader,
+    register_unknown_image_loader,
+    register_unknown_volume_loader,
+    register_volume_loader,
+)
+from .core.metadata import MetadataRegistry, metadata
+from .core.request_pools import RequestPoolManager, RequestType, request_pools
+from .core.runtime import runtime
+from .errors import (
+    CacheSizeExceededError,
+    DecodeError,
+    DicomParseError,
+    HTTPStatusError,
+    ImageLoadError,
+    MedstreamError,
+    MissingPixelDataError,
+    NetworkError,
+    UnknownSchemeError,
+    UnsupportedTransferSyntaxError,
+    VolumeError,
+)
+
+__version__ = "0.1.0"
+
+
+def set_max_cache_size(n_bytes: int) -> None:
+    cache.set_max_cache_size(n_bytes)
+
+
+def get_cache_size() -> int:
+    return cache.get_cache_size()
+
+
+def purge_cache() -> None:
+    cache.purge_cache()
+
+
+__all__ = [
+    "Cache",
+    "CacheSizeExceededError",
+    "CancelSignal",
+    "DecodeError",
+    "DicomParseError",
+    "Event",
+    "EventBus",
+    "Events",
+    "HTTPStatusError",
+    "Image",
+    "ImageLoadError",
+    "ImageLoadObject",
+    "LoadObject",
+    "MedstreamError",
+    "MetadataRegistry",
+    "MissingPixelDataError",
+    "NetworkError",
+    "RequestPoolManager",
+    "RequestType",
+    "UnknownSchemeError",
+    "UnsupportedTransferSyntaxError",
+    "VolumeError",
+    "VolumeLoadObject",
+    "cache",
+    "cancel_load_all",
+    "cancel_load_image",
+    "create_and_cache_volume",
+    "events",
+    "get_cache_size",
+    "load_and_cache_image",
+    "load_image",
+    "load_volume",
+    "metadata",
+    "purge_cache",
+    "register_image_loader",
+    "register_unknown_image_loader",
+    "register_unknown_volume_loader",
+    "register_volume_loader",
+    "request_pools",
+    "runtime",
+    "set_max_cache_size",
+]

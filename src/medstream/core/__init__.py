@@ -1,0 +1,1 @@
+"""Scheme-agnostic machinery: runtime loop, load objects, registries, cache, metadata, events, pools."""

@@ -1,0 +1,204 @@
+"""Byte-bounded LRU cache of image and volume load objects.
+
+In-flight loads are cached too (so concurrent requests for one ID share a load) but weigh nothing
+until they resolve; then their bytes are admitted, evicting least-recently-used finished entries.
+Entries pinned by a loading volume are never evicted. An entry larger than the whole limit is
+refused with ``CacheSizeExceededError`` and evicts nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import CacheSizeExceededError
+from .events import Events, events
+from .load_object import LoadObject
+
+DEFAULT_MAX_CACHE_SIZE = 3 * 1024**3
+
+
+@dataclass
+class _Entry:
+    key: str
+    kind: str  # "image" | "volume"
+    load_object: LoadObject[Any]
+    size: int = 0
+    admitted: bool = False
+    pins: set[str] = field(default_factory=set)
+
+
+class Cache:
+    def __init__(self, max_size: int = DEFAULT_MAX_CACHE_SIZE) -> None:
+        self._lock = threading.RLock()
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._max = int(max_size)
+        self._size = 0
+
+    # -- size ----------------------------------------------------------------------------------
+    def set_max_cache_size(self, n_bytes: int) -> None:
+        """Lower or raise the limit; evicts unpinned entries down to it at once."""
+        if n_bytes <= 0:
+            raise ValueError("cache size must be positive")
+        with self._lock:
+            self._max = int(n_bytes)
+            removed = self._evict_to(self._max, keep=None)
+        self._announce_removed(removed)
+
+    def get_max_cache_size(self) -> int:
+        return self._max
+
+    def get_cache_size(self) -> int:
+        """Bytes held by finished entries."""
+        return self._size
+
+    def get_bytes_available(self) -> int:
+        return self._max - self._size
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            return list(self._entries)
+
+    # -- images --------------------------------------------------------------------------------
+    def get_image_load_object(self, image_id: str) -> LoadObject[Any] | None:
+        return self._get(image_id, "image")
+
+    def get_volume_load_object(self, volume_id: str) -> LoadObject[Any] | None:
+        return self._get(volume_id, "volume")
+
+    def get_image(self, image_id: str) -> Any:
+        """The loaded image if cached and finished, else None."""
+        obj = self._get(image_id, "image")
+        if obj is None or not obj.done() or obj.cancelled() or obj.exception() is not None:
+            return None
+        return obj.result()
+
+    def get_volume(self, volume_id: str) -> Any:
+        obj = self._get(volume_id, "volume")
+        if obj is None or not obj.done() or obj.cancelled() or obj.exception() is not None:
+            return None
+        return obj.result()
+
+    def _get(self, key: str, kind: str) -> LoadObject[Any] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.kind != kind:
+                return None
+            self._entries.move_to_end(key)
+            return entry.load_object
+
+    def put(self, key: str, kind: str, load_object: LoadObject[Any]) -> None:
+        """Register an in-flight load object; its bytes are admitted later by ``admit``."""
+        with self._lock:
+            if key in self._entries:
+                raise ValueError(f"{key}: already in the cache")
+            self._entries[key] = _Entry(key, kind, load_object)
+
+    def admit(self, key: str, size: int) -> None:
+        """Account ``size`` bytes for a finished entry, evicting LRU entries to make room.
+
+        Raises ``CacheSizeExceededError`` (and drops the entry) when it cannot fit.
+        """
+        removed: list[_Entry] = []
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.admitted:
+                return
+            if size > self._max:
+                del self._entries[key]
+                events.trigger(Events.CACHE_SIZE_EXCEEDED, key=key, size=size)
+                raise CacheSizeExceededError(key, size, self._max)
+            removed = self._evict_to(self._max - size, keep=key)
+            if self._size + size > self._max:
+                del self._entries[key]
+                self._announce_removed(removed)
+                events.trigger(Events.CACHE_SIZE_EXCEEDED, key=key, size=size)
+                raise CacheSizeExceededError(
+                    key, size, self._max, "the rest is pinned by loading volumes"
+                )
+            entry.size, entry.admitted = size, True
+            self._size += size
+            kind = entry.kind
+        self._announce_removed(removed)
+        added = Events.IMAGE_CACHE_IMAGE_ADDED if kind == "image" else Events.VOLUME_CACHE_VOLUME_ADDED
+        events.trigger(added, key=key, size=size)
+
+    def _evict_to(self, target: int, keep: str | None) -> list[_Entry]:
+        removed: list[_Entry] = []
+        if self._size <= target:
+            return removed
+        for key in list(self._entries):
+            if self._size <= target:
+                break
+            entry = self._entries[key]
+            if key == keep or entry.pins or not entry.admitted:
+                continue
+            del self._entries[key]
+            self._size -= entry.size
+            removed.append(entry)
+        return removed
+
+    def _announce_removed(self, removed: list[_Entry]) -> None:
+        for entry in removed:
+            ev = (
+                Events.IMAGE_CACHE_IMAGE_REMOVED
+                if entry.kind == "image"
+                else Events.VOLUME_CACHE_VOLUME_REMOVED
+            )
+            events.trigger(ev, key=entry.key, size=entry.size)
+
+    def remove(self, key: str, cancel: bool = False) -> bool:
+        """Drop one entry (``decache``). With ``cancel`` an in-flight load is also cancelled."""
+        with self._lock:
+            entry = self._entries.pop(key, None)
+            if entry is None:
+                return False
+            if entry.admitted:
+                self._size -= entry.size
+        if cancel and not entry.load_object.done():
+            entry.load_object.cancel()
+        if entry.admitted:
+            self._announce_removed([entry])
+        return True
+
+    def remove_image_load_object(self, image_id: str) -> bool:
+        return self.remove(image_id)
+
+    def remove_volume_load_object(self, volume_id: str) -> bool:
+        return self.remove(volume_id)
+
+    def purge_cache(self) -> None:
+        """Remove every entry, cancelling loads still in flight."""
+        with self._lock:
+            keys = list(self._entries)
+        for key in keys:
+            self.remove(key, cancel=True)
+
+    # -- pinning -------------------------------------------------------------------------------
+    def pin(self, key: str, owner: str) -> None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                entry.pins.add(owner)
+
+    def unpin(self, key: str, owner: str) -> None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                entry.pins.discard(owner)
+
+    def is_pinned(self, key: str) -> bool:
+        with self._lock:
+            entry = self._entries.get(key)
+            return bool(entry and entry.pins)
+
+
+cache = Cache()

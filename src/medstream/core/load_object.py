@@ -1,0 +1,169 @@
+"""Load objects: one handle that is both awaitable and blocking, with a cancel that really cancels."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any, Generic, TypeVar
+
+from .image import Image
+from .runtime import chain_to_caller, runtime
+
+T = TypeVar("T")
+
+
+class CancelSignal:
+    """What a sync loader polls to learn its load was cancelled (the ``signal`` option).
+
+    Async loaders need not look at it: they get ``asyncio.CancelledError`` at their next await,
+    which also aborts an in-flight httpx request.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._callbacks: list[Callable[[], Any]] = []
+        self._lock = threading.Lock()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._event.is_set():
+            raise concurrent.futures.CancelledError()
+
+    def add_callback(self, fn: Callable[[], Any]) -> None:
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(fn)
+                return
+        fn()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout)
+
+    def set(self) -> None:
+        with self._lock:
+            if self._event.is_set():
+                return
+            self._event.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            try:
+                fn()
+            except Exception:  # pragma: no cover - a callback must not stop the others
+                pass
+
+
+class LoadObject(Generic[T]):
+    """A load in progress on the medstream loop.
+
+    ``await obj`` from any event loop, or ``obj.result(timeout)`` from any thread. ``cancel()``
+    cancels the task (aborting HTTP I/O at its await) and sets ``signal`` for sync loaders;
+    waiters then get ``CancelledError``. Several callers may share one object (cache de-dup).
+    """
+
+    def __init__(
+        self,
+        key: str,
+        coro_factory: Callable[[CancelSignal], Coroutine[Any, Any, T]],
+        decache: Callable[[], None] | None = None,
+    ) -> None:
+        self.key = key
+        self.signal = CancelSignal()
+        self._future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._task: asyncio.Task[T] | None = None
+        self._decache = decache
+        self._cancel_requested = False
+        coro = coro_factory(self.signal)
+        runtime.call_soon(self._start, coro)
+
+    # The task is created on the loop thread; a cancel arriving first is honoured at start.
+    def _start(self, coro: Coroutine[Any, Any, T]) -> None:
+        if self._cancel_requested:
+            coro.close()
+            self._future.cancel()
+            return
+        self._task = asyncio.get_running_loop().create_task(coro)
+        self._task.add_done_callback(self._copy_result)
+
+    def _copy_result(self, task: asyncio.Task[T]) -> None:
+        if self._future.done():
+            return
+        if task.cancelled():
+            self._future.cancel()
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._future.set_exception(exc)
+        else:
+            self._future.set_result(task.result())
+
+    # -- public API --------------------------------------------------------------------------
+    def __await__(self) -> Generator[Any, None, T]:
+        return chain_to_caller(self._future, asyncio.get_running_loop()).__await__()
+
+    def result(self, timeout: float | None = None) -> T:
+        """Block until done. Raises the load's error, ``CancelledError`` or ``TimeoutError``.
+
+        A timeout does not cancel the load (it may be shared); call ``cancel()`` for that.
+        """
+        if runtime.in_loop_thread() and not self._future.done():
+            raise RuntimeError(f"{self.key}: blocking result() on the medstream loop; use await")
+        return self._future.result(timeout)
+
+    def cancel(self) -> bool:
+        """Abort the load. Returns False if it had already finished."""
+        if self._future.done():
+            return False
+        self._cancel_requested = True
+        self.signal.set()
+
+        def do_cancel() -> None:
+            if self._task is not None:
+                self._task.cancel()
+            elif not self._future.done():
+                self._future.cancel()
+
+        runtime.call_soon(do_cancel)
+        return True
+
+    def decache(self) -> None:
+        """Remove this object from the cache (no-op for uncached loads)."""
+        if self._decache is not None:
+            self._decache()
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def cancelled(self) -> bool:
+        return self._future.cancelled()
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        return self._future.exception(timeout)
+
+    def add_done_callback(self, fn: Callable[[LoadObject[T]], Any]) -> None:
+        """``fn(self)`` runs when the load finishes, in the thread that finished it."""
+        self._future.add_done_callback(lambda _f: fn(self))
+
+    @property
+    def future(self) -> concurrent.futures.Future[T]:
+        return self._future
+
+    def __repr__(self) -> str:
+        state = "cancelled" if self.cancelled() else "done" if self.done() else "pending"
+        return f"<{type(self).__name__} {self.key!r} {state}>"
+
+
+class ImageLoadObject(LoadObject[Image]):
+    @property
+    def image_id(self) -> str:
+        return self.key
+
+
+class VolumeLoadObject(LoadObject[Any]):
+    @property
+    def volume_id(self) -> str:
+        return self.key

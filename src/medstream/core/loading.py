@@ -1,0 +1,251 @@
+"""load_image / load_and_cache_image / load_volume: run loaders through the pools and cache."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import ImageLoadError, MedstreamError
+from .cache import cache
+from .events import Events, events
+from .image import Image
+from .load_object import CancelSignal, ImageLoadObject, LoadObject, VolumeLoadObject
+from .registry import Loader, call_kwargs, image_loaders, volume_loaders
+from .request_pools import RequestType, request_pools
+from .runtime import runtime
+
+_inflight_lock = threading.Lock()
+_inflight: dict[str, set[LoadObject[Any]]] = {}
+
+
+def _track(obj: LoadObject[Any]) -> None:
+    with _inflight_lock:
+        _inflight.setdefault(obj.key, set()).add(obj)
+
+    def untrack(o: LoadObject[Any]) -> None:
+        with _inflight_lock:
+            objs = _inflight.get(o.key)
+            if objs is not None:
+                objs.discard(o)
+                if not objs:
+                    del _inflight[o.key]
+
+    obj.add_done_callback(untrack)
+
+
+async def run_loader(fn: Loader, item_id: str, options: dict[str, Any]) -> Any:
+    """Call a sync loader in the worker pool, await an async one, and follow returned load objects."""
+    kwargs = call_kwargs(fn, options)
+    if inspect.iscoroutinefunction(fn):
+        result = await fn(item_id, **kwargs)
+    else:
+        try:
+            result = await runtime.to_thread(fn, item_id, **kwargs)
+        except concurrent.futures.CancelledError as exc:  # the loader honoured the signal
+            raise asyncio.CancelledError() from exc
+    if isinstance(result, LoadObject):
+        try:
+            return await result
+        except asyncio.CancelledError:
+            result.cancel()
+            raise
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+def _as_load_error(image_id: str, exc: BaseException) -> BaseException:
+    if isinstance(exc, MedstreamError):
+        return exc
+    err = ImageLoadError(image_id, f"{type(exc).__name__}: {exc}")
+    err.__cause__ = exc
+    return err
+
+
+def _make_image_load(
+    image_id: str,
+    loader: Loader,
+    options: dict[str, Any],
+    request_type: RequestType | str,
+    priority: float,
+    on_image: Callable[[Image], None] | None = None,
+    on_failure: Callable[[ImageLoadObject], None] | None = None,
+    decache: Callable[[], None] | None = None,
+) -> ImageLoadObject:
+    holder: list[ImageLoadObject] = []
+
+    async def body(signal: CancelSignal) -> Image:
+        opts = dict(options, signal=signal)
+        start = time.perf_counter()
+        try:
+            image = await request_pools.run(
+                lambda: run_loader(loader, image_id, opts),
+                request_type,
+                priority,
+                {"id": image_id, "type": "image"},
+            )
+            if not isinstance(image, Image):
+                raise ImageLoadError(
+                    image_id, f"loader returned {type(image).__name__}, expected medstream.Image"
+                )
+            if image.load_time_ms is None:
+                image.load_time_ms = (time.perf_counter() - start) * 1000.0
+            if on_image is not None:
+                on_image(image)
+        except asyncio.CancelledError:
+            if on_failure is not None:
+                on_failure(holder[0])
+            raise
+        except BaseException as exc:
+            err = _as_load_error(image_id, exc)
+            if on_failure is not None:
+                on_failure(holder[0])
+            events.trigger(Events.IMAGE_LOAD_FAILED, image_id=image_id, error=err)
+            if err is exc:
+                raise
+            raise err from exc
+        events.trigger(Events.IMAGE_LOADED, image_id=image_id, image=image)
+        return image
+
+    obj = ImageLoadObject(image_id, body, decache)
+    holder.append(obj)
+    _track(obj)
+    return obj
+
+
+def load_image(
+    image_id: str,
+    *,
+    request_type: RequestType | str = RequestType.INTERACTION,
+    priority: float = 0,
+    **options: Any,
+) -> ImageLoadObject:
+    """Load an image without caching it. Raises ``UnknownSchemeError`` at once for a bad scheme."""
+    loader = image_loaders.resolve(image_id)
+    return _make_image_load(image_id, loader, options, request_type, priority)
+
+
+def load_and_cache_image(
+    image_id: str,
+    *,
+    request_type: RequestType | str = RequestType.INTERACTION,
+    priority: float = 0,
+    **options: Any,
+) -> ImageLoadObject:
+    """Load through the cache: concurrent calls for one ID share a single load."""
+    with cache._lock:
+        existing = cache.get_image_load_object(image_id)
+        if existing is not None:
+            if not (existing.done() and (existing.cancelled() or existing.exception())):
+                return existing  # type: ignore[return-value]
+            cache.remove(image_id)
+        loader = image_loaders.resolve(image_id)
+
+        def admit(image: Image) -> None:
+            cache.admit(image_id, image.size_in_bytes)
+
+        def forget(obj: ImageLoadObject) -> None:
+            with cache._lock:
+                if cache.get_image_load_object(image_id) is obj:
+                    cache.remove(image_id)
+
+        obj = _make_image_load(
+            image_id,
+            loader,
+            options,
+            request_type,
+            priority,
+            on_image=admit,
+            on_failure=forget,
+            decache=lambda: forget(obj),
+        )
+        cache.put(image_id, "image", obj)
+        return obj
+
+
+def cancel_load_image(image_id: str) -> int:
+    """Cancel every in-flight load of ``image_id``; returns how many were cancelled."""
+    with _inflight_lock:
+        objs = list(_inflight.get(image_id, ()))
+    return sum(1 for o in objs if o.cancel())
+
+
+def cancel_load_all() -> int:
+    """Cancel every in-flight image and volume load."""
+    with _inflight_lock:
+        objs = [o for s in _inflight.values() for o in s]
+    return sum(1 for o in objs if o.cancel())
+
+
+def inflight_count() -> int:
+    with _inflight_lock:
+        return sum(len(s) for s in _inflight.values())
+
+
+# -- registries (public names) ---------------------------------------------------------------
+def register_image_loader(scheme: str, loader: Loader) -> None:
+    """``loader(image_id, **options)`` may be sync, ``async`` or return a load object."""
+    image_loaders.register(scheme, loader)
+
+
+def register_unknown_image_loader(loader: Loader | None) -> Loader | None:
+    return image_loaders.register_unknown(loader)
+
+
+def register_volume_loader(scheme: str, loader: Loader) -> None:
+    volume_loaders.register(scheme, loader)
+
+
+def register_unknown_volume_loader(loader: Loader | None) -> Loader | None:
+    return volume_loaders.register_unknown(loader)
+
+
+# -- volumes ---------------------------------------------------------------------------------
+def _make_volume_load(
+    volume_id: str, loader: Loader, options: dict[str, Any], cached: bool
+) -> VolumeLoadObject:
+    holder: list[VolumeLoadObject] = []
+
+    def forget() -> None:
+        with cache._lock:
+            if cache.get_volume_load_object(volume_id) is holder[0]:
+                cache.remove(volume_id)
+
+    async def body(signal: CancelSignal) -> Any:
+        try:
+            volume = await run_loader(loader, volume_id, dict(options, signal=signal))
+            if cached:
+                cache.admit(volume_id, int(getattr(volume, "size_in_bytes", 0)))
+            return volume
+        except BaseException:
+            if cached:
+                forget()
+            raise
+
+    obj = VolumeLoadObject(volume_id, body, forget if cached else None)
+    holder.append(obj)
+    _track(obj)
+    return obj
+
+
+def load_volume(volume_id: str, **options: Any) -> VolumeLoadObject:
+    """Create a volume with the loader for its scheme (or the unknown-volume loader), uncached."""
+    return _make_volume_load(volume_id, volume_loaders.resolve(volume_id), options, cached=False)
+
+
+def create_and_cache_volume(volume_id: str, **options: Any) -> VolumeLoadObject:
+    """Create (or return the cached) volume; the object resolves once its metadata is known."""
+    with cache._lock:
+        existing = cache.get_volume_load_object(volume_id)
+        if existing is not None:
+            if not (existing.done() and (existing.cancelled() or existing.exception())):
+                return existing  # type: ignore[return-value]
+            cache.remove(volume_id)
+        obj = _make_volume_load(volume_id, volume_loaders.resolve(volume_id), options, cached=True)
+        cache.put(volume_id, "volume", obj)
+        return obj

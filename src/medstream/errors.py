@@ -1,0 +1,104 @@
+"""Typed errors. Every load failure names the image ID and the cause so a user can act on it."""
+
+from __future__ import annotations
+
+
+class MedstreamError(Exception):
+    """Base class of every error medstream raises on purpose."""
+
+
+class ImageLoadError(MedstreamError):
+    """Loading one image ID failed; ``cause`` says why in words, ``__cause__`` keeps the original."""
+
+    def __init__(self, image_id: str, cause: str) -> None:
+        self.image_id = image_id
+        self.cause = cause
+        super().__init__(f"{image_id}: {cause}")
+
+    def __reduce__(self):  # keep picklable across processes (Dask workers)
+        return (self.__class__, (self.image_id, self.cause))
+
+
+class UnknownSchemeError(ImageLoadError):
+    """No loader is registered for the ID's scheme and no fallback loader is set."""
+
+    def __init__(self, image_id: str, scheme: str | None = None) -> None:
+        self.scheme = scheme if scheme is not None else image_id.split(":", 1)[0]
+        ImageLoadError.__init__(
+            self, image_id, f"no loader registered for scheme {self.scheme!r}"
+        )
+
+    def __reduce__(self):
+        return (self.__class__, (self.image_id, self.scheme))
+
+
+class DicomParseError(ImageLoadError):
+    """The bytes are not a readable DICOM object (truncated, not DICOM, broken header)."""
+
+
+class MissingPixelDataError(ImageLoadError):
+    """The object parsed but has no (usable) pixel data or a required image tag is missing."""
+
+
+class UnsupportedTransferSyntaxError(ImageLoadError):
+    """No decoder is available for the object's transfer syntax; names the UID."""
+
+    def __init__(self, image_id: str, transfer_syntax_uid: str, detail: str = "") -> None:
+        self.transfer_syntax_uid = transfer_syntax_uid
+        name = _uid_name(transfer_syntax_uid)
+        msg = f"unsupported transfer syntax {transfer_syntax_uid}{name}"
+        ImageLoadError.__init__(self, image_id, msg + (f" ({detail})" if detail else ""))
+
+    def __reduce__(self):
+        return (self.__class__, (self.image_id, self.transfer_syntax_uid))
+
+
+class DecodeError(ImageLoadError):
+    """A codestream could not be decoded (corrupt or truncated compressed data)."""
+
+
+class HTTPStatusError(ImageLoadError):
+    """The server answered with an error status. The URL never carries credentials."""
+
+    def __init__(self, image_id: str, status_code: int, url: str, detail: str = "") -> None:
+        self.status_code = status_code
+        self.url = url
+        msg = f"HTTP {status_code} from {url}" + (f": {detail}" if detail else "")
+        ImageLoadError.__init__(self, image_id, msg)
+
+    def __reduce__(self):
+        return (self.__class__, (self.image_id, self.status_code, self.url))
+
+
+class NetworkError(ImageLoadError):
+    """The request did not complete: connection refused or reset, timeout, truncated body."""
+
+
+class CacheSizeExceededError(MedstreamError):
+    """An item cannot fit in the cache even after evicting everything that may be evicted."""
+
+    def __init__(self, key: str, size: int, max_size: int, detail: str = "") -> None:
+        self.key = key
+        self.size = size
+        self.max_size = max_size
+        super().__init__(
+            f"{key}: {size} bytes do not fit in the cache (limit {max_size} bytes)"
+            + (f"; {detail}" if detail else "")
+        )
+
+    def __reduce__(self):
+        return (self.__class__, (self.key, self.size, self.max_size))
+
+
+class VolumeError(MedstreamError):
+    """A set of images cannot form one volume (mixed series, orientation, size, geometry)."""
+
+
+def _uid_name(uid: str) -> str:
+    try:
+        from pydicom.uid import UID
+
+        name = UID(uid).name
+        return f" ({name})" if name and name != uid else ""
+    except Exception:  # pragma: no cover - naming is best effort
+        return ""

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+import pytest
+
+import medstream as ms
+from medstream.core.cache import DEFAULT_MAX_CACHE_SIZE
+from medstream.core.request_pools import DEFAULT_MAX
+
+
+@pytest.fixture(autouse=True)
+def clean_state():
+    """Every test starts with an empty cache, no listeners and default pool limits."""
+    yield
+    ms.cancel_load_all()
+    ms.purge_cache()
+    ms.cache.set_max_cache_size(DEFAULT_MAX_CACHE_SIZE)
+    ms.events.remove_all_listeners()
+    for t, n in DEFAULT_MAX.items():
+        ms.request_pools.set_max_simultaneous_requests(t, n)
