@@ -26,6 +26,11 @@ from .core.loading import (
 from .core.metadata import MetadataRegistry, metadata
 from .core.request_pools import RequestPoolManager, RequestType, request_pools
 from .core.runtime import runtime
+from .codecs.registry import decoders
+from .loaders import wadors_image_ids
+from .loaders.dicomfile import image_id_for as dicomfile_image_id
+from .loaders.http import configure_http
+from .loaders.wadors import wadors_image_ids_async
 from .errors import (
     CacheSizeExceededError,
     DecodeError,
@@ -80,6 +85,11 @@ __all__ = [
     "VolumeError",
     "VolumeLoadObject",
     "cache",
+    "configure_http",
+    "decoders",
+    "dicomfile_image_id",
+    "wadors_image_ids",
+    "wadors_image_ids_async",
     "cancel_load_all",
     "cancel_load_image",
     "create_and_cache_volume",

@@ -1,0 +1,126 @@
+"""imagecodecs decoders: the primary codec set. They release the GIL, so frames decode in parallel."""
+
+from __future__ import annotations
+
+import imagecodecs
+import numpy as np
+
+from .frame import FrameInfo
+from .native import sign_extend
+
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
+JPEG_LOSSLESS = "1.2.840.10008.1.2.4.57"
+JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
+JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80"
+JPEG_LS_NEAR_LOSSLESS = "1.2.840.10008.1.2.4.81"
+J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
+J2K = "1.2.840.10008.1.2.4.91"
+HTJ2K_LOSSLESS = "1.2.840.10008.1.2.4.201"
+HTJ2K_LOSSLESS_RPCL = "1.2.840.10008.1.2.4.202"
+HTJ2K = "1.2.840.10008.1.2.4.203"
+RLE = "1.2.840.10008.1.2.5"
+
+_YBR_JPEG = ("YBR_FULL", "YBR_FULL_422")
+_YBR_J2K = ("YBR_RCT", "YBR_ICT")
+
+
+def conform(arr: np.ndarray, info: FrameInfo) -> np.ndarray:
+    """Give decoded samples the dtype and signedness the DICOM header declares."""
+    target = info.stored_dtype
+    if arr.dtype == target:
+        return arr
+    if info.pixel_representation == 1 and arr.dtype.kind == "u":
+        return sign_extend(arr, info.bits_stored, target)
+    if arr.dtype.itemsize == target.itemsize:
+        return arr.view(target)
+    return arr.astype(target)
+
+
+def _jpeg_markers(data: bytes) -> tuple[bool, bool]:
+    """(has JFIF APP0, has Adobe APP14) from the segments before the first scan."""
+    jfif = adobe = False
+    pos = 2
+    n = len(data)
+    while pos + 4 <= n and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xDA:  # start of scan
+            break
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        body = data[pos + 4 : pos + 2 + length]
+        if marker == 0xE0 and body.startswith(b"JFIF"):
+            jfif = True
+        elif marker == 0xEE and body.startswith(b"Adobe") and len(body) >= 12:
+            adobe = True  # libjpeg ignores a shorter (malformed) Adobe segment
+        pos += 2 + length
+    return jfif, adobe
+
+
+def _jpeg(data: bytes, info: FrameInfo) -> tuple[np.ndarray, str]:
+    kwargs = {}
+    if info.samples_per_pixel == 3 and info.photometric_interpretation == "RGB":
+        # DICOM says RGB: without a JFIF or Adobe marker libjpeg would wrongly assume YCbCr.
+        jfif, adobe = _jpeg_markers(data)
+        if not jfif and not adobe:
+            kwargs = {"colorspace": "RGB"}
+    try:
+        arr = imagecodecs.jpeg8_decode(data, **kwargs)
+    except Exception:
+        if info.transfer_syntax_uid not in (JPEG_LOSSLESS, JPEG_LOSSLESS_SV1):
+            raise
+        arr = imagecodecs.ljpeg_decode(data)
+    photometric = info.photometric_interpretation
+    if info.samples_per_pixel == 3 and photometric in _YBR_JPEG:
+        photometric = "RGB"  # libjpeg converted YCbCr to RGB
+    return conform(arr, info), photometric
+
+
+def _jpegls(data: bytes, info: FrameInfo) -> tuple[np.ndarray, str]:
+    return conform(imagecodecs.jpegls_decode(data), info), info.photometric_interpretation
+
+
+def _j2k(data: bytes, info: FrameInfo) -> tuple[np.ndarray, str]:
+    arr = imagecodecs.jpeg2k_decode(data)
+    photometric = info.photometric_interpretation
+    if info.samples_per_pixel == 3 and photometric in _YBR_J2K:
+        photometric = "RGB"  # OpenJPEG applied the inverse multi-component transform
+    return conform(arr, info), photometric
+
+
+def _htj2k(data: bytes, info: FrameInfo) -> tuple[np.ndarray, str]:
+    try:
+        return _j2k(data, info)
+    except Exception:
+        arr = imagecodecs.htj2k_decode(data)
+    photometric = info.photometric_interpretation
+    if info.samples_per_pixel == 3 and photometric in _YBR_J2K:
+        photometric = "RGB"
+    return conform(arr, info), photometric
+
+
+def _rle(data: bytes, info: FrameInfo) -> tuple[np.ndarray, str]:
+    stored = info.stored_dtype
+    be = stored.newbyteorder(">")
+    raw = imagecodecs.dicomrle_decode(data, be.str)
+    spp, rows, cols = info.samples_per_pixel, info.rows, info.columns
+    arr = np.frombuffer(raw, dtype=be, count=rows * cols * spp)
+    arr = arr.astype(stored) if be.itemsize > 1 else arr.view(stored)
+    if spp > 1:
+        arr = arr.reshape(spp, rows, cols).transpose(1, 2, 0)  # RLE segments are planar
+    else:
+        arr = arr.reshape(rows, cols)
+    if info.pixel_representation == 1 and info.bits_stored < info.bits_allocated:
+        arr = sign_extend(arr, info.bits_stored, stored)
+    return arr, info.photometric_interpretation
+
+
+def register(registry) -> None:  # noqa: ANN001 - DecoderRegistry, avoided import cycle
+    for uid in (JPEG_BASELINE, JPEG_EXTENDED, JPEG_LOSSLESS, JPEG_LOSSLESS_SV1):
+        registry.register(uid, "imagecodecs", _jpeg, priority=10)
+    for uid in (JPEG_LS_LOSSLESS, JPEG_LS_NEAR_LOSSLESS):
+        registry.register(uid, "imagecodecs", _jpegls, priority=10)
+    for uid in (J2K_LOSSLESS, J2K):
+        registry.register(uid, "imagecodecs", _j2k, priority=10)
+    for uid in (HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, HTJ2K):
+        registry.register(uid, "imagecodecs", _htj2k, priority=10)
+    registry.register(RLE, "imagecodecs", _rle, priority=10)

@@ -1,0 +1,69 @@
+"""Uncompressed pixel data: a zero-copy view where the byte order allows."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .frame import FrameInfo
+
+
+class PixelDataLengthError(ValueError):
+    pass
+
+
+def decode_native(buffer: bytes | memoryview, index: int, info: FrameInfo) -> np.ndarray:
+    """Frame ``index`` (0-based) of native pixel data as (rows, cols) or (rows, cols, samples)."""
+    rows, cols, spp = info.rows, info.columns, info.samples_per_pixel
+    buf = np.frombuffer(buffer, dtype=np.uint8)
+    if info.big_endian and info.pixel_vr == "OW" and info.bits_allocated < 16 and buf.size % 2 == 0:
+        buf = buf.view(">u2").byteswap().view(np.uint8)  # OW words were written big endian
+    if info.bits_allocated == 1:
+        nbits = rows * cols * spp
+        start = index * nbits
+        need = (start + nbits + 7) // 8
+        if buf.size < need:
+            raise PixelDataLengthError(f"pixel data too short: {buf.size} bytes, need {need}")
+        chunk = buf[start // 8 : need]
+        bits = np.unpackbits(chunk, bitorder="little")[start % 8 : start % 8 + nbits]
+        return bits.reshape(rows, cols) if spp == 1 else bits.reshape(rows, cols, spp)
+
+    nbytes = info.frame_nbytes()
+    offset = index * nbytes
+    if buf.size < offset + nbytes:
+        raise PixelDataLengthError(
+            f"pixel data too short: {buf.size} bytes, frame {index + 1} needs {offset + nbytes}"
+        )
+    dt = info.stored_dtype.newbyteorder(">" if info.big_endian else "<")
+    arr = buf[offset : offset + nbytes].view(dt)
+    if info.big_endian and dt.itemsize > 1:
+        arr = arr.astype(dt.newbyteorder("="))
+    if info.pixel_representation == 1 and info.bits_stored < info.bits_allocated and not info.float_pixels:
+        arr = sign_extend(arr, info.bits_stored, info.stored_dtype)
+    if info.subsampled_422:
+        return upsample_ybr_422(arr.reshape(rows, cols // 2, 4))
+    if spp == 1:
+        return arr.reshape(rows, cols)
+    if info.planar_configuration == 1:
+        return arr.reshape(spp, rows, cols).transpose(1, 2, 0)
+    return arr.reshape(rows, cols, spp)
+
+
+def upsample_ybr_422(packed: np.ndarray) -> np.ndarray:
+    """[Y1 Y2 Cb Cr] per pixel pair -> (rows, cols, 3) YBR_FULL."""
+    rows, half, _ = packed.shape
+    out = np.empty((rows, half * 2, 3), dtype=packed.dtype)
+    out[:, 0::2, 0] = packed[..., 0]
+    out[:, 1::2, 0] = packed[..., 1]
+    out[:, :, 1] = np.repeat(packed[..., 2], 2, axis=1)
+    out[:, :, 2] = np.repeat(packed[..., 3], 2, axis=1)
+    return out
+
+
+def sign_extend(arr: np.ndarray, bits_stored: int, target: np.dtype) -> np.ndarray:
+    """Reinterpret ``bits_stored``-bit two's complement samples held in wider words."""
+    t = np.dtype(target)
+    shift = t.itemsize * 8 - bits_stored
+    a = arr.view(t) if arr.dtype.itemsize == t.itemsize else arr.astype(t)
+    if shift <= 0:
+        return a
+    return (a << shift) >> shift

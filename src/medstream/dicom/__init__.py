@@ -1,0 +1,1 @@
+"""DICOM specifics shared by the dicomfile, wadouri and wadors loaders."""

@@ -1,0 +1,185 @@
+"""Cornerstone-style metadata modules from a pydicom Dataset (a Part 10 file or DICOMweb JSON).
+
+Enhanced multi-frame objects keep per-frame attributes in functional groups; ``frame`` picks the
+per-frame item, then the shared one, then the top level, so each frame gets its own position,
+rescale and window.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+MODULES = (
+    "imagePlaneModule",
+    "imagePixelModule",
+    "generalSeriesModule",
+    "generalStudyModule",
+    "patientModule",
+    "modalityLutModule",
+    "voiLutModule",
+    "multiframeModule",
+    "sopCommonModule",
+    "transferSyntax",
+    "generalImageModule",
+)
+
+
+def _num(v: Any) -> float | None:
+    try:
+        return None if v is None or v == "" else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _nums(v: Any) -> list[float] | None:
+    if v is None or v == "":
+        return None
+    try:
+        if isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue":
+            return [float(x) for x in v]
+        return [float(v)]
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(v: Any) -> int | None:
+    try:
+        return None if v is None or v == "" else int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _str(v: Any) -> str | None:
+    return None if v is None or v == "" else str(v)
+
+
+def _groups_item(ds: Dataset, frame: int, group_item: str) -> Dataset | None:
+    """Item of ``group_item`` sequence for ``frame`` (per-frame group, then shared group)."""
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is not None and 0 <= frame < len(per_frame):
+        inner = per_frame[frame].get(group_item)
+        if inner:
+            return inner[0]
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared:
+        inner = shared[0].get(group_item)
+        if inner:
+            return inner[0]
+    return None
+
+
+def _lookup(ds: Dataset, frame: int, group_item: str, keyword: str) -> Any:
+    item = _groups_item(ds, frame, group_item)
+    if item is not None and keyword in item:
+        return item.get(keyword)
+    return ds.get(keyword)
+
+
+def build_modules(ds: Dataset, frame: int = 0, transfer_syntax_uid: str | None = None) -> dict[str, Any]:
+    """All metadata modules for frame ``frame`` (0-based) of ``ds``."""
+    g = ds.get
+    rows, cols = _int(g("Rows")), _int(g("Columns"))
+    iop = _nums(_lookup(ds, frame, "PlaneOrientationSequence", "ImageOrientationPatient"))
+    ipp = _nums(_lookup(ds, frame, "PlanePositionSequence", "ImagePositionPatient"))
+    spacing = _nums(_lookup(ds, frame, "PixelMeasuresSequence", "PixelSpacing"))
+    if spacing is None:
+        spacing = _nums(g("ImagerPixelSpacing"))
+    thickness = _num(_lookup(ds, frame, "PixelMeasuresSequence", "SliceThickness"))
+    between = _num(_lookup(ds, frame, "PixelMeasuresSequence", "SpacingBetweenSlices"))
+    slope = _num(_lookup(ds, frame, "PixelValueTransformationSequence", "RescaleSlope"))
+    intercept = _num(_lookup(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept"))
+    rescale_type = _str(_lookup(ds, frame, "PixelValueTransformationSequence", "RescaleType"))
+    wc = _nums(_lookup(ds, frame, "FrameVOILUTSequence", "WindowCenter"))
+    ww = _nums(_lookup(ds, frame, "FrameVOILUTSequence", "WindowWidth"))
+    voi_fn = _str(_lookup(ds, frame, "FrameVOILUTSequence", "VOILUTFunction"))
+    ts = transfer_syntax_uid
+    if ts is None:
+        meta = getattr(ds, "file_meta", None)
+        if meta is not None and "TransferSyntaxUID" in meta:
+            ts = str(meta.TransferSyntaxUID)
+        elif "TransferSyntaxUID" in ds:  # DICOMweb JSON may carry (0002,0010) in the dataset
+            ts = str(ds.TransferSyntaxUID)
+    n_frames = _int(g("NumberOfFrames")) or 1
+    return {
+        "imagePlaneModule": {
+            "frame_of_reference_uid": _str(g("FrameOfReferenceUID")),
+            "rows": rows,
+            "columns": cols,
+            "image_orientation_patient": iop,
+            "row_cosines": iop[:3] if iop and len(iop) == 6 else None,
+            "column_cosines": iop[3:] if iop and len(iop) == 6 else None,
+            "image_position_patient": ipp,
+            "slice_thickness": thickness,
+            "slice_location": _num(g("SliceLocation")),
+            "spacing_between_slices": between,
+            "pixel_spacing": spacing,
+            # DICOM PixelSpacing is [row spacing (between rows), column spacing (between columns)]
+            "row_pixel_spacing": spacing[0] if spacing else None,
+            "column_pixel_spacing": spacing[1] if spacing and len(spacing) > 1 else None,
+        },
+        "imagePixelModule": {
+            "samples_per_pixel": _int(g("SamplesPerPixel")) or 1,
+            "photometric_interpretation": _str(g("PhotometricInterpretation")) or "MONOCHROME2",
+            "rows": rows,
+            "columns": cols,
+            "bits_allocated": _int(g("BitsAllocated")),
+            "bits_stored": _int(g("BitsStored")),
+            "high_bit": _int(g("HighBit")),
+            "pixel_representation": _int(g("PixelRepresentation")) or 0,
+            "planar_configuration": _int(g("PlanarConfiguration")),
+            "pixel_aspect_ratio": _nums(g("PixelAspectRatio")),
+            "smallest_pixel_value": _int(g("SmallestImagePixelValue")),
+            "largest_pixel_value": _int(g("LargestImagePixelValue")),
+            "red_palette_color_lookup_table_descriptor": _nums(g("RedPaletteColorLookupTableDescriptor")),
+        },
+        "generalSeriesModule": {
+            "modality": _str(g("Modality")),
+            "series_instance_uid": _str(g("SeriesInstanceUID")),
+            "series_number": _int(g("SeriesNumber")),
+            "series_description": _str(g("SeriesDescription")),
+            "series_date": _str(g("SeriesDate")),
+            "series_time": _str(g("SeriesTime")),
+            "study_instance_uid": _str(g("StudyInstanceUID")),
+        },
+        "generalStudyModule": {
+            "study_instance_uid": _str(g("StudyInstanceUID")),
+            "study_date": _str(g("StudyDate")),
+            "study_time": _str(g("StudyTime")),
+            "study_description": _str(g("StudyDescription")),
+            "accession_number": _str(g("AccessionNumber")),
+        },
+        "patientModule": {
+            "patient_name": _str(g("PatientName")),
+            "patient_id": _str(g("PatientID")),
+        },
+        "generalImageModule": {
+            "instance_number": _int(g("InstanceNumber")),
+            "image_type": [str(x) for x in g("ImageType")] if g("ImageType") else None,
+            "acquisition_number": _int(g("AcquisitionNumber")),
+        },
+        "modalityLutModule": {
+            "rescale_slope": slope if slope is not None else None,
+            "rescale_intercept": intercept if intercept is not None else None,
+            "rescale_type": rescale_type,
+            "has_modality_lut_sequence": "ModalityLUTSequence" in ds,
+        },
+        "voiLutModule": {
+            "window_center": wc,
+            "window_width": ww,
+            "voi_lut_function": voi_fn or "LINEAR",
+        },
+        "multiframeModule": {
+            "number_of_frames": n_frames,
+            "frame_number": frame + 1,
+            "frame_time": _num(g("FrameTime")),
+            "frame_increment_pointer": _str(g("FrameIncrementPointer")),
+            "enhanced": "PerFrameFunctionalGroupsSequence" in ds,
+        },
+        "sopCommonModule": {
+            "sop_class_uid": _str(g("SOPClassUID")),
+            "sop_instance_uid": _str(g("SOPInstanceUID")),
+        },
+        "transferSyntax": {"transfer_syntax_uid": ts},
+    }

@@ -1,0 +1,150 @@
+"""Parse Part 10 objects with pydicom and turn one frame into an ``Image``."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.encaps import get_frame
+from pydicom.errors import InvalidDicomError
+
+from ..codecs.frame import FrameInfo
+from ..codecs.pixels import frame_to_image
+from ..codecs.registry import decode_frame
+from ..core.image import Image
+from ..errors import DecodeError, DicomParseError, ImageLoadError, MissingPixelDataError
+
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+@dataclass
+class ParsedDicom:
+    dataset: Dataset
+    info: FrameInfo
+    pixel_bytes: bytes
+    nbytes: int
+
+    def frame_payload(self, image_id: str, index: int) -> tuple[bytes | memoryview, int]:
+        """(data, native frame index): whole native pixel data, or one encapsulated frame."""
+        if self.info.native:
+            return self.pixel_bytes, index
+        try:
+            return get_frame(self.pixel_bytes, index, number_of_frames=self.info.number_of_frames), 0
+        except Exception as exc:
+            raise DecodeError(image_id, f"cannot extract frame {index + 1}: {exc}") from exc
+
+
+def frame_info(image_id: str, ds: Dataset, transfer_syntax_uid: str) -> FrameInfo:
+    """Validate the image pixel attributes before any allocation."""
+    missing = [k for k in ("Rows", "Columns", "BitsAllocated") if ds.get(k) in (None, "")]
+    if missing:
+        raise MissingPixelDataError(image_id, f"missing required attribute(s) {', '.join(missing)}")
+    kw = next((k for k in _PIXEL_KEYWORDS if k in ds), "PixelData")
+    bits_allocated = int(ds.BitsAllocated)
+    try:
+        n_frames = int(ds.get("NumberOfFrames") or 1)
+    except (TypeError, ValueError):
+        n_frames = 1
+    elem = ds[kw] if kw in ds else None
+    info = FrameInfo(
+        rows=int(ds.Rows),
+        columns=int(ds.Columns),
+        samples_per_pixel=int(ds.get("SamplesPerPixel") or 1),
+        bits_allocated=bits_allocated,
+        bits_stored=int(ds.get("BitsStored") or bits_allocated),
+        pixel_representation=int(ds.get("PixelRepresentation") or 0),
+        photometric_interpretation=str(ds.get("PhotometricInterpretation") or "MONOCHROME2").strip(),
+        transfer_syntax_uid=transfer_syntax_uid,
+        planar_configuration=int(ds.get("PlanarConfiguration") or 0),
+        number_of_frames=n_frames,
+        float_pixels=kw != "PixelData",
+        pixel_vr=str(getattr(elem, "VR", "OW") or "OW") if elem is not None else "OW",
+    )
+    problem = info.validate()
+    if problem:
+        raise MissingPixelDataError(image_id, problem)
+    return info
+
+
+def parse_part10(image_id: str, source: str | os.PathLike[str] | bytes) -> ParsedDicom:
+    """Read a Part 10 object (path or bytes). Errors name the image and the cause."""
+    try:
+        fp: Any = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+        ds = dcmread(fp, force=False)
+    except FileNotFoundError as exc:
+        raise ImageLoadError(image_id, f"file not found: {exc.filename}") from exc
+    except IsADirectoryError as exc:
+        raise ImageLoadError(image_id, f"is a directory: {exc.filename}") from exc
+    except PermissionError as exc:
+        raise ImageLoadError(image_id, f"permission denied: {exc.filename}") from exc
+    except InvalidDicomError as exc:
+        raise DicomParseError(image_id, f"not a DICOM Part 10 object ({exc})") from exc
+    except (EOFError, OSError, ValueError, KeyError, IndexError, TypeError, OverflowError) as exc:
+        raise DicomParseError(image_id, f"truncated or malformed DICOM ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # pydicom raises a variety of errors on broken input
+        raise DicomParseError(image_id, f"unreadable DICOM ({type(exc).__name__}: {exc})") from exc
+    meta = getattr(ds, "file_meta", None)
+    ts = str(meta.TransferSyntaxUID) if meta is not None and "TransferSyntaxUID" in meta else None
+    if ts is None:
+        raise DicomParseError(image_id, "no transfer syntax in the file meta information")
+    kw = next((k for k in _PIXEL_KEYWORDS if k in ds), None)
+    if kw is None:
+        raise MissingPixelDataError(image_id, "the object has no pixel data")
+    info = frame_info(image_id, ds, ts)
+    try:
+        pixel_bytes = ds[kw].value
+    except Exception as exc:
+        raise DicomParseError(image_id, f"pixel data unreadable ({type(exc).__name__}: {exc})") from exc
+    if not pixel_bytes:
+        raise MissingPixelDataError(image_id, "the pixel data element is empty")
+    return ParsedDicom(ds, info, pixel_bytes, len(pixel_bytes))
+
+
+def decode_to_image(
+    image_id: str,
+    data: bytes | memoryview,
+    info: FrameInfo,
+    modules: dict[str, Any],
+    *,
+    index: int = 0,
+    prescale: bool = True,
+    lut_source: Any = None,
+) -> Image:
+    """Decode one frame's bytes and build the ``Image`` (CPU work: run in the worker pool)."""
+    start = time.perf_counter()
+    raw, photometric = decode_frame(image_id, data, info, index)
+    try:
+        image = frame_to_image(
+            image_id, raw, photometric, info, modules, prescale=prescale, lut_source=lut_source
+        )
+    except ImageLoadError:
+        raise
+    except Exception as exc:
+        raise DecodeError(image_id, f"cannot convert pixels ({type(exc).__name__}: {exc})") from exc
+    image.decode_time_ms = (time.perf_counter() - start) * 1000.0
+    return image
+
+
+def check_frame(image_id: str, frame: int, n_frames: int) -> None:
+    if not 1 <= frame <= n_frames:
+        raise ImageLoadError(image_id, f"frame {frame} out of range 1..{n_frames}")
+
+
+def decode_parsed_frame(image_id: str, parsed: ParsedDicom, frame: int, prescale: bool) -> Image:
+    """Frame ``frame`` (1-based) of a parsed object: record its modules, decode it."""
+    from .modules import build_modules
+    from .store import module_store
+
+    check_frame(image_id, frame, parsed.info.number_of_frames)
+    modules = build_modules(parsed.dataset, frame - 1, parsed.info.transfer_syntax_uid)
+    module_store.put(image_id, modules)
+    data, index = parsed.frame_payload(image_id, frame - 1)
+    return decode_to_image(
+        image_id, data, parsed.info, modules, index=index, prescale=prescale,
+        lut_source=parsed.dataset,
+    )

@@ -1,0 +1,61 @@
+"""``wadouri:http(s)://...`` — HTTP GET of a Part 10 object (WADO-URI).
+
+The parsed object is shared by URL without the ``frame`` parameter, so the frames of one
+multi-frame object are fetched and parsed once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ..core.image import Image
+from ..core.runtime import runtime
+from ..dicom.part10 import ParsedDicom, decode_parsed_frame, parse_part10
+from ..errors import ImageLoadError
+from .http import fetch, http_config
+from .shared import SharedResults
+
+SCHEME = "wadouri"
+objects: SharedResults[ParsedDicom] = SharedResults(
+    max_items=64, size_of=lambda p: p.nbytes, max_bytes=512 * 1024**2
+)
+
+
+def split_frame(url: str) -> tuple[str, int | None]:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    frames = [v for k, v in query if k == "frame"]
+    rest = [(k, v) for k, v in query if k != "frame"]
+    base = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
+    return base, (int(frames[0]) if frames and frames[0].isdigit() else None)
+
+
+async def fetch_part10(image_id: str, url: str, accept: str | None, **http: Any) -> ParsedDicom:
+    """Fetch and parse (in the worker pool) one Part 10 object, shared by URL."""
+
+    async def get() -> ParsedDicom:
+        resp = await fetch(url, image_id, accept=accept, config=http_config(**http))
+        body = resp.content
+        if accept and accept.startswith("multipart/"):
+            from .multipart import MultipartError, parse_multipart_related
+
+            try:
+                parts = parse_multipart_related(body, resp.headers.get("content-type", ""))
+            except MultipartError as exc:
+                raise ImageLoadError(image_id, f"{exc} from {url.split('?')[0]}") from exc
+            if not parts:
+                raise ImageLoadError(image_id, "empty multipart response")
+            body = parts[0].data
+        return await runtime.to_thread(parse_part10, image_id, body)
+
+    return await objects.get(url, get)
+
+
+async def load_wadouri(image_id: str, prescale: bool = True, **http: Any) -> Image:
+    url = image_id[len(SCHEME) + 1 :]
+    if not url.startswith(("http://", "https://")):
+        raise ImageLoadError(image_id, "wadouri IDs must hold an http(s) URL")
+    base, frame = split_frame(url)
+    parsed = await fetch_part10(image_id, base, "application/dicom", **http)
+    return await runtime.to_thread(decode_parsed_frame, image_id, parsed, frame or 1, prescale)
