@@ -292,7 +292,6 @@ def test_events_handler_exception_does_not_break_load(caplog):
 
 
 def test_metadata_providers_priority():
-    ms.metadata.remove_all_providers()
     low = lambda module, image_id: {"who": "low"} if module == "m" else None  # noqa: E731
     high = lambda module, image_id: {"who": "high"} if image_id == "x:1" else None  # noqa: E731
 
@@ -307,7 +306,8 @@ def test_metadata_providers_priority():
     assert ms.metadata.get("other", "x:2") is None
     ms.metadata.remove_provider(high)
     assert ms.metadata.get("m", "x:1") == {"who": "low"}
-    ms.metadata.remove_all_providers()
+    ms.metadata.remove_provider(low)
+    ms.metadata.remove_provider(broken)
 
 
 def test_volume_registry_and_cache():

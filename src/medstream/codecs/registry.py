@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DecodeError, UnsupportedTransferSyntaxError
-from .frame import FrameInfo
+from .frame import NATIVE_SYNTAXES, FrameInfo
 from .native import PixelDataLengthError, decode_native
 
 Decoder = Callable[[bytes, FrameInfo], tuple[np.ndarray, str]]
@@ -46,6 +46,10 @@ class DecoderRegistry:
 
     def plugins(self, uid: str) -> list[str]:
         return [p.name for p in self._by_syntax.get(uid, [])]
+
+    def can_decode(self, uid: str) -> bool:
+        _ensure_builtin()
+        return uid in NATIVE_SYNTAXES or bool(self._by_syntax.get(uid))
 
     def supported(self) -> list[str]:
         return sorted(uid for uid, plugins in self._by_syntax.items() if plugins)

@@ -15,9 +15,15 @@ from pydicom.errors import InvalidDicomError
 
 from ..codecs.frame import FrameInfo
 from ..codecs.pixels import frame_to_image
-from ..codecs.registry import decode_frame
+from ..codecs.registry import decode_frame, decoders
 from ..core.image import Image
-from ..errors import DecodeError, DicomParseError, ImageLoadError, MissingPixelDataError
+from ..errors import (
+    DecodeError,
+    DicomParseError,
+    ImageLoadError,
+    MissingPixelDataError,
+    UnsupportedTransferSyntaxError,
+)
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -33,6 +39,8 @@ class ParsedDicom:
         """(data, native frame index): whole native pixel data, or one encapsulated frame."""
         if self.info.native:
             return self.pixel_bytes, index
+        if not decoders.can_decode(self.info.transfer_syntax_uid):
+            raise UnsupportedTransferSyntaxError(image_id, self.info.transfer_syntax_uid)
         try:
             return get_frame(self.pixel_bytes, index, number_of_frames=self.info.number_of_frames), 0
         except Exception as exc:
