@@ -17,3 +17,20 @@ def clean_state():
     ms.events.remove_all_listeners()
     for t, n in DEFAULT_MAX.items():
         ms.request_pools.set_max_simultaneous_requests(t, n)
+
+
+@pytest.fixture(scope="session")
+def orthanc():
+    """A real Orthanc with DICOMweb on 127.0.0.1. In CI a missing Orthanc fails, never skips."""
+    import os
+
+    from orthanc_server import Orthanc, available
+
+    if not available():
+        msg = "Orthanc + orthanc-dicomweb not installed (apt-get install orthanc orthanc-dicomweb)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    server = Orthanc().start()
+    yield server
+    server.stop()

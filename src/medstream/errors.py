@@ -11,9 +11,11 @@ class ImageLoadError(MedstreamError):
     """Loading one image ID failed; ``cause`` says why in words, ``__cause__`` keeps the original."""
 
     def __init__(self, image_id: str, cause: str) -> None:
+        from .redact import redact_text
+
         self.image_id = image_id
-        self.cause = cause
-        super().__init__(f"{image_id}: {cause}")
+        self.cause = redact_text(cause)
+        super().__init__(f"{redact_text(image_id)}: {self.cause}")
 
     def __reduce__(self):  # keep picklable across processes (Dask workers)
         return (self.__class__, (self.image_id, self.cause))

@@ -11,17 +11,15 @@ import logging
 import random
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
 from ..errors import HTTPStatusError, NetworkError
+from ..redact import redact_url
 
 log = logging.getLogger("medstream.http")
 
 RETRY_STATUS = frozenset({429, 502, 503, 504})
-_SECRET_PARAMS = {"token", "access_token", "auth", "key", "apikey", "api_key", "signature",
-                  "sig", "password", "x-amz-signature", "x-amz-credential", "code"}
 
 
 @dataclass(frozen=True)
@@ -55,20 +53,6 @@ def http_config(**overrides: Any) -> HttpConfig:
     """The defaults with per-load overrides (None values are ignored)."""
     kw = {k: v for k, v in overrides.items() if v is not None and k in HttpConfig.__dataclass_fields__}
     return replace(_config, **kw) if kw else _config
-
-
-def redact_url(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    query = urlencode(
-        [(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _client(verify: bool | str) -> httpx.AsyncClient:

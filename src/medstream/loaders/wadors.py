@@ -21,7 +21,8 @@ from ..dicom.modules import build_modules
 from ..dicom.part10 import check_frame, decode_parsed_frame, decode_to_image, frame_info
 from ..dicom.store import module_store
 from ..errors import HTTPStatusError, ImageLoadError, MissingPixelDataError
-from .http import fetch, http_config, redact_url
+from ..redact import redact_url
+from .http import fetch, http_config
 from .multipart import MultipartError, parse_multipart_related
 from .shared import SharedResults
 from .wadouri import fetch_part10

@@ -7,7 +7,7 @@ multi-frame object are fetched and parsed once.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from ..core.image import Image
 from ..core.runtime import runtime
@@ -23,12 +23,18 @@ objects: SharedResults[ParsedDicom] = SharedResults(
 
 
 def split_frame(url: str) -> tuple[str, int | None]:
+    """(object URL without ``frame``, frame). The rest of the query is kept byte for byte:
+    servers differ in how they decode it."""
     parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    frames = [v for k, v in query if k == "frame"]
-    rest = [(k, v) for k, v in query if k != "frame"]
-    base = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
-    return base, (int(frames[0]) if frames and frames[0].isdigit() else None)
+    kept, frame = [], None
+    for item in parts.query.split("&") if parts.query else []:
+        key, _, value = item.partition("=")
+        if key == "frame":
+            frame = int(value) if value.isdigit() else None
+        else:
+            kept.append(item)
+    base = urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(kept), parts.fragment))
+    return base, frame
 
 
 async def fetch_part10(image_id: str, url: str, accept: str | None, **http: Any) -> ParsedDicom:
