@@ -95,6 +95,15 @@ class Cache:
             self._entries.move_to_end(key)
             return entry.load_object
 
+    def get_live(self, key: str, kind: str) -> LoadObject[Any] | None:
+        """The cached load object unless it failed or was cancelled (then it is dropped)."""
+        with self._lock:
+            obj = self._get(key, kind)
+            if obj is not None and obj.done() and (obj.cancelled() or obj.exception()):
+                self.remove(key)
+                return None
+            return obj
+
     def put(self, key: str, kind: str, load_object: LoadObject[Any]) -> None:
         """Register an in-flight load object; its bytes are admitted later by ``admit``."""
         with self._lock:

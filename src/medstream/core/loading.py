@@ -139,11 +139,9 @@ def load_and_cache_image(
 ) -> ImageLoadObject:
     """Load through the cache: concurrent calls for one ID share a single load."""
     with cache._lock:
-        existing = cache.get_image_load_object(image_id)
+        existing = cache.get_live(image_id, "image")
         if existing is not None:
-            if not (existing.done() and (existing.cancelled() or existing.exception())):
-                return existing  # type: ignore[return-value]
-            cache.remove(image_id)
+            return existing  # type: ignore[return-value]
         loader = image_loaders.resolve(image_id)
 
         def admit(image: Image) -> None:
@@ -241,11 +239,9 @@ def load_volume(volume_id: str, **options: Any) -> VolumeLoadObject:
 def create_and_cache_volume(volume_id: str, **options: Any) -> VolumeLoadObject:
     """Create (or return the cached) volume; the object resolves once its metadata is known."""
     with cache._lock:
-        existing = cache.get_volume_load_object(volume_id)
+        existing = cache.get_live(volume_id, "volume")
         if existing is not None:
-            if not (existing.done() and (existing.cancelled() or existing.exception())):
-                return existing  # type: ignore[return-value]
-            cache.remove(volume_id)
+            return existing  # type: ignore[return-value]
         obj = _make_volume_load(volume_id, volume_loaders.resolve(volume_id), options, cached=True)
         cache.put(volume_id, "volume", obj)
         return obj

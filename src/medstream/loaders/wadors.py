@@ -8,6 +8,7 @@ answers 400/500 for some encapsulated objects) the whole instance is fetched ins
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -150,7 +151,7 @@ def wadors_image_ids(series_url: str, **http: Any) -> list[str]:
 def _frame_info_for(image_id: str, ds: Dataset, ts: str) -> FrameInfo:
     info = frame_info(image_id, ds, ts)
     # A frames response holds exactly one frame.
-    return FrameInfo(**{**info.__dict__, "number_of_frames": 1})
+    return dataclasses.replace(info, number_of_frames=1)
 
 
 async def load_wadors(image_id: str, prescale: bool = True, **http: Any) -> Image:
