@@ -3,6 +3,7 @@
 >>> import medstream as ms
 >>> image = ms.load_and_cache_image("dicomfile:/data/ct/1.dcm").result()
 >>> image = await ms.load_image("wadors:https://pacs/dicom-web/studies/.../frames/1")
+>>> volume = ms.open_volume("ct_folder/")  # or a DICOMweb series URL, or a .nii.gz
 """
 
 from __future__ import annotations
@@ -31,10 +32,24 @@ from .loaders import wadors_image_ids
 from .loaders.dicomfile import image_id_for as dicomfile_image_id
 from .loaders.http import configure_http
 from .loaders.wadors import wadors_image_ids_async
+from .volumes import (
+    GeometryWarning,
+    NiftiVolume,
+    SliceInfo,
+    StreamingImageVolume,
+    VolumeGeometry,
+    VolumeLoadError,
+    VolumeLoadStatus,
+    VolumeProgress,
+    compute_geometry,
+    split_series,
+)
+from .discovery import FolderScan, SeriesInfo, open_volume, open_volume_async, scan_folder, scan_folder_async
 from .errors import (
     CacheSizeExceededError,
     DecodeError,
     DicomParseError,
+    GeometryError,
     HTTPStatusError,
     ImageLoadError,
     MedstreamError,
@@ -61,6 +76,23 @@ def purge_cache() -> None:
 
 
 __all__ = [
+    "FolderScan",
+    "GeometryError",
+    "GeometryWarning",
+    "NiftiVolume",
+    "SeriesInfo",
+    "SliceInfo",
+    "StreamingImageVolume",
+    "VolumeGeometry",
+    "VolumeLoadError",
+    "VolumeLoadStatus",
+    "VolumeProgress",
+    "compute_geometry",
+    "open_volume",
+    "open_volume_async",
+    "scan_folder",
+    "scan_folder_async",
+    "split_series",
     "Cache",
     "CacheSizeExceededError",
     "CancelSignal",

@@ -93,7 +93,22 @@ class CacheSizeExceededError(MedstreamError):
 
 
 class VolumeError(MedstreamError):
-    """A set of images cannot form one volume (mixed series, orientation, size, geometry)."""
+    """A set of images cannot form one volume, or a volume load failed; names the volume or the
+    offending image IDs (``image_ids``) and the cause."""
+
+    def __init__(self, message: str, image_ids: list[str] | tuple[str, ...] = ()) -> None:
+        from .redact import redact_text
+
+        self.image_ids = list(image_ids)
+        super().__init__(redact_text(message))
+
+    def __reduce__(self):
+        return (self.__class__, (str(self), self.image_ids))
+
+
+class GeometryError(VolumeError):
+    """Slices do not form a volume under the chosen policy: mixed series, size or orientation,
+    duplicate positions, missing or irregular spacing, gantry tilt (with ``tilt="raise"``)."""
 
 
 def _uid_name(uid: str) -> str:

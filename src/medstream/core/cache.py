@@ -174,6 +174,11 @@ class Cache:
                 self._size -= entry.size
         if cancel and not entry.load_object.done():
             entry.load_object.cancel()
+        elif cancel and entry.kind == "volume" and not entry.load_object.cancelled():
+            if entry.load_object.exception() is None:  # a created volume may still be streaming
+                stop = getattr(entry.load_object.result(), "cancel_loading", None)
+                if stop is not None:
+                    stop()
         if entry.admitted:
             self._announce_removed([entry])
         return True

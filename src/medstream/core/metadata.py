@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger("medstream.metadata")
 
 Provider = Callable[[str, str], Any]
+Preloader = Callable[..., Awaitable[None]]
 
 
 class MetadataRegistry:
@@ -17,6 +18,7 @@ class MetadataRegistry:
         self._lock = threading.Lock()
         self._providers: list[tuple[int, int, Provider]] = []
         self._seq = 0
+        self._preloaders: dict[str, Preloader] = {}
 
     def add_provider(self, provider: Provider, priority: int = 0) -> None:
         """Providers with equal priority are asked in the order they were added."""
@@ -46,6 +48,26 @@ class MetadataRegistry:
             if value is not None:
                 return value
         return None
+
+
+    # -- preloading: get metadata for many IDs at once, before their pixels -------------------
+    def register_preloader(self, scheme: str, preloader: Preloader) -> None:
+        """``async preloader(image_ids, **options)`` makes metadata for those IDs available
+        cheaply (header reads, one series /metadata request); volumes call it before loading."""
+        with self._lock:
+            self._preloaders[scheme.rstrip(":")] = preloader
+
+    async def preload(self, image_ids: list[str], **options: Any) -> None:
+        from .registry import call_kwargs, scheme_of
+
+        by_scheme: dict[str, list[str]] = {}
+        for image_id in image_ids:
+            by_scheme.setdefault(scheme_of(image_id), []).append(image_id)
+        for scheme, ids in by_scheme.items():
+            with self._lock:
+                fn = self._preloaders.get(scheme)
+            if fn is not None:
+                await fn(ids, **call_kwargs(fn, options))
 
 
 metadata = MetadataRegistry()

@@ -158,6 +158,8 @@ def build_modules(ds: Dataset, frame: int = 0, transfer_syntax_uid: str | None =
             "instance_number": _int(g("InstanceNumber")),
             "image_type": [str(x) for x in g("ImageType")] if g("ImageType") else None,
             "acquisition_number": _int(g("AcquisitionNumber")),
+            "echo_number": _int(g("EchoNumbers")),
+            "temporal_position": _int(g("TemporalPositionIdentifier")),
         },
         "modalityLutModule": {
             "rescale_slope": slope if slope is not None else None,

@@ -58,7 +58,7 @@ def frame_info(image_id: str, ds: Dataset, transfer_syntax_uid: str) -> FrameInf
         n_frames = int(ds.get("NumberOfFrames") or 1)
     except (TypeError, ValueError):
         n_frames = 1
-    elem = ds[kw] if kw in ds else None
+    elem = ds.get_item(kw, keep_deferred=True) if kw in ds else None  # VR without reading it
     info = FrameInfo(
         rows=int(ds.Rows),
         columns=int(ds.Columns),

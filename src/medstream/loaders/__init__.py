@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 from ..core.loading import register_image_loader
-from .dicomfile import load_dicomfile
-from .wadors import load_wadors, wadors_image_ids
+from ..core.metadata import metadata
+from ..core.loading import register_volume_loader
+from .dicomfile import load_dicomfile, preload_dicomfile_metadata
+from .nifti import load_nifti_slice, nifti_volume_loader, preload_nifti_metadata
+from .web import load_web_image
+from .wadors import load_wadors, preload_wadors_metadata, wadors_image_ids
 from .wadouri import load_wadouri
 
 register_image_loader("dicomfile", load_dicomfile)
 register_image_loader("wadouri", load_wadouri)
 register_image_loader("wadors", load_wadors)
+metadata.register_preloader("dicomfile", preload_dicomfile_metadata)
+metadata.register_preloader("wadors", preload_wadors_metadata)
+register_image_loader("nifti", load_nifti_slice)
+register_volume_loader("nifti", nifti_volume_loader)
+metadata.register_preloader("nifti", preload_nifti_metadata)
+for _scheme in ("http", "https", "web"):
+    register_image_loader(_scheme, load_web_image)
 
-__all__ = ["load_dicomfile", "load_wadouri", "load_wadors", "wadors_image_ids"]
+__all__ = [
+    "load_dicomfile", "load_nifti_slice", "load_wadouri", "load_wadors", "load_web_image",
+    "wadors_image_ids",
+]

@@ -8,10 +8,13 @@ from collections import OrderedDict
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from ..core.runtime import runtime
 from ..core.image import Image
-from ..dicom.part10 import ParsedDicom, decode_parsed_frame, parse_part10
-from ..errors import ImageLoadError
+from ..core.runtime import runtime
+from ..dicom.header import PixelLocator, locators, read_header
+from ..dicom.modules import build_modules
+from ..dicom.part10 import ParsedDicom, check_frame, decode_parsed_frame, decode_to_image, parse_part10
+from ..dicom.store import module_store
+from ..errors import ImageLoadError, UnsupportedTransferSyntaxError
 
 SCHEME = "dicomfile"
 
@@ -77,10 +80,79 @@ class _ParsedFiles:
 parsed_files = _ParsedFiles()
 
 
+def _fast_path(image_id: str, path: str, frame: int, prescale: bool) -> Image | None:
+    """Decode from the bytes a header read located, skipping a second parse; None if unusable."""
+    loc = locators.get(path)
+    modules = module_store.get_modules(image_id)
+    if loc is None or modules is None or not loc.still_valid():
+        return None
+    if modules["imagePixelModule"]["photometric_interpretation"] == "PALETTE COLOR" or modules[
+        "modalityLutModule"
+    ].get("has_modality_lut_sequence"):
+        return None  # LUTs live in the dataset: take the full path
+    info = loc.info
+    check_frame(image_id, frame, info.number_of_frames)
+    data: bytes | memoryview = loc.read()
+    index = frame - 1
+    if not info.native:
+        from pydicom.encaps import get_frame
+
+        from ..codecs.registry import decoders
+        from ..errors import DecodeError
+
+        if not decoders.can_decode(info.transfer_syntax_uid):
+            raise UnsupportedTransferSyntaxError(image_id, info.transfer_syntax_uid)
+        try:
+            data = get_frame(data, index, number_of_frames=info.number_of_frames)
+        except Exception as exc:
+            raise DecodeError(image_id, f"cannot extract frame {frame}: {exc}") from exc
+        index = 0
+    return decode_to_image(image_id, data, info, modules, index=index, prescale=prescale)
+
+
 def load_sync(image_id: str, prescale: bool = True) -> Image:
     path, frame = parse_image_id(image_id)
+    image = _fast_path(image_id, path, frame or 1, prescale)
+    if image is not None:
+        return image
     parsed = parsed_files.get(image_id, path)
     return decode_parsed_frame(image_id, parsed, frame or 1, prescale)
+
+
+def read_file_header(path: str) -> tuple[list[str], PixelLocator | None]:
+    """Header-read one file: record modules for each frame ID and the pixel locator.
+
+    Returns the file's image IDs (one per frame for multi-frame objects).
+    """
+    path = os.path.abspath(path)
+    base = image_id_for(path)
+    ds, loc = read_header(base, path)
+    ts = loc.info.transfer_syntax_uid if loc else None
+    n = loc.info.number_of_frames if loc else int(ds.get("NumberOfFrames") or 1)
+    ids = [base] if n == 1 else [image_id_for(path, k) for k in range(1, n + 1)]
+    for k, ident in enumerate(ids):
+        module_store.put(ident, build_modules(ds, k, ts))
+    if loc is not None:
+        locators.put(loc)
+    else:
+        locators.discard(os.path.abspath(path))
+    return ids, loc
+
+
+async def preload_dicomfile_metadata(image_ids: list[str], **_: Any) -> None:
+    """Header-read the files of ``image_ids`` whose modules are not known yet, in parallel."""
+    paths = sorted({parse_image_id(i)[0] for i in image_ids if module_store.get_modules(i) is None})
+    if not paths:
+        return
+    import asyncio
+
+    async def one(path: str) -> None:
+        try:
+            await runtime.to_thread(read_file_header, path)
+        except ImageLoadError:
+            pass  # the frame load reports the error for its image ID
+
+    await asyncio.gather(*(one(p) for p in paths))
 
 
 async def load_dicomfile(image_id: str, prescale: bool = True, **_: Any) -> Image:

@@ -142,6 +142,20 @@ async def wadors_image_ids_async(series_url: str, **http: Any) -> list[str]:
     return [r[0] for r in sorted(rows, key=order)]
 
 
+async def preload_wadors_metadata(image_ids: list[str], **http: Any) -> None:
+    """One /metadata request per series of ``image_ids`` (shared with frame loads)."""
+    import asyncio
+
+    series: dict[str, str] = {}
+    for image_id in image_ids:
+        try:
+            wid = parse_image_id(image_id)
+        except ImageLoadError:
+            continue
+        series.setdefault(wid.series_url, image_id)
+    await asyncio.gather(*(get_series_metadata(i, url, **http) for url, i in series.items()))
+
+
 def wadors_image_ids(series_url: str, **http: Any) -> list[str]:
     """Blocking form of :func:`wadors_image_ids_async`."""
     return runtime.run_sync(wadors_image_ids_async(series_url, **http))

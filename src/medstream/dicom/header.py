@@ -1,0 +1,116 @@
+"""Header-only reads that remember where the pixel bytes are.
+
+A folder scan or volume set-up reads each file's header once (pixel data deferred). It records the
+metadata modules and a ``PixelLocator``: file offset of the pixel data, the file's size and mtime.
+A later pixel load then reads just those bytes and decodes them — no second pydicom parse — which
+is what makes series loading from files faster than a parse-everything loop.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from ..codecs.frame import FrameInfo
+from ..errors import DicomParseError, ImageLoadError, MissingPixelDataError
+from .part10 import _PIXEL_KEYWORDS, frame_info
+
+DEFLATED = "1.2.840.10008.1.2.1.99"
+_DEFER = 2048
+
+
+@dataclass(frozen=True)
+class PixelLocator:
+    path: str
+    mtime_ns: int
+    size: int
+    offset: int
+    length: int | None  # None: encapsulated, read to the end of the file
+    info: FrameInfo
+
+    def still_valid(self) -> bool:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        return st.st_mtime_ns == self.mtime_ns and st.st_size == self.size
+
+    def read(self) -> bytes:
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            return f.read(-1 if self.length is None else self.length)
+
+
+def read_header(image_id: str, path: str) -> tuple[Dataset, PixelLocator | None]:
+    """Parse everything but the pixel values; raise typed errors naming ``image_id``."""
+    try:
+        st = os.stat(path)
+        ds = dcmread(path, defer_size=_DEFER)
+    except FileNotFoundError as exc:
+        raise ImageLoadError(image_id, f"file not found: {exc.filename}") from exc
+    except IsADirectoryError as exc:
+        raise ImageLoadError(image_id, f"is a directory: {exc.filename}") from exc
+    except InvalidDicomError as exc:
+        raise DicomParseError(image_id, f"not a DICOM Part 10 object ({exc})") from exc
+    except Exception as exc:  # pydicom raises many kinds of errors on broken input
+        raise DicomParseError(
+            image_id, f"truncated or malformed DICOM ({type(exc).__name__}: {exc})"
+        ) from exc
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or "TransferSyntaxUID" not in meta:
+        raise DicomParseError(image_id, "no transfer syntax in the file meta information")
+    ts = str(meta.TransferSyntaxUID)
+    kw = next((k for k in _PIXEL_KEYWORDS if k in ds), None)
+    if kw is None:
+        return ds, None
+    info = frame_info(image_id, ds, ts)
+    raw = ds.get_item(kw, keep_deferred=True)
+    tell = getattr(raw, "value_tell", None)
+    if ts == DEFLATED or tell is None or getattr(raw, "value", None) is not None:
+        return ds, None
+    length = getattr(raw, "length", None)
+    undefined = length in (None, 0xFFFFFFFF)
+    if not undefined and tell + length > st.st_size:
+        raise MissingPixelDataError(
+            image_id, f"pixel data truncated: {length} bytes declared, "
+            f"{max(0, st.st_size - tell)} in the file"
+        )
+    return ds, PixelLocator(path, st.st_mtime_ns, st.st_size, tell,
+                            None if undefined else length, info)
+
+
+class LocatorStore:
+    """Bounded path -> PixelLocator map, shared by every image ID that names the file."""
+
+    def __init__(self, max_items: int = 200_000) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, PixelLocator] = OrderedDict()
+        self._max = max_items
+
+    def put(self, locator: PixelLocator) -> None:
+        with self._lock:
+            self._items[locator.path] = locator
+            self._items.move_to_end(locator.path)
+            while len(self._items) > self._max:
+                self._items.popitem(last=False)
+
+    def get(self, path: str) -> PixelLocator | None:
+        with self._lock:
+            return self._items.get(path)
+
+    def discard(self, path: str) -> None:
+        with self._lock:
+            self._items.pop(path, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+locators = LocatorStore()

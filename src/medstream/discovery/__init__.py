@@ -1,0 +1,16 @@
+"""Finding what to load: folder scans into series, and one call from any source to a volume."""
+
+from __future__ import annotations
+
+from .folder import FolderScan, SeriesInfo, scan_folder, scan_folder_async
+from .source import open_volume, open_volume_async, resolve_source
+
+__all__ = [
+    "FolderScan",
+    "SeriesInfo",
+    "open_volume",
+    "open_volume_async",
+    "resolve_source",
+    "scan_folder",
+    "scan_folder_async",
+]

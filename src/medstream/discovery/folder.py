@@ -1,0 +1,154 @@
+"""Scan a folder into series: header-only reads in parallel, grouped and checked.
+
+Files are grouped by SeriesInstanceUID, then split where one series mixes image sizes or
+orientations (a localizer among axials) or repeats positions (echoes, phases). Each part gets
+its geometry checked, so a report can show slice counts and warnings before any pixel is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.metadata import metadata
+from ..core.runtime import runtime
+from ..errors import GeometryError, MedstreamError
+from ..loaders.dicomfile import read_file_header
+from ..volumes.geometry import SliceInfo, VolumeGeometry, compute_geometry, split_series
+
+_SKIP_NAMES = {"DICOMDIR"}
+
+
+@dataclass
+class SeriesInfo:
+    key: str  # SeriesInstanceUID, with "#2", "#3"... for the parts of a split series
+    series_uid: str | None
+    study_uid: str | None
+    modality: str | None
+    description: str | None
+    series_number: int | None
+    image_ids: list[str] = field(repr=False)  # in slice order when the geometry is valid
+    geometry: VolumeGeometry | None = field(default=None, repr=False)
+    geometry_error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n_images(self) -> int:
+        return len(self.image_ids)
+
+    def summary(self) -> dict[str, Any]:
+        g = self.geometry
+        return {
+            "key": self.key, "series_uid": self.series_uid, "study_uid": self.study_uid,
+            "modality": self.modality, "description": self.description,
+            "series_number": self.series_number, "images": self.n_images,
+            "shape": list(g.shape) if g else None,
+            "spacing": [round(s, 4) for s in g.spacing] if g else None,
+            "warnings": self.warnings + ([self.geometry_error] if self.geometry_error else []),
+        }
+
+
+@dataclass
+class FolderScan:
+    root: str
+    series: list[SeriesInfo]
+    skipped: dict[str, str]  # path -> why it is not an image of any series
+    files: int = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.series)
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+
+def _walk(root: str, recursive: bool) -> list[str]:
+    if os.path.isfile(root):
+        return [os.path.abspath(root)]
+    out: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        out.extend(os.path.join(dirpath, f) for f in sorted(filenames)
+                   if not f.startswith(".") and f not in _SKIP_NAMES)
+        if not recursive:
+            break
+    return [os.path.abspath(p) for p in out]
+
+
+def describe_series(key: str, slices: list[SliceInfo]) -> SeriesInfo:
+    """Geometry check of one group; ``image_ids`` in slice order when it forms a volume."""
+    first = slices[0].image_id
+    series = metadata.get("generalSeriesModule", first) or {}
+    info = SeriesInfo(
+        key=key, series_uid=series.get("series_instance_uid"),
+        study_uid=series.get("study_instance_uid"), modality=series.get("modality"),
+        description=series.get("series_description"), series_number=series.get("series_number"),
+        image_ids=[s.image_id for s in slices],
+    )
+    try:
+        geometry = compute_geometry(slices, spacing="keep", warn=False)
+    except GeometryError as exc:
+        info.geometry_error = str(exc)
+        return info
+    info.geometry = geometry
+    info.image_ids = list(geometry.image_ids)
+    info.warnings = list(geometry.warnings)
+    return info
+
+
+def group_slices(slices: list[SliceInfo]) -> list[SeriesInfo]:
+    """Series UID, then size/orientation, then repeated positions -> one SeriesInfo per stack."""
+    by_series: dict[str | None, list[SliceInfo]] = {}
+    for s in slices:
+        by_series.setdefault(s.series_uid, []).append(s)
+    out: list[SeriesInfo] = []
+    for uid, members in by_series.items():
+        shapes: dict[tuple[Any, ...], list[SliceInfo]] = {}
+        for s in members:
+            iop = tuple(np.round(s.orientation, 3)) if s.orientation else None
+            shapes.setdefault((s.rows, s.columns, s.samples_per_pixel, iop), []).append(s)
+        parts = [stack for group in shapes.values() for stack in split_series(group)]
+        parts.sort(key=len, reverse=True)
+        for n, part in enumerate(parts):
+            key = (uid or "(no series UID)") + (f"#{n + 1}" if len(parts) > 1 else "")
+            info = describe_series(key, part)
+            if len(parts) > 1:
+                info.warnings.insert(0, f"series split into {len(parts)} stacks "
+                                        "(different size, orientation or repeated positions)")
+            out.append(info)
+    out.sort(key=lambda i: (i.study_uid or "", i.series_number or 0, i.key))
+    return out
+
+
+async def scan_folder_async(path: str | os.PathLike[str], *, recursive: bool = True) -> FolderScan:
+    root = os.fspath(path)
+    if not os.path.exists(root):
+        raise MedstreamError(f"{root}: no such file or folder")
+    files = await runtime.to_thread(_walk, root, recursive)
+    skipped: dict[str, str] = {}
+
+    async def one(p: str) -> list[str]:
+        try:
+            ids, loc = await runtime.to_thread(read_file_header, p)
+        except MedstreamError as exc:
+            skipped[p] = getattr(exc, "cause", str(exc))
+            return []
+        if loc is None:
+            skipped[p] = "no pixel data"
+            return []
+        return ids
+
+    found = await asyncio.gather(*(one(p) for p in files))
+    slices = [SliceInfo.from_modules(i, metadata.get("all", i) or {}) for ids in found for i in ids]
+    series = await runtime.to_thread(group_slices, slices)
+    return FolderScan(os.path.abspath(root), series, skipped, len(files))
+
+
+def scan_folder(path: str | os.PathLike[str] | Path, *, recursive: bool = True) -> FolderScan:
+    """Find the DICOM series under ``path`` (header-only, parallel reads)."""
+    return runtime.run_sync(scan_folder_async(path, recursive=recursive))

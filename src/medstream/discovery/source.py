@@ -1,0 +1,136 @@
+"""One call from a source to a loaded volume: a folder, a DICOM file, a DICOMweb study or series
+URL, a NIfTI file or URL, or a list of image IDs."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..core.loading import create_and_cache_volume
+from ..core.runtime import runtime
+from ..errors import MedstreamError, VolumeError
+from ..loaders.dicomfile import read_file_header
+from ..loaders.http import fetch, http_config
+from ..loaders.wadors import wadors_image_ids_async
+from ..volumes.streaming import StreamingImageVolume, VolumeProgress
+from .folder import SeriesInfo, scan_folder_async
+
+_SERIES_RE = re.compile(r"/studies/[^/]+/series/[^/]+/?$")
+_STUDY_RE = re.compile(r"/studies/[^/]+/?$")
+
+
+def _is_nifti(source: str) -> bool:
+    plain = source.split("?", 1)[0].lower()
+    return source.startswith("nifti:") or plain.endswith((".nii", ".nii.gz"))
+
+
+def _pick(candidates: list[SeriesInfo] | list[tuple[str, int]], series: str | int | None,
+          where: str) -> int:
+    """Index of the chosen series: the only one, ``"largest"``, a UID/key, or an index."""
+    names = [c.key if isinstance(c, SeriesInfo) else c[0] for c in candidates]
+    sizes = [c.n_images if isinstance(c, SeriesInfo) else c[1] for c in candidates]
+    if not names:
+        raise VolumeError(f"{where}: no image series found")
+    if series is None:
+        if len(names) == 1:
+            return 0
+        listing = "; ".join(f"{n} ({s} images)" for n, s in zip(names, sizes))
+        raise VolumeError(f"{where}: {len(names)} series found, choose one with series=UID, "
+                          f"an index or 'largest': {listing}")
+    if series == "largest":
+        return max(range(len(names)), key=lambda i: sizes[i])
+    if isinstance(series, int):
+        if not 0 <= series < len(names):
+            raise VolumeError(f"{where}: series index {series} out of range 0..{len(names) - 1}")
+        return series
+    matches = [i for i, n in enumerate(names) if n == series or n.split("#")[0] == series]
+    if not matches:
+        raise VolumeError(f"{where}: series {series!r} not found")
+    return matches[0]
+
+
+async def resolve_source(source: str | os.PathLike[str] | Sequence[str], *,
+                         series: str | int | None = None, **http: Any) -> tuple[str, list[str] | None]:
+    """(volume ID, image IDs) for a source; image IDs are None for a NIfTI volume."""
+    if not isinstance(source, (str, os.PathLike)):
+        ids = list(source)
+        digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
+        return f"volume:{digest}", ids
+    src = os.fspath(source)
+    if _is_nifti(src):
+        vid = src if src.startswith("nifti:") else (
+            "nifti:" + (src if src.startswith(("http://", "https://")) else os.path.abspath(src)))
+        return vid, None
+    url = src[len("wadors:"):] if src.startswith("wadors:") else src
+    if url.startswith(("http://", "https://")):
+        url = url.rstrip("/")
+        if _STUDY_RE.search(url):
+            listing = await _study_series(url, **http)
+            k = _pick([(uid, n) for uid, n in listing], series, url)
+            url = f"{url}/series/{listing[k][0]}"
+        elif not _SERIES_RE.search(url):
+            raise VolumeError(f"{src}: not a DICOMweb study or series URL "
+                              "(<root>/studies/S[/series/Se])")
+        return f"volume:wadors:{url}", await wadors_image_ids_async(url, **http)
+    if os.path.isdir(src):
+        scan = await scan_folder_async(src)
+        k = _pick(scan.series, series, src)
+        chosen = scan.series[k]
+        return f"volume:{os.path.abspath(src)}#{chosen.key}", chosen.image_ids
+    if os.path.isfile(src):
+        ids, _ = await runtime.to_thread(read_file_header, src)
+        return f"volume:{os.path.abspath(src)}", ids
+    raise MedstreamError(f"{src}: not a folder, file, NIfTI or DICOMweb URL")
+
+
+async def _study_series(study_url: str, **http: Any) -> list[tuple[str, int]]:
+    """(SeriesInstanceUID, number of instances) of a study, via QIDO-RS."""
+    resp = await fetch(f"{study_url}/series", f"wadors:{study_url}",
+                       accept="application/dicom+json", config=http_config(**http))
+    out = []
+    for item in resp.json() or []:
+        uid = (item.get("0020000E") or {}).get("Value", [None])[0]
+        count = (item.get("00201209") or {}).get("Value", [0])[0]
+        if uid:
+            out.append((str(uid), int(count or 0)))
+    return out
+
+
+async def open_volume_async(
+    source: str | os.PathLike[str] | Sequence[str],
+    *,
+    series: str | int | None = None,
+    load: bool = True,
+    order: str = "interleaved",
+    on_progress: Callable[[VolumeProgress], Any] | None = None,
+    **options: Any,
+) -> StreamingImageVolume:
+    """Resolve ``source``, create (or reuse) its cached volume and, with ``load``, stream it.
+
+    ``options`` go to the volume loader (``spacing``, ``tilt``, ``prescale``) and to HTTP
+    (``token``, ``headers``, ``verify``, ``timeout``). Cancelling the caller cancels the load.
+    """
+    http = {k: v for k, v in options.items() if k in ("token", "headers", "verify", "timeout",
+                                                      "retries")}
+    volume_id, image_ids = await resolve_source(source, series=series, **http)
+    if image_ids is not None:
+        options = dict(options, image_ids=image_ids)
+    created = create_and_cache_volume(volume_id, **options)
+    volume: StreamingImageVolume = await created
+    if load:
+        job = volume.load(on_progress, order=order)  # type: ignore[arg-type]
+        try:
+            await job
+        except asyncio.CancelledError:
+            job.cancel()
+            raise
+    return volume
+
+
+def open_volume(source: str | os.PathLike[str] | Sequence[str], **kwargs: Any) -> StreamingImageVolume:
+    """Blocking :func:`open_volume_async`: ``ms.open_volume("ct_folder/")`` -> loaded volume."""
+    return runtime.run_sync(open_volume_async(source, **kwargs))

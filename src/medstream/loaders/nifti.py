@@ -1,0 +1,225 @@
+"""``nifti:/path.nii[.gz]`` or ``nifti:https://...`` — NIfTI-1/2 as a volume and as slice images.
+
+The volume ID is ``nifti:<source>`` (``?volume=T`` picks a volume of a 4D file, default 0); slice
+image IDs are ``nifti:<source>?slice=K`` (0-based, in the volume's slice order). The RAS affine is
+turned into LPS like DICOM, scl_slope/scl_inter are applied in the smallest exact dtype, and the
+array is (slices, rows, columns) like every medstream volume.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+import numpy as np
+
+from ..codecs.pixels import rescale
+from ..core.image import Image
+from ..core.runtime import runtime
+from ..dicom.store import module_store
+from ..errors import ImageLoadError, VolumeError
+from ..volumes.geometry import LPS_TO_RAS, VolumeGeometry
+from .http import fetch, http_config
+from .shared import SharedResults
+
+SCHEME = "nifti"
+
+
+@dataclass
+class NiftiData:
+    source: str
+    image: Any  # nibabel image (header + lazy data)
+    geometry: VolumeGeometry
+    volume_index: int
+    n_volumes: int
+    slope: float
+    inter: float
+
+
+def parse_id(item_id: str) -> tuple[str, dict[str, int]]:
+    rest = item_id[len(SCHEME) + 1 :] if item_id.startswith(SCHEME + ":") else item_id
+    source, _, query = rest.partition("?")
+    params: dict[str, int] = {}
+    for key, values in parse_qs(query).items():
+        try:
+            params[key] = int(values[0])
+        except ValueError as exc:
+            raise ImageLoadError(item_id, f"invalid {key} {values[0]!r}") from exc
+    return source, params
+
+
+def _is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def _open_bytes(item_id: str, data: bytes) -> Any:
+    import nibabel as nib
+
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    for cls in (nib.Nifti1Image, nib.Nifti2Image):
+        try:
+            return cls.from_bytes(data)
+        except Exception:
+            continue
+    raise ImageLoadError(item_id, "not a NIfTI-1 or NIfTI-2 file")
+
+
+def _open_path(item_id: str, path: str) -> Any:
+    import nibabel as nib
+
+    if not os.path.exists(path):
+        raise ImageLoadError(item_id, f"file not found: {path}")
+    try:
+        img = nib.load(path)
+    except Exception as exc:
+        raise ImageLoadError(item_id, f"not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise ImageLoadError(item_id, f"not a NIfTI file ({type(img).__name__})")
+    return img
+
+
+def nifti_geometry(item_id: str, img: Any, source: str) -> VolumeGeometry:
+    shape = img.shape
+    if len(shape) < 2:
+        raise VolumeError(f"{item_id}: NIfTI with {len(shape)} dimension(s) is not an image")
+    ni, nj = shape[0], shape[1]
+    nk = shape[2] if len(shape) > 2 else 1
+    affine = LPS_TO_RAS @ np.asarray(img.affine, dtype=float)  # RAS -> LPS (its own inverse)
+    cols = affine[:3, :3]
+    spacing = tuple(float(np.linalg.norm(cols[:, a])) or 1.0 for a in range(3))
+    direction = cols / np.array(spacing)
+    normal = np.cross(direction[:, 0], direction[:, 1])
+    positions = affine[:3, 3] + np.outer(np.arange(nk), cols[:, 2])
+    tilt = float(np.degrees(np.arccos(min(1.0, abs(float(direction[:, 2] @ normal))))))
+    return VolumeGeometry(
+        image_ids=[f"{SCHEME}:{source}?slice={k}" for k in range(nk)],
+        shape=(nk, nj, ni), origin=affine[:3, 3].copy(), spacing=spacing,  # type: ignore[arg-type]
+        direction=direction, affine=affine, positions=positions, offsets=positions @ normal,
+        normal=normal, tilt_degrees=tilt, regular=True,
+    )
+
+
+async def open_nifti(item_id: str, **http: Any) -> NiftiData:
+    """Header and lazy data; a URL is fetched once (shared by its volume and slice IDs)."""
+    source, params = parse_id(item_id)
+
+    async def get() -> NiftiData:
+        if _is_url(source):
+            resp = await fetch(source, item_id, config=http_config(**http))
+            img = await runtime.to_thread(_open_bytes, item_id, resp.content)
+        else:
+            img = await runtime.to_thread(_open_path, item_id, source)
+        geometry = nifti_geometry(item_id, img, source)
+        n_vol = int(np.prod(img.shape[3:])) if len(img.shape) > 3 else 1
+        if n_vol > 1:
+            geometry.warnings.append(
+                f"4D NIfTI with {n_vol} volumes; volume 0 used unless ?volume=T is given")
+        slope, inter = img.dataobj.slope, img.dataobj.inter
+        data = NiftiData(source, img, geometry, 0, n_vol,
+                         1.0 if slope is None or not np.isfinite(slope) else float(slope),
+                         0.0 if inter is None or not np.isfinite(inter) else float(inter))
+        _register_slice_metadata(data)
+        return data
+
+    data = await _opened.get(source, get)
+    t = params.get("volume", 0)
+    if not 0 <= t < data.n_volumes:
+        raise ImageLoadError(item_id, f"volume {t} out of range 0..{data.n_volumes - 1}")
+    return data
+
+
+_opened: SharedResults[NiftiData] = SharedResults(max_items=16)
+_arrays: SharedResults[np.ndarray] = SharedResults(
+    max_items=4, size_of=lambda a: int(a.nbytes), max_bytes=1024**3)
+
+
+def _register_slice_metadata(data: NiftiData) -> None:
+    g = data.geometry
+    row_dir, col_dir = g.direction[:, 0], g.direction[:, 1]
+    for k, image_id in enumerate(g.image_ids):
+        module_store.put(image_id, {
+            "imagePlaneModule": {
+                "rows": g.shape[1], "columns": g.shape[2],
+                "image_position_patient": [float(x) for x in g.positions[k]],
+                "image_orientation_patient": [float(x) for x in (*row_dir, *col_dir)],
+                "row_cosines": [float(x) for x in row_dir],
+                "column_cosines": [float(x) for x in col_dir],
+                "pixel_spacing": [g.spacing[1], g.spacing[0]],
+                "row_pixel_spacing": g.spacing[1], "column_pixel_spacing": g.spacing[0],
+                "slice_thickness": g.spacing[2], "frame_of_reference_uid": None,
+            },
+            "imagePixelModule": {"samples_per_pixel": 1, "photometric_interpretation": "MONOCHROME2",
+                                 "rows": g.shape[1], "columns": g.shape[2]},
+            "modalityLutModule": {"rescale_slope": data.slope, "rescale_intercept": data.inter},
+            "generalSeriesModule": {"series_instance_uid": f"nifti:{data.source}",
+                                    "modality": None},
+        })
+
+
+def read_volume(data: NiftiData, t: int = 0) -> np.ndarray:
+    """The scaled volume ``t`` as (slices, rows, columns): a transposed view of nibabel's array."""
+    raw = np.asanyarray(data.image.dataobj.get_unscaled())
+    if raw.ndim > 3:
+        raw = raw.reshape(raw.shape[:3] + (-1,))[..., t]
+    elif raw.ndim == 2:
+        raw = raw[:, :, None]
+    if raw.dtype.kind == "V" or raw.dtype.names:
+        raise ImageLoadError(f"{SCHEME}:{data.source}", f"unsupported NIfTI data type {raw.dtype}")
+    return np.transpose(rescale(raw, data.slope, data.inter), (2, 1, 0))
+
+
+async def volume_array(item_id: str, **http: Any) -> tuple[NiftiData, np.ndarray]:
+    data = await open_nifti(item_id, **http)
+    t = parse_id(item_id)[1].get("volume", 0)
+
+    async def get() -> np.ndarray:
+        return await runtime.to_thread(read_volume, data, t)
+
+    return data, await _arrays.get(f"{data.source}#{t}", get)
+
+
+async def load_nifti_slice(image_id: str, **http: Any) -> Image:
+    source, params = parse_id(image_id)
+    if "slice" not in params:
+        raise ImageLoadError(image_id, "a NIfTI image ID needs ?slice=K (or load it as a volume)")
+    data, arr = await volume_array(image_id, **http)
+    k = params["slice"]
+    if not 0 <= k < arr.shape[0]:
+        raise ImageLoadError(image_id, f"slice {k} out of range 0..{arr.shape[0] - 1}")
+    g = data.geometry
+    return Image.from_array(
+        image_id, np.ascontiguousarray(arr[k]), slope=data.slope, intercept=data.inter,
+        row_pixel_spacing=g.spacing[1], column_pixel_spacing=g.spacing[0],
+    )
+
+
+async def preload_nifti_metadata(image_ids: list[str], **http: Any) -> None:
+    sources = {parse_id(i)[0]: i for i in image_ids}
+    for item_id in sources.values():
+        await open_nifti(item_id, **http)
+
+
+async def nifti_volume_loader(volume_id: str, **options: Any) -> Any:
+    """The volume (geometry from the header); ``load()`` reads and scales the data."""
+    from ..volumes.streaming import NiftiVolume
+
+    http = {k: v for k, v in options.items() if k not in ("signal", "image_ids")}
+    data = await open_nifti(volume_id, **http)
+    dtype = np.result_type(data.image.get_data_dtype(), np.float32) if not (
+        float(data.slope).is_integer() and float(data.inter).is_integer()) else np.dtype(
+        data.image.get_data_dtype())
+    if dtype.kind not in "iuf":
+        raise VolumeError(f"{volume_id}: unsupported NIfTI data type {dtype}")
+    return NiftiVolume(volume_id, data.geometry, np.dtype(dtype), options=http)
+
+
+def clear() -> None:
+    _opened.clear()
+    _arrays.clear()
+
+
+__all__ = ["load_nifti_slice", "nifti_volume_loader", "preload_nifti_metadata"]

@@ -1,0 +1,34 @@
+"""Volumes: geometry from slice metadata, the streaming volume, and writing volumes out."""
+
+from __future__ import annotations
+
+from ..core.loading import register_unknown_volume_loader, register_volume_loader
+from .geometry import GeometryWarning, SliceInfo, VolumeGeometry, compute_geometry, split_series
+from .streaming import (
+    NiftiVolume,
+    StreamingImageVolume,
+    VolumeLoadError,
+    VolumeLoadStatus,
+    VolumeProgress,
+    load_order,
+    streaming_volume_loader,
+)
+
+register_volume_loader("cornerstoneStreamingImageVolume", streaming_volume_loader)
+register_volume_loader("streaming", streaming_volume_loader)
+register_unknown_volume_loader(streaming_volume_loader)
+
+__all__ = [
+    "GeometryWarning",
+    "NiftiVolume",
+    "SliceInfo",
+    "StreamingImageVolume",
+    "VolumeGeometry",
+    "VolumeLoadError",
+    "VolumeLoadStatus",
+    "VolumeProgress",
+    "compute_geometry",
+    "load_order",
+    "split_series",
+    "streaming_volume_loader",
+]

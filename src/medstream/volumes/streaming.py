@@ -1,0 +1,467 @@
+"""The streaming image volume: metadata first, then frames streamed into ONE preallocated array.
+
+``create_and_cache_volume(volume_id, image_ids=...)`` resolves as soon as the geometry is known;
+``volume.load()`` then streams every frame through the prefetch request pool and writes each one
+into its slice. Frames are not cached as separate images, so peak memory is the volume plus the
+few frames in flight. A failed frame is listed with its reason and the rest keep loading;
+``load()`` again (or ``retry_failed()``) fetches only what is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from ..codecs.pixels import smallest_exact_dtype
+from ..core.cache import cache
+from ..core.events import Events, events
+from ..core.image import Image
+from ..core.load_object import CancelSignal, LoadObject
+from ..core.loading import _as_load_error, run_loader
+from ..core.metadata import metadata
+from ..core.registry import image_loaders
+from ..core.request_pools import RequestType, request_pools
+from ..core.runtime import runtime
+from ..errors import GeometryError, VolumeError
+from .geometry import (
+    SliceInfo,
+    SpacingPolicy,
+    TiltPolicy,
+    VolumeGeometry,
+    compute_geometry,
+    regular_grid,
+    resample_slices,
+)
+
+log = logging.getLogger("medstream.volumes")
+
+Order = Literal["interleaved", "sequential"]
+_MODULES = ("imagePlaneModule", "imagePixelModule", "generalSeriesModule",
+            "generalImageModule", "modalityLutModule", "voiLutModule")
+
+
+class VolumeLoadError(VolumeError):
+    """Some frames of a volume failed; the others are in the array. ``failed`` maps image ID
+    to reason; ``volume.load()`` again retries only those."""
+
+    def __init__(self, volume_id: str, failed: dict[str, str], total: int) -> None:
+        self.volume_id = volume_id
+        self.failed = dict(failed)
+        first = next(iter(failed.items()), ("", ""))
+        super().__init__(
+            f"{volume_id}: {len(failed)} of {total} frames failed (first: {first[1]})",
+            list(failed),
+        )
+
+    def __reduce__(self):
+        return (self.__class__, (self.volume_id, self.failed, len(self.image_ids)))
+
+
+@dataclass
+class VolumeLoadStatus:
+    total: int
+    frames_loaded: int = 0
+    loading: bool = False
+    loaded: bool = False
+    cancelled: bool = False
+    failed: dict[str, str] = field(default_factory=dict)  # image ID -> reason
+    started: float | None = None
+    finished: float | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.finished or time.perf_counter()) - self.started
+
+
+@dataclass(frozen=True)
+class VolumeProgress:
+    """What ``on_progress`` receives after each frame (on the medstream loop: keep it quick)."""
+
+    volume_id: str
+    image_id: str
+    index: int  # slice index in the volume
+    frames_loaded: int
+    total: int
+    failed: int
+    error: str | None = None
+
+
+def load_order(n: int, order: Order = "interleaved") -> list[int]:
+    """Slice indices in retrieval order. Interleaved: middle, ends, every 4th, every 2nd, rest —
+    so a coarse preview of the whole volume is there early."""
+    if order == "sequential":
+        return list(range(n))
+    if order != "interleaved":
+        raise ValueError(f"unknown order {order!r}; use 'interleaved' or 'sequential'")
+    seen: set[int] = set()
+    out: list[int] = []
+    for k in [n // 2, 0, n - 1, *range(0, n, 4), *range(2, n, 4), *range(n)]:
+        if 0 <= k < n and k not in seen:
+            seen.add(k)
+            out.append(k)
+    return out
+
+
+def _fits(dtype: np.dtype, lo: float, hi: float) -> bool:
+    if dtype.kind == "f":
+        return True
+    info = np.iinfo(dtype)
+    return info.min <= lo and hi <= info.max
+
+
+def volume_dtype(modules: Sequence[dict[str, Any]], prescale: bool = True) -> np.dtype:
+    """The array dtype before any pixel is seen, following the image pixel convention: modality
+    LUT applied in the smallest exact dtype (int16 for CT), float32 for a non-integral rescale,
+    uint8 RGB for colour. A frame that does not fit promotes the array (logged; rare)."""
+    first = modules[0]
+    pixel = first.get("imagePixelModule") or {}
+    if (pixel.get("samples_per_pixel") or 1) > 1 or pixel.get("photometric_interpretation") == "PALETTE COLOR":
+        return np.dtype(np.uint8)
+    bits = int(pixel.get("bits_stored") or pixel.get("bits_allocated") or 16)
+    allocated = int(pixel.get("bits_allocated") or 16)
+    signed = bool(pixel.get("pixel_representation"))
+    if allocated == 1:
+        return np.dtype(np.uint8)
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    if not prescale:
+        return smallest_exact_dtype(lo, hi, max(1, allocated // 8))
+    ranges = []
+    for m in modules:
+        lut = m.get("modalityLutModule") or {}
+        slope = float(lut.get("rescale_slope") if lut.get("rescale_slope") is not None else 1)
+        inter = float(lut.get("rescale_intercept") if lut.get("rescale_intercept") is not None else 0)
+        if not (slope.is_integer() and inter.is_integer()):
+            return np.dtype(np.float32)
+        a, b = lo * slope + inter, hi * slope + inter
+        ranges.append((min(a, b), max(a, b)))
+    lo_all, hi_all = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    dtype = smallest_exact_dtype(lo_all, hi_all, max(1, min(allocated, 16) // 8))
+    modality = (first.get("generalSeriesModule") or {}).get("modality")
+    if modality == "CT" and dtype.itemsize > 2 and lo_all < 0:
+        return np.dtype(np.int16)  # HU fit int16 in practice; a frame that does not promotes
+    return dtype
+
+
+class StreamingImageVolume:
+    """A volume whose geometry is known and whose pixels stream in (``load``).
+
+    ``scalar_data`` is the one array, shape (slices, rows, columns[, 3]); slices are ordered by
+    position along the normal and ``geometry`` holds the affine and any warnings.
+    """
+
+    def __init__(
+        self,
+        volume_id: str,
+        geometry: VolumeGeometry,
+        dtype: np.dtype,
+        *,
+        color: bool = False,
+        options: dict[str, Any] | None = None,
+        spacing: SpacingPolicy = "raise",
+        request_type: RequestType | str = RequestType.PREFETCH,
+        priority: float = 0,
+    ) -> None:
+        self.volume_id = volume_id
+        self.geometry = geometry
+        self.image_ids = list(geometry.image_ids)
+        shape = geometry.shape + ((3,) if color else ())
+        self.scalar_data = np.zeros(shape, dtype=dtype)
+        self.color = color
+        self.status = VolumeLoadStatus(total=len(self.image_ids))
+        self.loaded_mask = np.zeros(len(self.image_ids), dtype=bool)
+        self.options = dict(options or {})
+        self.request_type = RequestType(request_type)
+        self.priority = priority
+        self._spacing = spacing
+        self._load: LoadObject[StreamingImageVolume] | None = None
+        self._index = {image_id: k for k, image_id in enumerate(self.image_ids)}
+        self.metadata: dict[str, Any] = {}
+
+    # -- description -------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.scalar_data.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.scalar_data.dtype
+
+    @property
+    def size_in_bytes(self) -> int:
+        return int(self.scalar_data.nbytes)
+
+    @property
+    def affine(self) -> np.ndarray:
+        return self.geometry.affine
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return self.geometry.spacing
+
+    @property
+    def origin(self) -> np.ndarray:
+        return self.geometry.origin
+
+    @property
+    def direction(self) -> np.ndarray:
+        return self.geometry.direction
+
+    def get_scalar_data(self) -> np.ndarray:
+        return self.scalar_data
+
+    def __repr__(self) -> str:
+        s = self.status
+        return (f"<StreamingImageVolume {self.volume_id!r} {self.shape} {self.dtype} "
+                f"{s.frames_loaded}/{s.total} loaded{', %d failed' % len(s.failed) if s.failed else ''}>")
+
+    # -- loading -----------------------------------------------------------------------------
+    def load(
+        self,
+        on_progress: Callable[[VolumeProgress], Any] | None = None,
+        *,
+        order: Order = "interleaved",
+    ) -> LoadObject[StreamingImageVolume]:
+        """Stream the missing frames into the array. Await it or call ``.result(timeout)``.
+
+        Resolves to the volume; raises ``VolumeLoadError`` listing failed frames (the others stay
+        loaded). Calling it while a load runs returns that load; after a cancel or a failure it
+        loads only what is missing. A finished volume resolves at once (and fires completion).
+        """
+        with cache._lock:
+            if self._load is not None and not self._load.done():
+                return self._load
+            obj: LoadObject[StreamingImageVolume] = LoadObject(
+                self.volume_id, lambda signal: self._run(signal, on_progress, order)
+            )
+            self._load = obj
+            return obj
+
+    def retry_failed(self, on_progress: Callable[[VolumeProgress], Any] | None = None,
+                     ) -> LoadObject[StreamingImageVolume]:
+        return self.load(on_progress)
+
+    def cancel_loading(self) -> bool:
+        """Stop queued and in-flight frame requests; loaded frames stay."""
+        obj = self._load
+        return obj.cancel() if obj is not None else False
+
+    async def _run(self, signal: CancelSignal, on_progress: Callable[[VolumeProgress], Any] | None,
+                   order: Order) -> StreamingImageVolume:
+        st = self.status
+        todo = [k for k in load_order(len(self.image_ids), order) if not self.loaded_mask[k]]
+        st.failed = {}
+        st.loading, st.cancelled = True, False
+        st.started, st.finished = time.perf_counter(), None
+        cache.pin(self.volume_id, "loading")
+        tasks = [asyncio.ensure_future(self._frame(k, on_progress)) for k in todo]
+        try:
+            if tasks:
+                await asyncio.gather(*tasks)
+        except asyncio.CancelledError:
+            st.cancelled = True
+            raise
+        finally:
+            for t in tasks:
+                t.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            st.loading = False
+            st.finished = time.perf_counter()
+            cache.unpin(self.volume_id, "loading")
+        if st.failed:
+            st.loaded = False
+            events.trigger(Events.IMAGE_VOLUME_LOADING_COMPLETED, volume_id=self.volume_id,
+                           volume=self, failed=dict(st.failed))
+            raise VolumeLoadError(self.volume_id, st.failed, st.total)
+        if self._spacing == "resample" and not self.geometry.regular:
+            await runtime.to_thread(self._resample)
+        return self._completed()
+
+    async def _frame(self, k: int, on_progress: Callable[[VolumeProgress], Any] | None) -> None:
+        image_id = self.image_ids[k]
+        error: str | None = None
+        try:
+            loader = image_loaders.resolve(image_id)
+            opts = dict(self.options)
+            image = await request_pools.run(
+                lambda: run_loader(loader, image_id, opts),
+                self.request_type,
+                self.priority,
+                {"id": image_id, "type": "volume", "volume_id": self.volume_id},
+            )
+            self._write(k, image)
+            self.loaded_mask[k] = True
+            self.status.frames_loaded += 1
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # one frame's failure never stops the others
+            err = _as_load_error(image_id, exc)
+            error = str(err)
+            self.status.failed[image_id] = error
+            events.trigger(Events.IMAGE_LOAD_FAILED, image_id=image_id, error=err,
+                           volume_id=self.volume_id)
+        st = self.status
+        events.trigger(Events.IMAGE_VOLUME_MODIFIED, volume_id=self.volume_id, image_id=image_id,
+                       index=k, frames_loaded=st.frames_loaded, total=st.total, error=error)
+        if on_progress is not None:
+            try:
+                on_progress(VolumeProgress(self.volume_id, image_id, k, st.frames_loaded,
+                                           st.total, len(st.failed), error))
+            except Exception:
+                log.exception("on_progress callback raised; ignored")
+
+    def _completed(self) -> StreamingImageVolume:
+        self.status.loaded = True
+        events.trigger(Events.IMAGE_VOLUME_LOADING_COMPLETED, volume_id=self.volume_id,
+                       volume=self, failed={})
+        events.trigger(Events.VOLUME_LOADED, volume_id=self.volume_id, volume=self)
+        return self
+
+    def _write(self, k: int, image: Any) -> None:
+        """Copy one decoded frame into its slice (on the loop thread: no locking needed)."""
+        if not isinstance(image, Image):
+            raise VolumeError(f"{self.image_ids[k]}: loader returned {type(image).__name__}")
+        px = image.get_pixel_data()
+        want = self.scalar_data.shape[1:]
+        if px.shape != want:
+            raise VolumeError(f"{image.image_id}: frame shape {px.shape} does not match the "
+                              f"volume's {want}", [image.image_id])
+        arr = self.scalar_data
+        if arr.dtype.kind != "f" and (px.dtype.kind == "f" or not _fits(
+                arr.dtype, image.min_pixel_value, image.max_pixel_value)):
+            if px.dtype.kind == "f":
+                new = np.dtype(np.float32)
+            else:
+                info = np.iinfo(arr.dtype)
+                new = smallest_exact_dtype(min(info.min, image.min_pixel_value),
+                                           max(info.max, image.max_pixel_value), arr.dtype.itemsize)
+            log.info("%s: promoting volume from %s to %s for %s", self.volume_id, arr.dtype, new,
+                     image.image_id)
+            self.scalar_data = arr.astype(new)
+        self.scalar_data[k] = px
+
+    def _resample(self) -> None:
+        target = regular_grid(self.geometry)
+        self.scalar_data = resample_slices(self.scalar_data, self.geometry.offsets, target.offsets)
+        target.image_ids = []
+        self.acquired_geometry = self.geometry
+        self.geometry = target
+        self.loaded_mask = np.ones(target.shape[0], dtype=bool)
+
+    # -- output ------------------------------------------------------------------------------
+    def to_nifti(self) -> Any:
+        from .export import to_nifti
+
+        return to_nifti(self.scalar_data, self.geometry)
+
+    def save(self, path: Any) -> Any:
+        """Write ``.nii``/``.nii.gz`` (RAS affine), ``.npy`` (array) or ``.npz`` (array+affine)."""
+        from .export import save_volume
+
+        return save_volume(self.scalar_data, self.geometry, path)
+
+
+class NiftiVolume(StreamingImageVolume):
+    """A NIfTI file as a volume: one read and scale in the worker pool, then per-slice events."""
+
+    async def _run(self, signal: CancelSignal, on_progress: Callable[[VolumeProgress], Any] | None,
+                   order: Order) -> StreamingImageVolume:
+        from ..loaders.nifti import open_nifti, parse_id, read_volume
+
+        st = self.status
+        st.loading, st.cancelled, st.failed = True, False, {}
+        st.started, st.finished = time.perf_counter(), None
+        try:
+            data = await open_nifti(self.volume_id, **self.options)
+            t = parse_id(self.volume_id)[1].get("volume", 0)
+            arr = await runtime.to_thread(read_volume, data, t)
+            if arr.dtype != self.scalar_data.dtype:
+                self.scalar_data = np.empty(arr.shape, dtype=arr.dtype)
+            await runtime.to_thread(np.copyto, self.scalar_data, arr)
+        except asyncio.CancelledError:
+            st.cancelled = True
+            raise
+        except BaseException as exc:
+            st.failed = {i: str(_as_load_error(self.volume_id, exc)) for i in self.image_ids}
+            raise VolumeLoadError(self.volume_id, st.failed, st.total) from exc
+        finally:
+            st.loading, st.finished = False, time.perf_counter()
+        self.loaded_mask[:] = True
+        st.frames_loaded = st.total
+        for k in load_order(st.total, order):
+            events.trigger(Events.IMAGE_VOLUME_MODIFIED, volume_id=self.volume_id,
+                           image_id=self.image_ids[k], index=k, frames_loaded=st.total,
+                           total=st.total, error=None)
+        if on_progress is not None:
+            on_progress(VolumeProgress(self.volume_id, self.image_ids[-1], st.total - 1,
+                                       st.total, st.total, 0))
+        return self._completed()
+
+
+# -- the streaming volume loader ---------------------------------------------------------------
+def _slice_modules(image_id: str) -> dict[str, Any] | None:
+    mods = {name: metadata.get(name, image_id) for name in _MODULES}
+    return mods if mods["imagePlaneModule"] or mods["imagePixelModule"] else None
+
+
+async def _fill_missing_metadata(image_ids: list[str], options: dict[str, Any]) -> None:
+    """IDs whose scheme has no cheap metadata path: load the image once to learn it."""
+    missing = [i for i in image_ids if _slice_modules(i) is None]
+    if not missing:
+        return
+
+    async def one(image_id: str) -> None:
+        loader = image_loaders.resolve(image_id)
+        await request_pools.run(lambda: run_loader(loader, image_id, dict(options)),
+                                RequestType.PREFETCH, 0, {"id": image_id, "type": "metadata"})
+
+    results = await asyncio.gather(*(one(i) for i in missing), return_exceptions=True)
+    for image_id, res in zip(missing, results):
+        if isinstance(res, BaseException) and not isinstance(res, asyncio.CancelledError):
+            raise _as_load_error(image_id, res)
+
+
+async def streaming_volume_loader(
+    volume_id: str,
+    image_ids: Sequence[str] | None = None,
+    *,
+    spacing: SpacingPolicy = "raise",
+    tilt: TiltPolicy = "shear",
+    prescale: bool = True,
+    request_type: RequestType | str = RequestType.PREFETCH,
+    priority: float = 0,
+    **options: Any,
+) -> StreamingImageVolume:
+    """Build the volume from its images' metadata (pixels are loaded by ``volume.load()``)."""
+    if not image_ids:
+        raise VolumeError(f"{volume_id}: no image_ids given for a streaming volume")
+    ids = list(dict.fromkeys(image_ids))
+    options = {k: v for k, v in options.items() if k != "signal"}
+    await metadata.preload(ids, **options)
+    await _fill_missing_metadata(ids, dict(options, prescale=prescale))
+    modules = {i: _slice_modules(i) or {} for i in ids}
+    slices = [SliceInfo.from_modules(i, modules[i]) for i in ids]
+    try:
+        geometry = compute_geometry(slices, spacing=spacing, tilt=tilt)
+    except GeometryError as exc:
+        raise GeometryError(f"{volume_id}: {exc}", exc.image_ids) from None
+    ordered = [modules[i] for i in geometry.image_ids]
+    pixel = ordered[0].get("imagePixelModule") or {}
+    color = (pixel.get("samples_per_pixel") or 1) > 1 or pixel.get(
+        "photometric_interpretation") == "PALETTE COLOR"
+    volume = StreamingImageVolume(
+        volume_id, geometry, volume_dtype(ordered, prescale), color=color,
+        options=dict(options, prescale=prescale), spacing=spacing,
+        request_type=request_type, priority=priority,
+    )
+    volume.metadata = ordered[0]
+    return volume
+
