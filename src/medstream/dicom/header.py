@@ -48,7 +48,11 @@ class PixelLocator:
 
 
 def read_header(image_id: str, path: str) -> tuple[Dataset, PixelLocator | None]:
-    """Parse everything but the pixel values; raise typed errors naming ``image_id``."""
+    """Parse everything but large pixel values; raise typed errors naming ``image_id``.
+
+    Raises ``MissingPixelDataError`` for an object without pixel data. The locator is None where
+    the bytes cannot be addressed in the file (deflated) or were small enough to read already.
+    """
     try:
         st = os.stat(path)
         ds = dcmread(path, defer_size=_DEFER)
@@ -68,7 +72,7 @@ def read_header(image_id: str, path: str) -> tuple[Dataset, PixelLocator | None]
     ts = str(meta.TransferSyntaxUID)
     kw = next((k for k in _PIXEL_KEYWORDS if k in ds), None)
     if kw is None:
-        return ds, None
+        raise MissingPixelDataError(image_id, "the object has no pixel data")
     info = frame_info(image_id, ds, ts)
     raw = ds.get_item(kw, keep_deferred=True)
     tell = getattr(raw, "value_tell", None)

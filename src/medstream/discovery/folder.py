@@ -134,12 +134,9 @@ async def scan_folder_async(path: str | os.PathLike[str], *, recursive: bool = T
 
     async def one(p: str) -> list[str]:
         try:
-            ids, loc = await runtime.to_thread(read_file_header, p)
+            ids, _ = await runtime.to_thread(read_file_header, p)
         except MedstreamError as exc:
             skipped[p] = getattr(exc, "cause", str(exc))
-            return []
-        if loc is None:
-            skipped[p] = "no pixel data"
             return []
         return ids
 

@@ -127,8 +127,11 @@ def read_file_header(path: str) -> tuple[list[str], PixelLocator | None]:
     path = os.path.abspath(path)
     base = image_id_for(path)
     ds, loc = read_header(base, path)
-    ts = loc.info.transfer_syntax_uid if loc else None
-    n = loc.info.number_of_frames if loc else int(ds.get("NumberOfFrames") or 1)
+    ts = str(ds.file_meta.TransferSyntaxUID)
+    try:
+        n = int(ds.get("NumberOfFrames") or 1)
+    except (TypeError, ValueError):
+        n = 1
     ids = [base] if n == 1 else [image_id_for(path, k) for k in range(1, n + 1)]
     for k, ident in enumerate(ids):
         module_store.put(ident, build_modules(ds, k, ts))
