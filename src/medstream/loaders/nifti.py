@@ -140,6 +140,7 @@ _arrays: SharedResults[np.ndarray] = SharedResults(
 def _register_slice_metadata(data: NiftiData) -> None:
     g = data.geometry
     row_dir, col_dir = g.direction[:, 0], g.direction[:, 1]
+    dtype = np.dtype(data.image.get_data_dtype())
     for k, image_id in enumerate(g.image_ids):
         module_store.put(image_id, {
             "imagePlaneModule": {
@@ -153,7 +154,10 @@ def _register_slice_metadata(data: NiftiData) -> None:
                 "slice_thickness": g.spacing[2], "frame_of_reference_uid": None,
             },
             "imagePixelModule": {"samples_per_pixel": 1, "photometric_interpretation": "MONOCHROME2",
-                                 "rows": g.shape[1], "columns": g.shape[2]},
+                                 "rows": g.shape[1], "columns": g.shape[2],
+                                 "bits_allocated": dtype.itemsize * 8,
+                                 "bits_stored": dtype.itemsize * 8,
+                                 "pixel_representation": int(dtype.kind == "i")},
             "modalityLutModule": {"rescale_slope": data.slope, "rescale_intercept": data.inter},
             "generalSeriesModule": {"series_instance_uid": f"nifti:{data.source}",
                                     "modality": None},
