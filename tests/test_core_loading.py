@@ -333,9 +333,11 @@ def test_volume_registry_and_cache():
     assert v.image_ids == ["a", "b"] and calls == ["myvol:1"]
     assert ms.cache.get_volume("myvol:1") is v
     assert ms.get_cache_size() == 1000
-    with pytest.raises(ms.UnknownSchemeError):
-        ms.load_volume("novol:1")
+    # The default unknown-scheme volume loader is the streaming one: it needs image IDs.
+    with pytest.raises(ms.VolumeError, match="no image_ids"):
+        ms.load_volume("novol:1").result(5)
     prev = ms.register_unknown_volume_loader(vloader)
+    assert prev is ms.volumes.streaming_volume_loader
     try:
         assert ms.load_volume("novol:1").result(5).volume_id == "novol:1"
     finally:
