@@ -40,12 +40,20 @@ def test_wadors_volume_identical_to_files(orthanc, tmp_path, tool):
     local = ms.open_volume(tmp_path / ("raw" if tool is None else tool[0]))
     remote = ms.open_volume(f"{orthanc.dicomweb}/studies/{study}/series/{series}")
     assert remote.image_ids[0].startswith("wadors:")
+    assert remote.status.bulk_frames == 24  # the whole series came in one request
     assert remote.shape == local.shape and remote.dtype == local.dtype
     assert np.array_equal(remote.scalar_data, local.scalar_data)
     np.testing.assert_allclose(remote.affine, local.affine, atol=1e-6)
     # A study URL with one series resolves to it; the wadors: prefix is accepted too.
-    again = ms.open_volume(f"wadors:{orthanc.dicomweb}/studies/{study}")
+    ms.purge_cache()  # the study URL names the same cached volume: load it afresh
+    again = ms.open_volume(f"wadors:{orthanc.dicomweb}/studies/{study}", retrieve="frames")
     assert np.array_equal(again.scalar_data, local.scalar_data)
+    assert again.status.bulk_frames == 0 and again.status.frames_loaded == 24
+    # A volume of part of the series is fetched frame by frame.
+    part = ms.create_and_cache_volume("part", image_ids=remote.image_ids[5:15]).result(30)
+    part.load().result(30)
+    assert part.status.bulk_frames == 0
+    assert np.array_equal(part.scalar_data, local.scalar_data[5:15])
 
 
 def test_cancel_300_frame_wadors_load_within_1s(series_300):

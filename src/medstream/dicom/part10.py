@@ -143,14 +143,16 @@ def check_frame(image_id: str, frame: int, n_frames: int) -> None:
         raise ImageLoadError(image_id, f"frame {frame} out of range 1..{n_frames}")
 
 
-def decode_parsed_frame(image_id: str, parsed: ParsedDicom, frame: int, prescale: bool) -> Image:
-    """Frame ``frame`` (1-based) of a parsed object: record its modules, decode it."""
+def decode_parsed_frame(image_id: str, parsed: ParsedDicom, frame: int, prescale: bool,
+                        modules: dict[str, Any] | None = None) -> Image:
+    """Frame ``frame`` (1-based) of a parsed object: record its modules (unless known), decode."""
     from .modules import build_modules
     from .store import module_store
 
     check_frame(image_id, frame, parsed.info.number_of_frames)
-    modules = build_modules(parsed.dataset, frame - 1, parsed.info.transfer_syntax_uid)
-    module_store.put(image_id, modules)
+    if modules is None:
+        modules = build_modules(parsed.dataset, frame - 1, parsed.info.transfer_syntax_uid)
+        module_store.put(image_id, modules)
     data, index = parsed.frame_payload(image_id, frame - 1)
     return decode_to_image(
         image_id, data, parsed.info, modules, index=index, prescale=prescale,

@@ -7,7 +7,6 @@ its geometry checked, so a report can show slice counts and warnings before any 
 
 from __future__ import annotations
 
-import asyncio
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 from ..core.metadata import metadata
 from ..core.runtime import runtime
 from ..errors import GeometryError, MedstreamError
-from ..loaders.dicomfile import read_file_header
+from ..loaders.dicomfile import read_headers
 from ..volumes.geometry import SliceInfo, VolumeGeometry, compute_geometry, split_series
 
 _SKIP_NAMES = {"DICOMDIR"}
@@ -130,17 +129,9 @@ async def scan_folder_async(path: str | os.PathLike[str], *, recursive: bool = T
     if not os.path.exists(root):
         raise MedstreamError(f"{root}: no such file or folder")
     files = await runtime.to_thread(_walk, root, recursive)
-    skipped: dict[str, str] = {}
-
-    async def one(p: str) -> list[str]:
-        try:
-            ids, _ = await runtime.to_thread(read_file_header, p)
-        except MedstreamError as exc:
-            skipped[p] = getattr(exc, "cause", str(exc))
-            return []
-        return ids
-
-    found = await asyncio.gather(*(one(p) for p in files))
+    results = await read_headers(files)
+    skipped = {p: r.cause for p, r in results.items() if isinstance(r, MedstreamError)}
+    found = [r for p in files if not isinstance(r := results[p], MedstreamError)]
     slices = [SliceInfo.from_modules(i, metadata.get("all", i) or {}) for ids in found for i in ids]
     series = await runtime.to_thread(group_slices, slices)
     return FolderScan(os.path.abspath(root), series, skipped, len(files))

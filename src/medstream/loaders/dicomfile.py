@@ -142,20 +142,40 @@ def read_file_header(path: str) -> tuple[list[str], PixelLocator | None]:
     return ids, loc
 
 
-async def preload_dicomfile_metadata(image_ids: list[str], **_: Any) -> None:
-    """Header-read the files of ``image_ids`` whose modules are not known yet, in parallel."""
-    paths = sorted({parse_image_id(i)[0] for i in image_ids if module_store.get_modules(i) is None})
-    if not paths:
-        return
+async def read_headers(paths: list[str]) -> dict[str, list[str] | ImageLoadError]:
+    """Header-read many files: path -> its image IDs, or the error naming it.
+
+    Parsing is pure Python and holds the GIL, so threads only contend: files are read in
+    sequential chunks, a few chunks at a time on machines with many cores (for network storage).
+    """
     import asyncio
 
-    async def one(path: str) -> None:
-        try:
-            await runtime.to_thread(read_file_header, path)
-        except ImageLoadError:
-            pass  # the frame load reports the error for its image ID
+    out: dict[str, list[str] | ImageLoadError] = {}
 
-    await asyncio.gather(*(one(p) for p in paths))
+    def chunk(part: list[str]) -> None:
+        for path in part:
+            try:
+                out[path] = read_file_header(path)[0]
+            except ImageLoadError as exc:
+                out[path] = exc
+
+    size = 32
+    gate = asyncio.Semaphore(max(1, runtime.workers // 4))
+
+    async def run(part: list[str]) -> None:
+        async with gate:
+            await runtime.to_thread(chunk, part)
+
+    await asyncio.gather(*(run(paths[i : i + size]) for i in range(0, len(paths), size)))
+    return out
+
+
+async def preload_dicomfile_metadata(image_ids: list[str], **_: Any) -> None:
+    """Header-read the files of ``image_ids`` whose modules are not known yet. Errors are left
+    for each frame load to report under its own image ID."""
+    paths = sorted({parse_image_id(i)[0] for i in image_ids if module_store.get_modules(i) is None})
+    if paths:
+        await read_headers(paths)
 
 
 async def load_dicomfile(image_id: str, prescale: bool = True, **_: Any) -> Image:

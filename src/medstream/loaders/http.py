@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -84,11 +85,7 @@ async def fetch(
     or ``NetworkError`` otherwise. Cancellation aborts the request at once.
     """
     cfg = config or _config
-    headers = dict(cfg.headers)
-    if cfg.token:
-        headers["Authorization"] = f"Bearer {cfg.token}"
-    if accept:
-        headers["Accept"] = accept
+    headers = _headers(cfg, accept)
     client = _client(cfg.verify)
     safe = redact_url(url)
     attempt = 0
@@ -119,6 +116,38 @@ async def fetch(
         attempt += 1
         log.info("retrying %s in %.2fs (attempt %d): %s", safe, delay, attempt, err)
         await asyncio.sleep(delay)
+
+
+def _headers(cfg: HttpConfig, accept: str | None) -> dict[str, str]:
+    headers = dict(cfg.headers)
+    if cfg.token:
+        headers["Authorization"] = f"Bearer {cfg.token}"
+    if accept:
+        headers["Accept"] = accept
+    return headers
+
+
+async def stream_chunks(
+    url: str, image_id: str, *, accept: str | None = None, config: HttpConfig | None = None
+) -> AsyncIterator[tuple[str, bytes]]:
+    """GET ``url`` and yield (content type, chunk) as the body arrives; no retries (the caller
+    falls back to smaller requests). Errors are ``HTTPStatusError`` / ``NetworkError``."""
+    cfg = config or _config
+    safe = redact_url(url)
+    try:
+        async with _client(cfg.verify).stream(
+            "GET", url, headers=_headers(cfg, accept), timeout=cfg.timeout
+        ) as resp:
+            if not resp.is_success:
+                await resp.aread()
+                raise HTTPStatusError(image_id, resp.status_code, safe, _detail(resp))
+            ctype = resp.headers.get("content-type", "")
+            async for chunk in resp.aiter_bytes():
+                yield ctype, chunk
+    except httpx.TimeoutException as exc:
+        raise NetworkError(image_id, f"timed out after {cfg.timeout:g} s: {safe}") from exc
+    except httpx.TransportError as exc:
+        raise NetworkError(image_id, f"{type(exc).__name__} for {safe}: {_msg(exc)}") from exc
 
 
 def _retry_after_header(resp: httpx.Response) -> float | None:

@@ -1,4 +1,4 @@
-"""A minimal multipart/related reader for DICOMweb responses (binary parts, no size limits)."""
+"""A minimal multipart/related reader for DICOMweb responses, whole or incremental."""
 
 from __future__ import annotations
 
@@ -28,34 +28,66 @@ class MultipartError(ValueError):
     pass
 
 
+class MultipartReader:
+    """Incremental multipart reader: ``feed`` chunks as they arrive and get each part as soon as
+    its closing boundary is in, so a series response can be decoded while it downloads."""
+
+    def __init__(self, content_type: str) -> None:
+        boundary = content_type_param(content_type, "boundary")
+        if not boundary:
+            raise MultipartError("multipart response without a boundary")
+        self._delim = b"--" + boundary.encode("latin-1")
+        self._buf = bytearray()
+        self._started = False
+        self._done = False
+        self._scan = 0  # where to resume looking for the next boundary in a large part
+
+    def feed(self, chunk: bytes) -> list[Part]:
+        self._buf += chunk
+        parts: list[Part] = []
+        delim, buf = self._delim, self._buf
+        while not self._done:
+            if not self._started:
+                pos = buf.find(delim)
+                if pos < 0:
+                    return parts
+                del buf[: pos + len(delim)]
+                self._started = True
+            if len(buf) < 2:
+                return parts
+            if buf[:2] == b"--":
+                self._done = True
+                break
+            header_end = buf.find(b"\r\n\r\n")
+            if header_end < 0:
+                return parts
+            start = header_end + 4
+            nxt = buf.find(b"\r\n" + delim, max(start, self._scan))
+            if nxt < 0:
+                self._scan = max(start, len(buf) - len(delim) - 2)
+                return parts
+            ctype = "application/octet-stream"
+            for line in bytes(buf[:header_end]).decode("latin-1").strip().split("\r\n"):
+                key, _, value = line.partition(":")
+                if key.strip().lower() == "content-type":
+                    ctype = value.strip()
+            parts.append(Part(ctype, bytes(buf[start:nxt])))
+            del buf[: nxt + 2 + len(delim)]
+            self._scan = 0
+        return parts
+
+    def close(self) -> None:
+        if not self._started:
+            raise MultipartError("multipart body has no boundary delimiter (truncated?)")
+        if not self._done:
+            raise MultipartError("truncated multipart body (no closing boundary)")
+
+
 def parse_multipart_related(body: bytes, content_type: str) -> list[Part]:
-    """Split a multipart body into parts; a non-multipart body is one part."""
+    """Split a whole multipart body into parts; a non-multipart body is one part."""
     if not content_type.lower().startswith("multipart/"):
         return [Part(content_type, body)]
-    boundary = content_type_param(content_type, "boundary")
-    if not boundary:
-        raise MultipartError("multipart response without a boundary")
-    delim = b"--" + boundary.encode("latin-1")
-    pos = body.find(delim)
-    if pos < 0:
-        raise MultipartError("multipart body has no boundary delimiter (truncated?)")
-    parts: list[Part] = []
-    while True:
-        pos += len(delim)
-        if body[pos : pos + 2] == b"--":
-            return parts
-        header_end = body.find(b"\r\n\r\n", pos)
-        if header_end < 0:
-            raise MultipartError("truncated multipart part headers")
-        headers = body[pos:header_end].decode("latin-1").strip().split("\r\n")
-        ctype = "application/octet-stream"
-        for line in headers:
-            key, _, value = line.partition(":")
-            if key.strip().lower() == "content-type":
-                ctype = value.strip()
-        start = header_end + 4
-        nxt = body.find(b"\r\n" + delim, start)
-        if nxt < 0:
-            raise MultipartError("truncated multipart body (no closing boundary)")
-        parts.append(Part(ctype, body[start:nxt]))
-        pos = nxt + 2
+    reader = MultipartReader(content_type)
+    parts = reader.feed(body)
+    reader.close()
+    return parts

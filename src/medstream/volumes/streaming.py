@@ -25,7 +25,7 @@ from ..core.image import Image
 from ..core.load_object import CancelSignal, LoadObject
 from ..core.loading import _as_load_error, run_loader
 from ..core.metadata import metadata
-from ..core.registry import image_loaders
+from ..core.registry import Loader, call_kwargs, image_loaders, scheme_of
 from ..core.request_pools import RequestType, request_pools
 from ..core.runtime import runtime
 from ..errors import GeometryError, VolumeError
@@ -42,6 +42,12 @@ from .geometry import (
 log = logging.getLogger("medstream.volumes")
 
 Order = Literal["interleaved", "sequential"]
+Retrieve = Literal["auto", "frames"]
+
+# scheme -> async fn(image_ids, deliver(image_id, image), **options): loads many frames with few
+# requests (a whole DICOMweb series in one response); what it does not deliver is then requested
+# frame by frame. ``retrieve="frames"`` on a volume skips it (e.g. for the interleaved preview).
+bulk_retrievers: dict[str, Loader] = {}
 _MODULES = ("imagePlaneModule", "imagePixelModule", "generalSeriesModule",
             "generalImageModule", "modalityLutModule", "voiLutModule")
 
@@ -71,6 +77,7 @@ class VolumeLoadStatus:
     loaded: bool = False
     cancelled: bool = False
     failed: dict[str, str] = field(default_factory=dict)  # image ID -> reason
+    bulk_frames: int = 0  # frames that came with a whole-series request
     started: float | None = None
     finished: float | None = None
 
@@ -168,8 +175,10 @@ class StreamingImageVolume:
         spacing: SpacingPolicy = "raise",
         request_type: RequestType | str = RequestType.PREFETCH,
         priority: float = 0,
+        retrieve: Retrieve = "auto",
     ) -> None:
         self.volume_id = volume_id
+        self.retrieve = retrieve
         self.geometry = geometry
         self.image_ids = list(geometry.image_ids)
         shape = geometry.shape + ((3,) if color else ())
@@ -234,6 +243,9 @@ class StreamingImageVolume:
         Resolves to the volume; raises ``VolumeLoadError`` listing failed frames (the others stay
         loaded). Calling it while a load runs returns that load; after a cancel or a failure it
         loads only what is missing. A finished volume resolves at once (and fires completion).
+        ``order`` applies to frame requests; a volume that covers a whole DICOMweb series is
+        fetched in one series request instead (server order) unless created with
+        ``retrieve="frames"``.
         """
         with cache._lock:
             if self._load is not None and not self._load.done():
@@ -261,8 +273,11 @@ class StreamingImageVolume:
         st.loading, st.cancelled = True, False
         st.started, st.finished = time.perf_counter(), None
         cache.pin(self.volume_id, "loading")
-        tasks = [asyncio.ensure_future(self._frame(k, on_progress)) for k in todo]
+        tasks: list[asyncio.Future[None]] = []
         try:
+            await self._bulk([self.image_ids[k] for k in todo], on_progress)
+            todo = [k for k in todo if not self.loaded_mask[k]]
+            tasks = [asyncio.ensure_future(self._frame(k, on_progress)) for k in todo]
             if tasks:
                 await asyncio.gather(*tasks)
         except asyncio.CancelledError:
@@ -284,6 +299,33 @@ class StreamingImageVolume:
         if self._spacing == "resample" and not self.geometry.regular:
             await runtime.to_thread(self._resample)
         return self._completed()
+
+    async def _bulk(self, image_ids: list[str],
+                    on_progress: Callable[[VolumeProgress], Any] | None) -> None:
+        """Let the scheme's bulk retriever (one request for a whole series) deliver what it can."""
+        schemes = {scheme_of(i) for i in image_ids}
+        fn = bulk_retrievers.get(schemes.pop()) if len(schemes) == 1 else None
+        if fn is None or self.retrieve != "auto":
+            return
+
+        def deliver(image_id: str, image: Image) -> None:
+            k = self._index.get(image_id)
+            if k is None or self.loaded_mask[k]:
+                return
+            try:
+                self._write(k, image)
+            except VolumeError:
+                return  # the frame request will report it
+            self.loaded_mask[k] = True
+            self.status.frames_loaded += 1
+            self.status.bulk_frames += 1
+            self._progress(k, None, on_progress)
+
+        kwargs = call_kwargs(fn, dict(self.options))
+        await request_pools.run(
+            lambda: fn(image_ids, deliver, **kwargs), self.request_type, self.priority,
+            {"id": self.volume_id, "type": "volume", "volume_id": self.volume_id},
+        )
 
     async def _frame(self, k: int, on_progress: Callable[[VolumeProgress], Any] | None) -> None:
         image_id = self.image_ids[k]
@@ -308,6 +350,11 @@ class StreamingImageVolume:
             self.status.failed[image_id] = error
             events.trigger(Events.IMAGE_LOAD_FAILED, image_id=image_id, error=err,
                            volume_id=self.volume_id)
+        self._progress(k, error, on_progress)
+
+    def _progress(self, k: int, error: str | None,
+                  on_progress: Callable[[VolumeProgress], Any] | None) -> None:
+        image_id = self.image_ids[k]
         st = self.status
         events.trigger(Events.IMAGE_VOLUME_MODIFIED, volume_id=self.volume_id, image_id=image_id,
                        index=k, frames_loaded=st.frames_loaded, total=st.total, error=error)
@@ -438,6 +485,7 @@ async def streaming_volume_loader(
     prescale: bool = True,
     request_type: RequestType | str = RequestType.PREFETCH,
     priority: float = 0,
+    retrieve: Retrieve = "auto",
     **options: Any,
 ) -> StreamingImageVolume:
     """Build the volume from its images' metadata (pixels are loaded by ``volume.load()``)."""
@@ -460,7 +508,7 @@ async def streaming_volume_loader(
     volume = StreamingImageVolume(
         volume_id, geometry, volume_dtype(ordered, prescale), color=color,
         options=dict(options, prescale=prescale), spacing=spacing,
-        request_type=request_type, priority=priority,
+        request_type=request_type, priority=priority, retrieve=retrieve,
     )
     volume.metadata = ordered[0]
     return volume
