@@ -7,8 +7,12 @@ rescale and window.
 
 from __future__ import annotations
 
+import functools
+import struct
 from typing import Any
 
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 MODULES = (
@@ -48,11 +52,60 @@ def _int(v: Any) -> int | None:
     try:
         return None if v is None or v == "" else int(v)
     except (TypeError, ValueError):
+        try:
+            return int(float(v))  # "12.0" in an IS
+        except (TypeError, ValueError):
+            return None
+
+
+def _strs(v: Any) -> list[str] | None:
+    if v is None or v == "":
         return None
+    return [v.strip()] if isinstance(v, str) else [str(x).strip() for x in v]
 
 
 def _str(v: Any) -> str | None:
     return None if v is None or v == "" else str(v)
+
+
+_NUMERIC_TEXT = frozenset({"DS", "IS"})
+_TEXT = frozenset({"UI", "CS", "DA", "TM", "DT", "AS"})  # no character set applies
+_BINARY = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
+
+
+@functools.lru_cache(maxsize=None)
+def _tag_vr(keyword: str) -> tuple[int, str]:
+    tag = tag_for_keyword(keyword)
+    assert tag is not None, keyword
+    return tag, dictionary_VR(tag)
+
+
+def fast_get(ds: Dataset, keyword: str) -> Any:
+    """``ds.get(keyword)`` without pydicom's per-element conversion for plain numbers and codes.
+
+    A folder scan reads dozens of attributes from every file; pydicom's conversion is most of
+    that cost. Raw little-endian values of the VRs above are decoded here (multi-values as
+    lists); anything else (sequences, person names, text with a character set) goes to pydicom.
+    """
+    tag, dict_vr = _tag_vr(keyword)
+    raw = ds.get_item(tag, keep_deferred=True)
+    if raw is None:
+        return None
+    if not isinstance(raw, RawDataElement) or not raw.is_little_endian or raw.value is None:
+        return ds.get(keyword)
+    vr = raw.VR or dict_vr
+    value: bytes = raw.value
+    if vr in _NUMERIC_TEXT or vr in _TEXT:
+        text = value.decode("latin-1").strip(" \x00")
+        if not text:
+            return None
+        items = [t.strip(" \x00") for t in text.split("\\")]
+        return items if len(items) > 1 else items[0]
+    code = _BINARY.get(vr)
+    if code is None or len(value) % struct.calcsize(code):
+        return ds.get(keyword)
+    items = list(struct.unpack(f"<{len(value) // struct.calcsize(code)}{code}", value))
+    return None if not items else items if len(items) > 1 else items[0]
 
 
 def _groups_item(ds: Dataset, frame: int, group_item: str) -> Dataset | None:
@@ -74,12 +127,14 @@ def _lookup(ds: Dataset, frame: int, group_item: str, keyword: str) -> Any:
     item = _groups_item(ds, frame, group_item)
     if item is not None and keyword in item:
         return item.get(keyword)
-    return ds.get(keyword)
+    return fast_get(ds, keyword)
 
 
 def build_modules(ds: Dataset, frame: int = 0, transfer_syntax_uid: str | None = None) -> dict[str, Any]:
     """All metadata modules for frame ``frame`` (0-based) of ``ds``."""
-    g = ds.get
+
+    def g(keyword: str) -> Any:
+        return fast_get(ds, keyword)
     rows, cols = _int(g("Rows")), _int(g("Columns"))
     iop = _nums(_lookup(ds, frame, "PlaneOrientationSequence", "ImageOrientationPatient"))
     ipp = _nums(_lookup(ds, frame, "PlanePositionSequence", "ImagePositionPatient"))
@@ -156,7 +211,7 @@ def build_modules(ds: Dataset, frame: int = 0, transfer_syntax_uid: str | None =
         },
         "generalImageModule": {
             "instance_number": _int(g("InstanceNumber")),
-            "image_type": [str(x) for x in g("ImageType")] if g("ImageType") else None,
+            "image_type": _strs(g("ImageType")),
             "acquisition_number": _int(g("AcquisitionNumber")),
             "echo_number": _int(g("EchoNumbers")),
             "temporal_position": _int(g("TemporalPositionIdentifier")),
