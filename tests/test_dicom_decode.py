@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import warnings
 from pathlib import Path
 
@@ -312,3 +313,22 @@ def test_fast_header_values_equal_pydicom_conversion(monkeypatch):
             assert fast == slow, path.name
             checked += 1
     assert checked > 100
+
+
+def test_decoder_plugins_registered_before_any_thread_sees_them(monkeypatch):
+    """Many worker threads asking at once must all see the built-in plugins (a race here once
+    made the first frames of a parallel load fail as 'unsupported transfer syntax')."""
+    import concurrent.futures
+
+    from medstream.codecs import registry
+
+    monkeypatch.setattr(registry, "_builtin_loaded", False)
+    monkeypatch.setattr(registry.decoders, "_by_syntax", {})
+    barrier = threading.Barrier(8)
+
+    def ask(_):
+        barrier.wait()
+        return registry.decoders.can_decode("1.2.840.10008.1.2.4.80")
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(ask, range(8)))

@@ -56,12 +56,13 @@ def test_wadors_volume_identical_to_files(orthanc, tmp_path, tool):
     assert np.array_equal(part.scalar_data, local.scalar_data[5:15])
 
 
-def test_cancel_300_frame_wadors_load_within_1s(series_300):
+@pytest.mark.parametrize("retrieve", ["auto", "frames"])
+def test_cancel_300_frame_wadors_load_within_1s(series_300, retrieve):
     paths, url = series_300
     ms.request_pools.set_max_simultaneous_requests("prefetch", 2)
     ids = ms.wadors_image_ids(url)
     assert len(ids) == 300
-    vol = ms.create_and_cache_volume("wadors-300", image_ids=ids).result(60)
+    vol = ms.create_and_cache_volume("wadors-300", image_ids=ids, retrieve=retrieve).result(60)
     some = threading.Event()
     job = vol.load(on_progress=lambda p: p.frames_loaded >= 10 and some.set())
     assert some.wait(30)

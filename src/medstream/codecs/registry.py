@@ -97,14 +97,16 @@ _builtin_lock = threading.Lock()
 
 def _ensure_builtin() -> None:
     global _builtin_loaded
-    with _builtin_lock:
+    if _builtin_loaded:
+        return
+    with _builtin_lock:  # other threads wait until every plugin is registered
         if _builtin_loaded:
             return
-        _builtin_loaded = True
-    from . import imagecodecs_plugin, pydicom_plugin
+        from . import imagecodecs_plugin, pydicom_plugin
 
-    imagecodecs_plugin.register(decoders)
-    pydicom_plugin.register(decoders)
+        imagecodecs_plugin.register(decoders)
+        pydicom_plugin.register(decoders)
+        _builtin_loaded = True
 
 
 def decode_frame(

@@ -193,6 +193,7 @@ class StreamingImageVolume:
         self._load: LoadObject[StreamingImageVolume] | None = None
         self._index = {image_id: k for k, image_id in enumerate(self.image_ids)}
         self.metadata: dict[str, Any] = {}
+        self.acquired_geometry: VolumeGeometry | None = None  # set when resampled
 
     # -- description -------------------------------------------------------------------------
     @property
@@ -268,6 +269,8 @@ class StreamingImageVolume:
     async def _run(self, signal: CancelSignal, on_progress: Callable[[VolumeProgress], Any] | None,
                    order: Order) -> StreamingImageVolume:
         st = self.status
+        if self.acquired_geometry is not None:  # resampled onto a regular grid: complete
+            return self._completed()
         todo = [k for k in load_order(len(self.image_ids), order) if not self.loaded_mask[k]]
         st.failed = {}
         st.loading, st.cancelled = True, False
@@ -322,10 +325,13 @@ class StreamingImageVolume:
             self._progress(k, None, on_progress)
 
         kwargs = call_kwargs(fn, dict(self.options))
-        await request_pools.run(
-            lambda: fn(image_ids, deliver, **kwargs), self.request_type, self.priority,
-            {"id": self.volume_id, "type": "volume", "volume_id": self.volume_id},
-        )
+        try:
+            await request_pools.run(
+                lambda: fn(image_ids, deliver, **kwargs), self.request_type, self.priority,
+                {"id": self.volume_id, "type": "volume", "volume_id": self.volume_id},
+            )
+        except Exception as exc:  # frame requests follow and report per-frame errors
+            log.info("%s: bulk retrieval failed (%s); loading frame by frame", self.volume_id, exc)
 
     async def _frame(self, k: int, on_progress: Callable[[VolumeProgress], Any] | None) -> None:
         image_id = self.image_ids[k]
