@@ -286,11 +286,13 @@ def main() -> None:
         from orthanc_server import Orthanc, available
 
         if available():
-            server = Orthanc().start()
-            try:
-                import concurrent.futures
+            import concurrent.futures
 
-                for codec in codecs:
+            for codec in codecs:
+                # A fresh server per codec: the series share SOP Instance UIDs, and Orthanc
+                # would keep the first copy it stored.
+                server = Orthanc().start()
+                try:
                     paths = sorted(series[codec].glob("*.dcm"))
                     with concurrent.futures.ThreadPoolExecutor(4) as pool:
                         infos = list(pool.map(server.upload, paths))
@@ -300,8 +302,8 @@ def main() -> None:
                         r = run_child(peer, url, args.repeat)
                         rows.append(dict(r, source="Orthanc", codec=codec, peer=peer))
                         print(rows[-1], file=sys.stderr)
-            finally:
-                server.stop()
+                finally:
+                    server.stop()
     table = report(rows, volume_mb)
     print(f"\n{args.slices} x 512x512 CT ({volume_mb:.0f} MB as int16), {os.cpu_count()} cores\n")
     print(table)
