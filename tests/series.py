@@ -10,12 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
 from corpus import find
-
-CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+from medstream.demo_data import ct_slice
 
 
 def rotation(axis: str, degrees: float) -> np.ndarray:
@@ -85,32 +83,15 @@ def write_series(
         random.Random(len(offsets)).shuffle(order)
     paths = []
     for rank, k in enumerate(order):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CT_STORAGE
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = CT_STORAGE
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame_ref
-        ds.Modality = "CT"
-        ds.PatientName, ds.PatientID = "SYNTH^SERIES", "SYN-1"
-        ds.SeriesNumber = 7
-        ds.InstanceNumber = rank + 1  # deliberately unrelated to position
-        pos = np.array(origin) + offsets[k] * stack
-        ds.ImagePositionPatient = [f"{x:.6f}" for x in pos]
-        ds.ImageOrientationPatient = [f"{x:.8f}" for x in iop]
-        ds.PixelSpacing = list(pixel_spacing)
-        ds.SliceThickness = spacing
-        ds.Rows, ds.Columns = base.shape
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
-        ds.WindowCenter, ds.WindowWidth = 40, 400
         plane = np.roll(base, 3 * k, axis=1)
         plane = np.minimum(plane + k, 4095).astype(np.uint16)  # every slice distinct
-        ds.PixelData = plane.tobytes()
+        ds = ct_slice(
+            plane, study=study, series=series, frame_of_reference=frame_ref,
+            position=np.array(origin) + offsets[k] * stack, orientation=iop,
+            pixel_spacing=pixel_spacing, thickness=spacing,
+            instance=rank + 1,  # deliberately unrelated to position
+            series_number=7, description="synthetic", bits_stored=12,
+        )
         for key, value in (extra or {}).items():
             setattr(ds, key, value(k) if callable(value) else value)
         path = folder / f"{name_prefix}{rank:04d}_{k * 7919 % 997:03d}.dcm"

@@ -40,6 +40,51 @@ def phantom(slices: int, size: int) -> np.ndarray:
     return vol
 
 
+def ct_slice(
+    stored: np.ndarray,
+    *,
+    study: str,
+    series: str,
+    frame_of_reference: str,
+    position: list[float] | np.ndarray,
+    orientation: list[float] | np.ndarray = (1, 0, 0, 0, 1, 0),  # type: ignore[assignment]
+    pixel_spacing: tuple[float, float] = (1.0, 1.0),
+    thickness: float = 1.0,
+    instance: int = 1,
+    series_number: int = 1,
+    description: str = "medstream phantom",
+    bits_stored: int = 16,
+) -> Dataset:
+    """One CT image as a DICOM dataset: unsigned stored values, rescale intercept -1024 (HU)."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = CT_IMAGE_STORAGE
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+    ds.FrameOfReferenceUID = frame_of_reference
+    ds.Modality = "CT"
+    ds.PatientName, ds.PatientID = "MEDSTREAM^PHANTOM", "MS-0001"
+    ds.StudyDescription = "medstream demo phantom"
+    ds.SeriesDescription = description
+    ds.SeriesNumber, ds.InstanceNumber = series_number, instance
+    ds.ImagePositionPatient = [f"{float(x):.6f}" for x in position]
+    ds.ImageOrientationPatient = [f"{float(x):.8f}" for x in orientation]
+    ds.PixelSpacing = list(pixel_spacing)
+    ds.SliceThickness = thickness
+    ds.Rows, ds.Columns = stored.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits_stored, bits_stored - 1
+    ds.PixelRepresentation = 0
+    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
+    ds.WindowCenter, ds.WindowWidth = 40, 400
+    ds.PixelData = stored.astype(np.uint16).tobytes()
+    return ds
+
+
 def write_series(folder: Path, vol: np.ndarray, spacing: tuple[float, float, float],
                  compressed: bool = False) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
@@ -47,32 +92,15 @@ def write_series(folder: Path, vol: np.ndarray, spacing: tuple[float, float, flo
     paths = []
     dz, dy, dx = spacing
     for k, plane in enumerate(vol):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = CT_IMAGE_STORAGE
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-        ds.FrameOfReferenceUID = frame_of_ref
-        ds.Modality = "CT"
-        ds.PatientName, ds.PatientID = "MEDSTREAM^PHANTOM", "MS-0001"
-        ds.StudyDescription = "medstream demo phantom"
-        ds.SeriesDescription = "Head phantom" + (" (RLE)" if compressed else "")
-        ds.SeriesNumber, ds.InstanceNumber = 2 if compressed else 1, k + 1
-        ds.ImagePositionPatient = [-dx * vol.shape[2] / 2, -dy * vol.shape[1] / 2, k * dz]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.PixelSpacing = [dy, dx]
-        ds.SliceThickness = dz
-        ds.Rows, ds.Columns = plane.shape
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
-        ds.WindowCenter, ds.WindowWidth = 40, 80
         stored = (plane.astype(np.int32) + 1024).clip(0, 65535).astype(np.uint16)
-        ds.PixelData = stored.tobytes()
+        ds = ct_slice(
+            stored, study=study, series=series, frame_of_reference=frame_of_ref,
+            position=[-dx * vol.shape[2] / 2, -dy * vol.shape[1] / 2, k * dz],
+            pixel_spacing=(dy, dx), thickness=dz, instance=k + 1,
+            series_number=2 if compressed else 1,
+            description="Head phantom" + (" (RLE)" if compressed else ""),
+        )
+        ds.WindowCenter, ds.WindowWidth = 40, 80
         if compressed:
             ds.compress(RLELossless, stored)
         # Write in shuffled name order: loaders must sort by position, not by file name.

@@ -13,13 +13,11 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 
 from ..codecs.frame import FrameInfo
 from ..errors import DicomParseError, ImageLoadError, MissingPixelDataError
-from .part10 import _PIXEL_KEYWORDS, frame_info
+from .part10 import _PIXEL_KEYWORDS, frame_info, read_dataset
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
 _DEFER = 2048
@@ -55,17 +53,11 @@ def read_header(image_id: str, path: str) -> tuple[Dataset, PixelLocator | None]
     """
     try:
         st = os.stat(path)
-        ds = dcmread(path, defer_size=_DEFER)
-    except FileNotFoundError as exc:
-        raise ImageLoadError(image_id, f"file not found: {exc.filename}") from exc
-    except IsADirectoryError as exc:
-        raise ImageLoadError(image_id, f"is a directory: {exc.filename}") from exc
-    except InvalidDicomError as exc:
-        raise DicomParseError(image_id, f"not a DICOM Part 10 object ({exc})") from exc
-    except Exception as exc:  # pydicom raises many kinds of errors on broken input
-        raise DicomParseError(
-            image_id, f"truncated or malformed DICOM ({type(exc).__name__}: {exc})"
-        ) from exc
+    except OSError:
+        st = None
+    ds = read_dataset(image_id, path, defer_size=_DEFER)
+    if st is None:
+        raise ImageLoadError(image_id, f"cannot stat {path}")
     meta = getattr(ds, "file_meta", None)
     if meta is None or "TransferSyntaxUID" not in meta:
         raise DicomParseError(image_id, "no transfer syntax in the file meta information")

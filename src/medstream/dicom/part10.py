@@ -79,11 +79,10 @@ def frame_info(image_id: str, ds: Dataset, transfer_syntax_uid: str) -> FrameInf
     return info
 
 
-def parse_part10(image_id: str, source: str | os.PathLike[str] | bytes) -> ParsedDicom:
-    """Read a Part 10 object (path or bytes). Errors name the image and the cause."""
+def read_dataset(image_id: str, source: Any, **kwargs: Any) -> Dataset:
+    """``dcmread`` with every failure turned into a typed error naming the image and the cause."""
     try:
-        fp: Any = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
-        ds = dcmread(fp, force=False)
+        return dcmread(source, force=False, **kwargs)
     except FileNotFoundError as exc:
         raise ImageLoadError(image_id, f"file not found: {exc.filename}") from exc
     except IsADirectoryError as exc:
@@ -96,6 +95,12 @@ def parse_part10(image_id: str, source: str | os.PathLike[str] | bytes) -> Parse
         raise DicomParseError(image_id, f"truncated or malformed DICOM ({type(exc).__name__}: {exc})") from exc
     except Exception as exc:  # pydicom raises a variety of errors on broken input
         raise DicomParseError(image_id, f"unreadable DICOM ({type(exc).__name__}: {exc})") from exc
+
+
+def parse_part10(image_id: str, source: str | os.PathLike[str] | bytes) -> ParsedDicom:
+    """Read a Part 10 object (path or bytes). Errors name the image and the cause."""
+    fp: Any = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    ds = read_dataset(image_id, fp)
     meta = getattr(ds, "file_meta", None)
     ts = str(meta.TransferSyntaxUID) if meta is not None and "TransferSyntaxUID" in meta else None
     if ts is None:
