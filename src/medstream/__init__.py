@@ -44,7 +44,15 @@ from .volumes import (
     compute_geometry,
     split_series,
 )
-from .discovery import FolderScan, SeriesInfo, open_volume, open_volume_async, scan_folder, scan_folder_async
+from .discovery import (
+    FolderScan,
+    SeriesInfo,
+    describe_source,
+    open_volume,
+    open_volume_async,
+    scan_folder,
+    scan_folder_async,
+)
 from .errors import (
     CacheSizeExceededError,
     DecodeError,
@@ -88,6 +96,7 @@ __all__ = [
     "VolumeLoadStatus",
     "VolumeProgress",
     "compute_geometry",
+    "describe_source",
     "open_volume",
     "open_volume_async",
     "scan_folder",

@@ -1,10 +1,19 @@
-"""The ``medstream`` command line."""
+"""The ``medstream`` command line: demo, info, render, volume.
+
+Errors print one line naming the ID and the cause and exit 1 (``--debug`` shows the traceback);
+Ctrl-C cancels a running load and exits 130. Progress bars show only on a terminal.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -21,100 +30,242 @@ def main(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-def _window_png(img: np.ndarray, center: float, width: float) -> np.ndarray:
-    lo, hi = center - width / 2, center + width / 2
-    return (np.clip((img.astype(np.float32) - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 120)
 
 
+@contextmanager
+def _errors(ctx: click.Context) -> Iterator[None]:
+    """One line per error, exit 1; the traceback only with --debug."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo("cancelled", err=True)
+        sys.exit(130)
+    except (ms.MedstreamError, ValueError, OSError) as exc:
+        if ctx.obj and ctx.obj.get("debug"):
+            raise
+        message = " ".join(str(exc).split())
+        click.echo(f"error: {message}", err=True)
+        sys.exit(1)
+
+
+def _image_id(source: str, frame: int | None = None) -> str:
+    """A path becomes a dicomfile: (or nifti:) ID; anything with a scheme is taken as it is."""
+    if os.path.exists(source):
+        if source.lower().endswith((".nii", ".nii.gz")):
+            return f"nifti:{os.path.abspath(source)}?slice={(frame or 1) - 1}"
+        return ms.dicomfile_image_id(source, frame)
+    if frame is not None and source.startswith("dicomfile:") and "?frame=" not in source:
+        return f"{source}?frame={frame}"
+    return source
+
+
+def _source_kind(source: str) -> str:
+    """"series" (folder, DICOMweb study/series URL), "nifti" (a NIfTI volume) or "image"."""
+    from .discovery.source import _SERIES_RE, _STUDY_RE
+
+    plain = source.split("?", 1)[0].lower()
+    if plain.endswith((".nii", ".nii.gz")) or source.startswith("nifti:"):
+        return "image" if "slice=" in source else "nifti"
+    if os.path.isdir(source):
+        return "series"
+    url = source[len("wadors:"):] if source.startswith("wadors:") else source
+    if url.startswith(("http://", "https://")) and (
+            _SERIES_RE.search(url.rstrip("/")) or _STUDY_RE.search(url.rstrip("/"))):
+        return "series"
+    return "image"
+
+
+def _http(token: str | None, insecure: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if token:
+        out["token"] = token
+    if insecure:
+        out["verify"] = False
+    return out
+
+
+def _load(volume: ms.StreamingImageVolume, console: Any, label: str, order: str) -> float:
+    """Stream the volume with a progress bar (terminal only); Ctrl-C cancels the load."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    t0 = time.perf_counter()
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True,
+                  disable=not console.is_terminal) as progress:
+        task = progress.add_task(label, total=volume.status.total)
+        job = volume.load(lambda p: progress.update(task, completed=p.frames_loaded),
+                          order=order)  # type: ignore[arg-type]
+        try:
+            job.result()
+        except KeyboardInterrupt:
+            volume.cancel_loading()
+            raise
+    return time.perf_counter() - t0
+
+
+def _geometry_lines(volume: ms.StreamingImageVolume) -> list[str]:
+    g = volume.geometry
+    lines = [
+        f"shape {volume.shape} {volume.dtype}, spacing (x, y, z) "
+        f"{tuple(round(s, 4) for s in g.spacing)} mm",
+        f"origin (LPS) {tuple(round(float(x), 3) for x in g.origin)} mm, direction "
+        f"{np.round(g.direction, 4).tolist()}",
+    ]
+    lines += [f"warning: {w}" for w in g.warnings]
+    return lines
+
+
+# -- demo ----------------------------------------------------------------------------------------
 @main.command()
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Where to write results (default: the demo cache folder).")
 @click.pass_context
 def demo(ctx: click.Context, out: Path | None) -> None:
-    """Build a CT phantom as real DICOM files (once), stream it, report and write pictures."""
-    from PIL import Image as PILImage
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    """Build a CT phantom as real DICOM (once), stream it as a volume, write NIfTI and a PNG."""
     from rich.table import Table
 
     from .demo_data import cache_dir, ensure_demo
+    from .render import save_png, three_views
 
-    console = Console(width=None if sys.stdout.isatty() else 120)
-    try:
+    console = _console()
+    with _errors(ctx):
         t0 = time.perf_counter()
         series = ensure_demo()
         console.print(f"sample data: {cache_dir()} ({time.perf_counter() - t0:.1f} s)")
         out = out or cache_dir() / "demo-output"
         out.mkdir(parents=True, exist_ok=True)
-        stacks: dict[str, np.ndarray] = {}
+        volumes: dict[str, ms.StreamingImageVolume] = {}
         table = Table(title="medstream demo")
         for col in ("series", "syntax", "slices", "shape", "dtype", "HU range", "seconds", "MB/s"):
             table.add_column(col)
         for name, paths in series.items():
-            ids = [ms.dicomfile_image_id(p) for p in paths]
             t0 = time.perf_counter()
-            with Progress("[progress.description]{task.description}", BarColumn(),
-                          MofNCompleteColumn(), TimeElapsedColumn(), console=console,
-                          transient=True, disable=not console.is_terminal) as progress:
-                task = progress.add_task(f"loading {name}", total=len(ids))
-                objs = [ms.load_image(i, request_type="prefetch") for i in ids]
-                images = []
-                for o in objs:
-                    images.append(o.result(120))
-                    progress.advance(task)
+            volume = ms.open_volume(paths[0].parent, load=False)  # header scan + geometry
+            _load(volume, console, f"loading {name}", "interleaved")
             seconds = time.perf_counter() - t0
-            # Order slices by position along the slice normal (not by file name).
-            def z(image_id: str) -> float:
-                plane = ms.metadata.get("imagePlaneModule", image_id)
-                normal = np.cross(plane["row_cosines"], plane["column_cosines"])
-                return float(np.dot(plane["image_position_patient"], normal))
-
-            images.sort(key=lambda im: z(im.image_id))
-            vol = np.stack([im.get_pixel_data() for im in images])
-            stacks[name] = vol
-            syntax = images[0].transfer_syntax_uid or "?"
-            table.add_row(name, syntax, str(len(images)), str(vol.shape), str(vol.dtype),
-                          f"{vol.min()}..{vol.max()}", f"{seconds:.2f}",
-                          f"{vol.nbytes / 1e6 / seconds:.0f}")
+            data = volume.scalar_data
+            syntax = ms.metadata.get("transferSyntax", volume.image_ids[0]) or {}
+            table.add_row(name, str(syntax.get("transfer_syntax_uid")), str(volume.shape[0]),
+                          str(volume.shape), str(volume.dtype), f"{data.min()}..{data.max()}",
+                          f"{seconds:.2f}", f"{volume.size_in_bytes / 1e6 / seconds:.0f}")
+            volumes[name] = volume
         console.print(table)
-        same = all(np.array_equal(stacks["uncompressed"], v) for v in stacks.values())
+        ref = volumes["uncompressed"]
+        same = all(np.array_equal(ref.scalar_data, v.scalar_data) for v in volumes.values())
         console.print(f"compressed copy identical to uncompressed: {'yes' if same else 'NO'}")
-        vol = stacks["uncompressed"]
-        first = ms.metadata.get("imagePlaneModule", ms.dicomfile_image_id(series["uncompressed"][0]))
-        console.print(
-            f"geometry: spacing {first['pixel_spacing']} mm in-plane, thickness "
-            f"{first['slice_thickness']} mm, orientation {first['image_orientation_patient']}"
-        )
-        k, r, c = (s // 2 for s in vol.shape)
-        stretch = float(first["slice_thickness"]) / float(first["pixel_spacing"][0])
-        views = [_window_png(vol[k], 40, 120)]
-        for reformat in (vol[:, r, :][::-1], vol[:, :, c][::-1]):  # coronal, sagittal: head up
-            pic = PILImage.fromarray(_window_png(reformat, 40, 120))
-            pic = pic.resize((pic.width, round(pic.height * stretch)), PILImage.BILINEAR)
-            views.append(np.asarray(pic))
-        height = max(v.shape[0] for v in views)
-        canvas = np.zeros((height, sum(v.shape[1] for v in views) + 8 * 2), np.uint8)
-        x = 0
-        for v in views:
-            canvas[: v.shape[0], x : x + v.shape[1]] = v
-            x += v.shape[1] + 8
-        png = out / "demo_views.png"
-        PILImage.fromarray(canvas).save(png)
-        npy = out / "demo_volume.npy"
-        np.save(npy, vol)
+        for line in _geometry_lines(ref):
+            console.print(f"geometry: {line}")
+        png, nii = out / "demo_views.png", out / "demo_volume.nii.gz"
+        save_png(three_views(ref.scalar_data, ref.spacing, (40, 120)), png)
+        ref.save(nii)
         console.print(f"wrote {png} (axial, coronal, sagittal; window 40/120)")
-        console.print(f"wrote {npy} {vol.shape} {vol.dtype}")
+        console.print(f"wrote {nii} {ref.shape} {ref.dtype}, RAS affine")
         if not same:
             sys.exit(1)
-    except ms.MedstreamError as exc:
-        _fail(ctx, exc)
 
 
-def _fail(ctx: click.Context, exc: BaseException) -> None:
-    if ctx.obj and ctx.obj.get("debug"):
-        raise exc
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(1)
+# -- info ----------------------------------------------------------------------------------------
+@main.command()
+@click.argument("source")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--token", default=None, help="Bearer token for DICOMweb.")
+@click.pass_context
+def info(ctx: click.Context, source: str, as_json: bool, token: str | None) -> None:
+    """Series of a folder / DICOMweb study or series URL, or the metadata of one image."""
+    from rich.table import Table
+
+    console = _console()
+    with _errors(ctx):
+        http = _http(token)
+        kind = _source_kind(source)
+        if kind == "image":
+            image_id = _image_id(source)
+            ms.load_image(image_id, **http).result()
+            modules = ms.metadata.get("all", image_id) or {}
+            if as_json:
+                click.echo(json.dumps({"image_id": image_id, "modules": modules}, default=str))
+                return
+            table = Table(title=image_id)
+            for col in ("module", "attribute", "value"):
+                table.add_column(col)
+            for module, values in modules.items():
+                for key, value in (values or {}).items():
+                    if value is not None:
+                        table.add_row(module, key, str(value))
+            console.print(table)
+            return
+        if kind == "nifti":
+            volume = ms.open_volume(source, load=False, **http)
+            found = [{"key": volume.volume_id, "images": volume.shape[0], **volume.geometry.summary()}]
+        else:
+            found = [s.summary() for s in ms.describe_source(source, **http)]
+        if as_json:
+            click.echo(json.dumps({"source": source, "series": found}, default=str))
+            return
+        table = Table(title=source)
+        for col in ("series", "modality", "description", "images", "shape", "spacing mm", "warnings"):
+            table.add_column(col)
+        for s in found:
+            table.add_row(str(s.get("key")), str(s.get("modality") or ""),
+                          str(s.get("description") or ""), str(s.get("images")),
+                          str(s.get("shape")), str(s.get("spacing")),
+                          "\n".join(s.get("warnings") or []) or "-")
+        console.print(table)
+
+
+# -- render --------------------------------------------------------------------------------------
+@main.command()
+@click.argument("image_id")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="PNG to write.")
+@click.option("--window", nargs=2, type=float, default=None, metavar="CENTER WIDTH",
+              help="VOI window (default: the image's own).")
+@click.option("--frame", type=int, default=None, help="Frame of a multi-frame file (1-based).")
+@click.option("--token", default=None, help="Bearer token for HTTP sources.")
+@click.pass_context
+def render(ctx: click.Context, image_id: str, out: Path, window: tuple[float, float] | None,
+           frame: int | None, token: str | None) -> None:
+    """Write one image as a PNG with its VOI applied (MONOCHROME1 inverted, colour as is)."""
+    from .render import image_to_uint8, save_png
+
+    with _errors(ctx):
+        ident = _image_id(image_id, frame)
+        image = ms.load_image(ident, **_http(token)).result()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_png(image_to_uint8(image, window), out)
+        click.echo(f"wrote {out} ({image.columns}x{image.rows}, {image.photometric_interpretation})")
+
+
+# -- volume --------------------------------------------------------------------------------------
+@main.command()
+@click.argument("source")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
+              help="Output: .nii, .nii.gz, .npy or .npz.")
+@click.option("--order", type=click.Choice(["interleaved", "sequential"]), default="interleaved")
+@click.option("--series", default=None, help="Series UID, index, or 'largest' when there are several.")
+@click.option("--spacing", type=click.Choice(["raise", "keep", "resample"]), default="raise",
+              help="Missing slices / irregular spacing.")
+@click.option("--tilt", type=click.Choice(["shear", "raise"]), default="shear", help="Gantry tilt.")
+@click.option("--token", default=None, help="Bearer token for DICOMweb.")
+@click.pass_context
+def volume(ctx: click.Context, source: str, out: Path, order: str, series: str | None,
+           spacing: str, tilt: str, token: str | None) -> None:
+    """Load a folder, DICOMweb series/study URL or NIfTI as a volume and write it out."""
+    console = _console()
+    with _errors(ctx):
+        if not out.name.lower().endswith((".nii", ".nii.gz", ".npy", ".npz")):
+            raise ValueError(f"{out}: unknown output format (use .nii, .nii.gz, .npy or .npz)")
+        chosen: str | int | None = int(series) if series and series.isdigit() else series
+        vol = ms.open_volume(source, load=False, series=chosen, spacing=spacing, tilt=tilt,
+                             **_http(token))
+        seconds = _load(vol, console, "loading", order)
+        vol.save(out)
+        for line in _geometry_lines(vol):
+            console.print(line)
+        console.print(f"wrote {out} in {seconds:.2f} s")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from .folder import FolderScan, SeriesInfo, scan_folder, scan_folder_async
-from .source import open_volume, open_volume_async, resolve_source
+from .source import (
+    describe_source,
+    describe_source_async,
+    open_volume,
+    open_volume_async,
+    resolve_source,
+)
 
 __all__ = [
     "FolderScan",
     "SeriesInfo",
+    "describe_source",
+    "describe_source_async",
     "open_volume",
     "open_volume_async",
     "resolve_source",

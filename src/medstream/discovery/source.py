@@ -87,6 +87,33 @@ async def resolve_source(source: str | os.PathLike[str] | Sequence[str], *,
     raise MedstreamError(f"{src}: not a folder, file, NIfTI or DICOMweb URL")
 
 
+async def describe_source_async(source: str | os.PathLike[str], **http: Any) -> list[SeriesInfo]:
+    """The series a folder, file or DICOMweb study/series URL holds, with geometry reports."""
+    from ..core.metadata import metadata
+    from ..volumes.geometry import SliceInfo
+    from .folder import group_slices
+
+    src = os.fspath(source)
+    url = src[len("wadors:"):] if src.startswith("wadors:") else src
+    if url.startswith(("http://", "https://")):
+        url = url.rstrip("/")
+        if _STUDY_RE.search(url):
+            urls = [f"{url}/series/{uid}" for uid, _ in await _study_series(url, **http)]
+        elif _SERIES_RE.search(url):
+            urls = [url]
+        else:
+            raise VolumeError(f"{src}: not a DICOMweb study or series URL")
+        ids = [i for u in urls for i in await wadors_image_ids_async(u, **http)]
+    elif os.path.isdir(src):
+        return (await scan_folder_async(src)).series
+    elif os.path.isfile(src):
+        ids, _ = await runtime.to_thread(read_file_header, src)
+    else:
+        raise MedstreamError(f"{src}: not a folder, file or DICOMweb URL")
+    slices = [SliceInfo.from_modules(i, metadata.get("all", i) or {}) for i in ids]
+    return await runtime.to_thread(group_slices, slices)
+
+
 async def _study_series(study_url: str, **http: Any) -> list[tuple[str, int]]:
     """(SeriesInstanceUID, number of instances) of a study, via QIDO-RS."""
     resp = await fetch(f"{study_url}/series", f"wadors:{study_url}",
@@ -129,6 +156,11 @@ async def open_volume_async(
             job.cancel()
             raise
     return volume
+
+
+def describe_source(source: str | os.PathLike[str], **http: Any) -> list[SeriesInfo]:
+    """Blocking :func:`describe_source_async`."""
+    return runtime.run_sync(describe_source_async(source, **http))
 
 
 def open_volume(source: str | os.PathLike[str] | Sequence[str], **kwargs: Any) -> StreamingImageVolume:
