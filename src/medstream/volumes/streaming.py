@@ -442,7 +442,7 @@ class NiftiVolume(StreamingImageVolume):
         except asyncio.CancelledError:
             st.cancelled = True
             raise
-        except BaseException as exc:
+        except Exception as exc:
             st.failed = {i: str(_as_load_error(self.volume_id, exc)) for i in self.image_ids}
             raise VolumeLoadError(self.volume_id, st.failed, st.total) from exc
         finally:
@@ -450,12 +450,7 @@ class NiftiVolume(StreamingImageVolume):
         self.loaded_mask[:] = True
         st.frames_loaded = st.total
         for k in load_order(st.total, order):
-            events.trigger(Events.IMAGE_VOLUME_MODIFIED, volume_id=self.volume_id,
-                           image_id=self.image_ids[k], index=k, frames_loaded=st.total,
-                           total=st.total, error=None)
-        if on_progress is not None:
-            on_progress(VolumeProgress(self.volume_id, self.image_ids[-1], st.total - 1,
-                                       st.total, st.total, 0))
+            self._progress(k, None, on_progress)
         return self._completed()
 
 
