@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-import pytest
+import hypothesis  # noqa: F401  (imported before any medstream thread exists: its late import
+import pytest       # at session end, with threads running, tripped a CPython 3.11 AST bug)
 
 import medstream as ms
 from medstream.core.cache import DEFAULT_MAX_CACHE_SIZE

@@ -37,7 +37,7 @@ class Orthanc:
 
     def start(self) -> "Orthanc":
         storage = self.dir / "db"
-        storage.mkdir()
+        storage.mkdir(exist_ok=True)  # kept across kill() / start()
         config = {
             "Name": "medstream-test",
             "StorageDirectory": str(storage),
@@ -80,6 +80,13 @@ class Orthanc:
     def uids(self, orthanc_id: str) -> tuple[str, str, str]:
         t = self.instance_tags(orthanc_id)
         return t["StudyInstanceUID"], t["SeriesInstanceUID"], t["SOPInstanceUID"]
+
+    def kill(self) -> None:
+        """Die like a crashed server (SIGKILL); storage stays, so start() brings it back."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
