@@ -147,3 +147,17 @@ def test_orthanc_killed_mid_volume_then_back(env):
     orthanc.start()
     vol.load().result(60)
     assert vol.status.loaded and np.array_equal(vol.scalar_data, _files_volume(folder))
+
+
+def test_twenty_concurrent_volume_loads_share_one_set_of_requests(env):
+    _, proxy, folder, url, ids = env
+    ms.loaders.wadors.series_metadata.clear()
+    proxy.clear()
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        volumes = list(pool.map(lambda _: ms.open_volume(url), range(20)))
+    assert all(v is volumes[0] for v in volumes)
+    series_path = url.split("/dicom-web")[1]
+    assert proxy.count(series_path + "/metadata$") == 1
+    assert proxy.count(series_path + "$") == 1 and proxy.count("/frames/") == 0
+    assert len(proxy.log) == 2
+    assert np.array_equal(volumes[0].scalar_data, _files_volume(folder))

@@ -51,8 +51,10 @@ class Image:
         return tuple(self.pixel_data.shape)
 
     def __repr__(self) -> str:
+        from ..redact import redact_text
+
         return (
-            f"Image({self.image_id!r}, {self.rows}x{self.columns}, "
+            f"Image({redact_text(self.image_id)!r}, {self.rows}x{self.columns}, "
             f"{self.photometric_interpretation}, dtype={self.pixel_data.dtype})"
         )
 

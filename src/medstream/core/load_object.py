@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import weakref
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, Generic, TypeVar
 
@@ -69,7 +70,7 @@ class LoadObject(Generic[T]):
         self,
         key: str,
         coro_factory: Callable[[CancelSignal], Coroutine[Any, Any, T]],
-        decache: Callable[[], None] | None = None,
+        decache: Callable[[LoadObject[Any]], None] | None = None,
     ) -> None:
         self.key = key
         self.signal = CancelSignal()
@@ -133,7 +134,7 @@ class LoadObject(Generic[T]):
     def decache(self) -> None:
         """Remove this object from the cache (no-op for uncached loads)."""
         if self._decache is not None:
-            self._decache()
+            self._decache(self)
 
     def done(self) -> bool:
         return self._future.done()
@@ -146,7 +147,16 @@ class LoadObject(Generic[T]):
 
     def add_done_callback(self, fn: Callable[[LoadObject[T]], Any]) -> None:
         """``fn(self)`` runs when the load finishes, in the thread that finished it."""
-        self._future.add_done_callback(lambda _f: fn(self))
+        # A weak reference: a finished future keeps its callbacks, and a strong one would make a
+        # cycle that keeps the loaded pixels alive until the cyclic GC happens to run.
+        ref = weakref.ref(self)
+
+        def call(_f: concurrent.futures.Future[T]) -> None:
+            obj = ref()
+            if obj is not None:
+                fn(obj)
+
+        self._future.add_done_callback(call)
 
     @property
     def future(self) -> concurrent.futures.Future[T]:
@@ -154,7 +164,9 @@ class LoadObject(Generic[T]):
 
     def __repr__(self) -> str:
         state = "cancelled" if self.cancelled() else "done" if self.done() else "pending"
-        return f"<{type(self).__name__} {self.key!r} {state}>"
+        from ..redact import redact_text
+
+        return f"<{type(self).__name__} {redact_text(self.key)!r} {state}>"
 
 
 class ImageLoadObject(LoadObject[Image]):

@@ -75,7 +75,7 @@ def _make_image_load(
     priority: float,
     on_image: Callable[[Image], None] | None = None,
     on_failure: Callable[[ImageLoadObject], None] | None = None,
-    decache: Callable[[], None] | None = None,
+    decache: Callable[[Any], None] | None = None,
 ) -> ImageLoadObject:
     holder: list[ImageLoadObject] = []
 
@@ -160,7 +160,7 @@ def load_and_cache_image(
             priority,
             on_image=admit,
             on_failure=forget,
-            decache=lambda: forget(obj),
+            decache=forget,
         )
         cache.put(image_id, "image", obj)
         return obj
@@ -207,11 +207,11 @@ def register_unknown_volume_loader(loader: Loader | None) -> Loader | None:
 def _make_volume_load(
     volume_id: str, loader: Loader, options: dict[str, Any], cached: bool
 ) -> VolumeLoadObject:
-    holder: list[VolumeLoadObject] = []
+    holder: list[VolumeLoadObject] = []  # referenced only while the load runs: no cycle after
 
-    def forget() -> None:
+    def forget(obj: VolumeLoadObject) -> None:
         with cache._lock:
-            if cache.get_volume_load_object(volume_id) is holder[0]:
+            if cache.get_volume_load_object(volume_id) is obj:
                 cache.remove(volume_id)
 
     async def body(signal: CancelSignal) -> Any:
@@ -222,7 +222,7 @@ def _make_volume_load(
             return volume
         except BaseException:
             if cached:
-                forget()
+                forget(holder[0])
             raise
 
     obj = VolumeLoadObject(volume_id, body, forget if cached else None)

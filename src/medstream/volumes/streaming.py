@@ -29,6 +29,7 @@ from ..core.registry import Loader, call_kwargs, image_loaders, scheme_of
 from ..core.request_pools import RequestType, request_pools
 from ..core.runtime import runtime
 from ..errors import GeometryError, VolumeError
+from ..redact import redact_text
 from .geometry import (
     SliceInfo,
     SpacingPolicy,
@@ -229,7 +230,7 @@ class StreamingImageVolume:
 
     def __repr__(self) -> str:
         s = self.status
-        return (f"<StreamingImageVolume {self.volume_id!r} {self.shape} {self.dtype} "
+        return (f"<{type(self).__name__} {redact_text(self.volume_id)!r} {self.shape} {self.dtype} "
                 f"{s.frames_loaded}/{s.total} loaded{', %d failed' % len(s.failed) if s.failed else ''}>")
 
     # -- loading -----------------------------------------------------------------------------
