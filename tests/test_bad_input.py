@@ -26,7 +26,15 @@ SOURCES = {
     "bigendian": "MR_small_bigendian.dcm",
 }
 LIMIT_S = 15.0
-RESULTS: dict[str, str] = {}  # case -> outcome, summarised by test_summary
+RESULTS: dict[str, str] = {}  # case -> outcome (pytest -s prints a summary; docs/reliability.md)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _summary():
+    yield
+    from collections import Counter
+
+    print(f"\nbad-input cases: {len(RESULTS)}; outcomes: {dict(Counter(RESULTS.values()))}")
 
 
 def outcome(path: Path, case: str) -> str:
