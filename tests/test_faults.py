@@ -161,3 +161,19 @@ def test_twenty_concurrent_volume_loads_share_one_set_of_requests(env):
     assert proxy.count(series_path + "$") == 1 and proxy.count("/frames/") == 0
     assert len(proxy.log) == 2
     assert np.array_equal(volumes[0].scalar_data, _files_volume(folder))
+
+
+def test_volume_load_timeout_settles_against_a_stalled_server(env):
+    _, proxy, folder, url, ids = env
+    proxy.add("/frames/", "stall")
+    vol = ms.open_volume(url, load=False, retrieve="frames", timeout=30)
+    t0 = time.monotonic()
+    with pytest.raises(ms.VolumeLoadError) as err:
+        vol.load(timeout=1.0).result(30)
+    assert time.monotonic() - t0 < 3
+    assert len(err.value.failed) == 40
+    assert all("load timeout" in r for r in err.value.failed.values())
+    assert sum(ms.request_pools.get_running().values()) == 0
+    proxy.clear()
+    vol.load().result(60)
+    assert np.array_equal(vol.scalar_data, _files_volume(folder))

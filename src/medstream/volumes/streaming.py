@@ -239,8 +239,13 @@ class StreamingImageVolume:
         on_progress: Callable[[VolumeProgress], Any] | None = None,
         *,
         order: Order = "interleaved",
+        timeout: float | None = None,
     ) -> LoadObject[StreamingImageVolume]:
         """Stream the missing frames into the array. Await it or call ``.result(timeout)``.
+
+        With ``timeout`` (seconds) the load settles by then: frames still missing are cancelled
+        and listed as failed ("not loaded within ..."), so a dead or stalled server cannot hold
+        the caller longer than that.
 
         Resolves to the volume; raises ``VolumeLoadError`` listing failed frames (the others stay
         loaded). Calling it while a load runs returns that load; after a cancel or a failure it
@@ -253,7 +258,7 @@ class StreamingImageVolume:
             if self._load is not None and not self._load.done():
                 return self._load
             obj: LoadObject[StreamingImageVolume] = LoadObject(
-                self.volume_id, lambda signal: self._run(signal, on_progress, order)
+                self.volume_id, lambda signal: self._run(signal, on_progress, order, timeout)
             )
             self._load = obj
             return obj
@@ -268,8 +273,14 @@ class StreamingImageVolume:
         return obj.cancel() if obj is not None else False
 
     async def _run(self, signal: CancelSignal, on_progress: Callable[[VolumeProgress], Any] | None,
-                   order: Order) -> StreamingImageVolume:
+                   order: Order, timeout: float | None = None) -> StreamingImageVolume:
         st = self.status
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+
+        def left() -> float | None:
+            return None if deadline is None else max(0.0, deadline - loop.time())
+
         if self.acquired_geometry is not None:  # resampled onto a regular grid: complete
             return self._completed()
         todo = [k for k in load_order(len(self.image_ids), order) if not self.loaded_mask[k]]
@@ -279,11 +290,20 @@ class StreamingImageVolume:
         cache.pin(self.volume_id, "loading")
         tasks: list[asyncio.Future[None]] = []
         try:
-            await self._bulk([self.image_ids[k] for k in todo], on_progress)
+            try:
+                await asyncio.wait_for(
+                    self._bulk([self.image_ids[k] for k in todo], on_progress), left())
+            except asyncio.TimeoutError:
+                pass  # what is missing is reported below
             todo = [k for k in todo if not self.loaded_mask[k]]
             tasks = [asyncio.ensure_future(self._frame(k, on_progress)) for k in todo]
             if tasks:
-                await asyncio.gather(*tasks)
+                _, pending = await asyncio.wait(tasks, timeout=left())
+                for k, task in zip(todo, tasks):
+                    if task in pending:
+                        task.cancel()
+                        st.failed[self.image_ids[k]] = (
+                            f"{self.image_ids[k]}: not loaded within the {timeout:g} s load timeout")
         except asyncio.CancelledError:
             st.cancelled = True
             raise
