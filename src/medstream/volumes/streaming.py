@@ -447,16 +447,23 @@ class NiftiVolume(StreamingImageVolume):
     """A NIfTI file as a volume: one read and scale in the worker pool, then per-slice events."""
 
     async def _run(self, signal: CancelSignal, on_progress: Callable[[VolumeProgress], Any] | None,
-                   order: Order) -> StreamingImageVolume:
+                   order: Order, timeout: float | None = None) -> StreamingImageVolume:
         from ..loaders.nifti import open_nifti, parse_id, read_volume
 
         st = self.status
         st.loading, st.cancelled, st.failed = True, False, {}
         st.started, st.finished = time.perf_counter(), None
-        try:
+
+        async def read() -> np.ndarray:
             data = await open_nifti(self.volume_id, **self.options)
             t = parse_id(self.volume_id)[1].get("volume", 0)
-            arr = await runtime.to_thread(read_volume, data, t)
+            return await runtime.to_thread(read_volume, data, t)
+
+        try:
+            try:
+                arr = await asyncio.wait_for(read(), timeout)
+            except asyncio.TimeoutError:
+                raise VolumeError(f"not loaded within the {timeout:g} s load timeout") from None
             if arr.dtype != self.scalar_data.dtype:
                 self.scalar_data = np.empty(arr.shape, dtype=arr.dtype)
             await runtime.to_thread(np.copyto, self.scalar_data, arr)
