@@ -332,3 +332,23 @@ def test_decoder_plugins_registered_before_any_thread_sees_them(monkeypatch):
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         assert all(pool.map(ask, range(8)))
+
+
+def test_frames_after_a_header_scan_equal_a_full_parse():
+    """After a scan, frames are read from the located bytes (one frame's bytes for native
+    multi-frame files); every frame must equal the full-parse path."""
+    from medstream.dicom.part10 import decode_parsed_frame, parse_part10
+    from medstream.loaders.dicomfile import load_sync, read_file_header
+
+    checked = 0
+    for name in ("emri_small.dcm", "emri_small_big_endian.dcm", "emri_small_jpeg_2k_lossless.dcm",
+                 "SC_rgb_2frame.dcm", "CT_small.dcm", "693_J2KR.dcm"):
+        path = find(name)
+        ids, _ = read_file_header(str(path))
+        parsed = parse_part10(ids[0], str(path))
+        for k, image_id in enumerate(ids, start=1):
+            fast = load_sync(image_id).get_pixel_data()
+            full = decode_parsed_frame(image_id, parsed, k, True).get_pixel_data()
+            assert np.array_equal(fast, full), image_id
+            checked += 1
+    assert checked >= 20

@@ -71,6 +71,8 @@ class LoadObject(Generic[T]):
         key: str,
         coro_factory: Callable[[CancelSignal], Coroutine[Any, Any, T]],
         decache: Callable[[LoadObject[Any]], None] | None = None,
+        *,
+        start: bool = True,
     ) -> None:
         self.key = key
         self.signal = CancelSignal()
@@ -78,8 +80,16 @@ class LoadObject(Generic[T]):
         self._task: asyncio.Task[T] | None = None
         self._decache = decache
         self._cancel_requested = False
-        coro = coro_factory(self.signal)
-        runtime.call_soon(self._start, coro)
+        self._coro: Coroutine[Any, Any, T] | None = coro_factory(self.signal)
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Schedule the load (done by the constructor unless ``start=False``: a creator that
+        needs the object in place before its coroutine runs starts it afterwards)."""
+        coro, self._coro = self._coro, None
+        if coro is not None:
+            runtime.call_soon(self._start, coro)
 
     # The task is created on the loop thread; a cancel arriving first is honoured at start.
     def _start(self, coro: Coroutine[Any, Any, T]) -> None:

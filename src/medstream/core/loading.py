@@ -112,9 +112,10 @@ def _make_image_load(
         events.trigger(Events.IMAGE_LOADED, image_id=image_id, image=image)
         return image
 
-    obj = ImageLoadObject(image_id, body, decache)
+    obj = ImageLoadObject(image_id, body, decache, start=False)
     holder.append(obj)
     _track(obj)
+    obj.start()
     return obj
 
 
@@ -225,9 +226,10 @@ def _make_volume_load(
                 forget(holder[0])
             raise
 
-    obj = VolumeLoadObject(volume_id, body, forget if cached else None)
+    obj = VolumeLoadObject(volume_id, body, forget if cached else None, start=False)
     holder.append(obj)
     _track(obj)
+    obj.start()
     return obj
 
 

@@ -49,7 +49,6 @@ class MetadataRegistry:
                 return value
         return None
 
-
     # -- preloading: get metadata for many IDs at once, before their pixels -------------------
     def register_preloader(self, scheme: str, preloader: Preloader) -> None:
         """``async preloader(image_ids, **options)`` makes metadata for those IDs available

@@ -39,10 +39,13 @@ class PixelLocator:
             return False
         return st.st_mtime_ns == self.mtime_ns and st.st_size == self.size
 
-    def read(self) -> bytes:
+    def read(self, start: int = 0, size: int | None = None) -> bytes:
+        """The pixel bytes, or ``size`` of them from ``start`` (one frame of a native file)."""
+        if size is None:
+            size = -1 if self.length is None else self.length - start
         with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            return f.read(-1 if self.length is None else self.length)
+            f.seek(self.offset + start)
+            return f.read(size)
 
 
 def read_header(image_id: str, path: str) -> tuple[Dataset, PixelLocator | None]:

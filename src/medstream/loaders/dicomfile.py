@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections import OrderedDict
@@ -92,8 +93,15 @@ def _fast_path(image_id: str, path: str, frame: int, prescale: bool) -> Image | 
         return None  # LUTs live in the dataset: take the full path
     info = loc.info
     check_frame(image_id, frame, info.number_of_frames)
-    data: bytes | memoryview = loc.read()
     index = frame - 1
+    if info.number_of_frames > 1:
+        frame_bytes = info.rows * info.columns * info.samples_per_pixel * info.bits_allocated // 8
+        if not info.native or info.bits_allocated < 8 or loc.length is None:
+            return None  # the parsed-object cache serves multi-frame files frame by frame
+        data: bytes | memoryview = loc.read(index * frame_bytes, frame_bytes)
+        return decode_to_image(image_id, data, dataclasses.replace(info, number_of_frames=1),
+                               modules, index=0, prescale=prescale)
+    data = loc.read()
     if not info.native:
         from pydicom.encaps import get_frame
 
