@@ -164,6 +164,9 @@ def test_tokens_never_in_errors_logs_or_reprs(caplog):
 
 def test_tls_verification_is_on_by_default(tmp_path):
     assert ms.loaders.http.http_config().verify is True
+    from test_volumes import need
+
+    need("openssl")
     key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
                     "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
