@@ -65,16 +65,12 @@ def _image_id(source: str, frame: int | None = None) -> str:
 
 def _source_kind(source: str) -> str:
     """"series" (folder, DICOMweb study/series URL), "nifti" (a NIfTI volume) or "image"."""
-    from .discovery.source import _SERIES_RE, _STUDY_RE
+    from .discovery.source import dicomweb_url, is_nifti
 
-    plain = source.split("?", 1)[0].lower()
-    if plain.endswith((".nii", ".nii.gz")) or source.startswith("nifti:"):
+    if is_nifti(source):
         return "image" if "slice=" in source else "nifti"
-    if os.path.isdir(source):
-        return "series"
-    url = source[len("wadors:"):] if source.startswith("wadors:") else source
-    if url.startswith(("http://", "https://")) and (
-            _SERIES_RE.search(url.rstrip("/")) or _STUDY_RE.search(url.rstrip("/"))):
+    web = dicomweb_url(source)
+    if os.path.isdir(source) or (web is not None and web[0] in ("study", "series")):
         return "series"
     return "image"
 

@@ -36,15 +36,20 @@ class ParsedDicom:
     nbytes: int
 
     def frame_payload(self, image_id: str, index: int) -> tuple[bytes | memoryview, int]:
-        """(data, native frame index): whole native pixel data, or one encapsulated frame."""
-        if self.info.native:
-            return self.pixel_bytes, index
-        if not decoders.can_decode(self.info.transfer_syntax_uid):
-            raise UnsupportedTransferSyntaxError(image_id, self.info.transfer_syntax_uid)
-        try:
-            return get_frame(self.pixel_bytes, index, number_of_frames=self.info.number_of_frames), 0
-        except Exception as exc:
-            raise DecodeError(image_id, f"cannot extract frame {index + 1}: {exc}") from exc
+        return frame_payload(image_id, self.info, self.pixel_bytes, index)
+
+
+def frame_payload(image_id: str, info: FrameInfo, pixel_bytes: bytes | memoryview,
+                  index: int) -> tuple[bytes | memoryview, int]:
+    """(data, native frame index): whole native pixel data, or one encapsulated frame."""
+    if info.native:
+        return pixel_bytes, index
+    if not decoders.can_decode(info.transfer_syntax_uid):
+        raise UnsupportedTransferSyntaxError(image_id, info.transfer_syntax_uid)
+    try:
+        return get_frame(pixel_bytes, index, number_of_frames=info.number_of_frames), 0
+    except Exception as exc:
+        raise DecodeError(image_id, f"cannot extract frame {index + 1}: {exc}") from exc
 
 
 def frame_info(image_id: str, ds: Dataset, transfer_syntax_uid: str) -> FrameInfo:

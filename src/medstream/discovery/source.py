@@ -23,16 +23,27 @@ _SERIES_RE = re.compile(r"/studies/[^/]+/series/[^/]+/?$")
 _STUDY_RE = re.compile(r"/studies/[^/]+/?$")
 
 
-def _is_nifti(source: str) -> bool:
+def is_nifti(source: str) -> bool:
     plain = source.split("?", 1)[0].lower()
     return source.startswith("nifti:") or plain.endswith((".nii", ".nii.gz"))
 
 
-def _pick(candidates: list[SeriesInfo] | list[tuple[str, int]], series: str | int | None,
-          where: str) -> int:
-    """Index of the chosen series: the only one, ``"largest"``, a UID/key, or an index."""
-    names = [c.key if isinstance(c, SeriesInfo) else c[0] for c in candidates]
-    sizes = [c.n_images if isinstance(c, SeriesInfo) else c[1] for c in candidates]
+def dicomweb_url(source: str) -> tuple[str, str] | None:
+    """(kind, URL) for an http(s) source, ``wadors:`` prefix allowed: kind is "study",
+    "series" or "other"; None for anything that is not a URL."""
+    url = source[len("wadors:"):] if source.startswith("wadors:") else source
+    if not url.startswith(("http://", "https://")):
+        return None
+    url = url.rstrip("/")
+    kind = "study" if _STUDY_RE.search(url) else "series" if _SERIES_RE.search(url) else "other"
+    return kind, url
+
+
+def _pick(candidates: list[tuple[str, int]], series: str | int | None, where: str) -> int:
+    """Index of the chosen (name, images) series: the only one, ``"largest"``, a UID/key, or
+    an index."""
+    names = [name for name, _ in candidates]
+    sizes = [size for _, size in candidates]
     if not names:
         raise VolumeError(f"{where}: no image series found")
     if series is None:
@@ -61,24 +72,23 @@ async def resolve_source(source: str | os.PathLike[str] | Sequence[str], *,
         digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
         return f"volume:{digest}", ids
     src = os.fspath(source)
-    if _is_nifti(src):
+    if is_nifti(src):
         vid = src if src.startswith("nifti:") else (
             "nifti:" + (src if src.startswith(("http://", "https://")) else os.path.abspath(src)))
         return vid, None
-    url = src[len("wadors:"):] if src.startswith("wadors:") else src
-    if url.startswith(("http://", "https://")):
-        url = url.rstrip("/")
-        if _STUDY_RE.search(url):
+    web = dicomweb_url(src)
+    if web is not None:
+        kind, url = web
+        if kind == "study":
             listing = await _study_series(url, **http)
-            k = _pick([(uid, n) for uid, n in listing], series, url)
-            url = f"{url}/series/{listing[k][0]}"
-        elif not _SERIES_RE.search(url):
+            url = f"{url}/series/{listing[_pick(listing, series, url)][0]}"
+        elif kind != "series":
             raise VolumeError(f"{src}: not a DICOMweb study or series URL "
                               "(<root>/studies/S[/series/Se])")
         return f"volume:wadors:{url}", await wadors_image_ids_async(url, **http)
     if os.path.isdir(src):
         scan = await scan_folder_async(src)
-        k = _pick(scan.series, series, src)
+        k = _pick([(s.key, s.n_images) for s in scan.series], series, src)
         chosen = scan.series[k]
         return f"volume:{os.path.abspath(src)}#{chosen.key}", chosen.image_ids
     if os.path.isfile(src):
@@ -94,12 +104,12 @@ async def describe_source_async(source: str | os.PathLike[str], **http: Any) -> 
     from .folder import group_slices
 
     src = os.fspath(source)
-    url = src[len("wadors:"):] if src.startswith("wadors:") else src
-    if url.startswith(("http://", "https://")):
-        url = url.rstrip("/")
-        if _STUDY_RE.search(url):
+    web = dicomweb_url(src)
+    if web is not None:
+        kind, url = web
+        if kind == "study":
             urls = [f"{url}/series/{uid}" for uid, _ in await _study_series(url, **http)]
-        elif _SERIES_RE.search(url):
+        elif kind == "series":
             urls = [url]
         else:
             raise VolumeError(f"{src}: not a DICOMweb study or series URL")

@@ -13,9 +13,16 @@ from ..core.image import Image
 from ..core.runtime import runtime
 from ..dicom.header import PixelLocator, locators, read_header
 from ..dicom.modules import build_modules
-from ..dicom.part10 import ParsedDicom, check_frame, decode_parsed_frame, decode_to_image, parse_part10
+from ..dicom.part10 import (
+    ParsedDicom,
+    check_frame,
+    decode_parsed_frame,
+    decode_to_image,
+    frame_payload,
+    parse_part10,
+)
 from ..dicom.store import module_store
-from ..errors import ImageLoadError, UnsupportedTransferSyntaxError
+from ..errors import ImageLoadError
 
 SCHEME = "dicomfile"
 
@@ -101,20 +108,7 @@ def _fast_path(image_id: str, path: str, frame: int, prescale: bool) -> Image | 
         data: bytes | memoryview = loc.read(index * frame_bytes, frame_bytes)
         return decode_to_image(image_id, data, dataclasses.replace(info, number_of_frames=1),
                                modules, index=0, prescale=prescale)
-    data = loc.read()
-    if not info.native:
-        from pydicom.encaps import get_frame
-
-        from ..codecs.registry import decoders
-        from ..errors import DecodeError
-
-        if not decoders.can_decode(info.transfer_syntax_uid):
-            raise UnsupportedTransferSyntaxError(image_id, info.transfer_syntax_uid)
-        try:
-            data = get_frame(data, index, number_of_frames=info.number_of_frames)
-        except Exception as exc:
-            raise DecodeError(image_id, f"cannot extract frame {frame}: {exc}") from exc
-        index = 0
+    data, index = frame_payload(image_id, info, loc.read(), index)
     return decode_to_image(image_id, data, info, modules, index=index, prescale=prescale)
 
 

@@ -170,8 +170,8 @@ async def preload_wadors_metadata(image_ids: list[str], **http: Any) -> None:
             continue
         series.setdefault(wid.series_url, image_id)
     found = await asyncio.gather(*(get_series_metadata(i, url, **http) for url, i in series.items()))
-    for url, datasets in zip(series, found):
-        if any(module_store.get_modules(i) is None for i in image_ids):
+    if any(module_store.get_modules(i) is None for i in image_ids):  # dropped since fetched
+        for url, datasets in zip(series, found):
             await runtime.to_thread(register_modules, url, datasets, True)
 
 

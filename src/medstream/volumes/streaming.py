@@ -60,6 +60,7 @@ class VolumeLoadError(VolumeError):
     def __init__(self, volume_id: str, failed: dict[str, str], total: int) -> None:
         self.volume_id = volume_id
         self.failed = dict(failed)
+        self.total = total
         first = next(iter(failed.items()), ("", ""))
         super().__init__(
             f"{volume_id}: {len(failed)} of {total} frames failed (first: {first[1]})",
@@ -67,7 +68,7 @@ class VolumeLoadError(VolumeError):
         )
 
     def __reduce__(self):
-        return (self.__class__, (self.volume_id, self.failed, len(self.image_ids)))
+        return (self.__class__, (self.volume_id, self.failed, self.total))
 
 
 @dataclass
@@ -81,6 +82,13 @@ class VolumeLoadStatus:
     bulk_frames: int = 0  # frames that came with a whole-series request
     started: float | None = None
     finished: float | None = None
+
+    def begin(self) -> None:
+        self.loading, self.cancelled, self.failed = True, False, {}
+        self.started, self.finished = time.perf_counter(), None
+
+    def end(self) -> None:
+        self.loading, self.finished = False, time.perf_counter()
 
     @property
     def seconds(self) -> float | None:
@@ -284,9 +292,7 @@ class StreamingImageVolume:
         if self.acquired_geometry is not None:  # resampled onto a regular grid: complete
             return self._completed()
         todo = [k for k in load_order(len(self.image_ids), order) if not self.loaded_mask[k]]
-        st.failed = {}
-        st.loading, st.cancelled = True, False
-        st.started, st.finished = time.perf_counter(), None
+        st.begin()
         cache.pin(self.volume_id, "loading")
         tasks: list[asyncio.Future[None]] = []
         try:
@@ -312,8 +318,7 @@ class StreamingImageVolume:
                 t.cancel()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
-            st.loading = False
-            st.finished = time.perf_counter()
+            st.end()
             cache.unpin(self.volume_id, "loading")
         if st.failed:
             st.loaded = False
@@ -337,11 +342,9 @@ class StreamingImageVolume:
             if k is None or self.loaded_mask[k]:
                 return
             try:
-                self._write(k, image)
+                self._accept(k, image)
             except VolumeError:
                 return  # the frame request will report it
-            self.loaded_mask[k] = True
-            self.status.frames_loaded += 1
             self.status.bulk_frames += 1
             self._progress(k, None, on_progress)
 
@@ -366,9 +369,7 @@ class StreamingImageVolume:
                 self.priority,
                 {"id": image_id, "type": "volume", "volume_id": self.volume_id},
             )
-            self._write(k, image)
-            self.loaded_mask[k] = True
-            self.status.frames_loaded += 1
+            self._accept(k, image)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # one frame's failure never stops the others
@@ -398,6 +399,11 @@ class StreamingImageVolume:
                        volume=self, failed={})
         events.trigger(Events.VOLUME_LOADED, volume_id=self.volume_id, volume=self)
         return self
+
+    def _accept(self, k: int, image: Any) -> None:
+        self._write(k, image)
+        self.loaded_mask[k] = True
+        self.status.frames_loaded += 1
 
     def _write(self, k: int, image: Any) -> None:
         """Copy one decoded frame into its slice (on the loop thread: no locking needed)."""
@@ -451,8 +457,7 @@ class NiftiVolume(StreamingImageVolume):
         from ..loaders.nifti import open_nifti, parse_id, read_volume
 
         st = self.status
-        st.loading, st.cancelled, st.failed = True, False, {}
-        st.started, st.finished = time.perf_counter(), None
+        st.begin()
 
         async def read() -> np.ndarray:
             data = await open_nifti(self.volume_id, **self.options)
@@ -474,7 +479,7 @@ class NiftiVolume(StreamingImageVolume):
             st.failed = {i: str(_as_load_error(self.volume_id, exc)) for i in self.image_ids}
             raise VolumeLoadError(self.volume_id, st.failed, st.total) from exc
         finally:
-            st.loading, st.finished = False, time.perf_counter()
+            st.end()
         self.loaded_mask[:] = True
         st.frames_loaded = st.total
         for k in load_order(st.total, order):
