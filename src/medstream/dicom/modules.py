@@ -15,6 +15,8 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
+from .enhanced import frame_acquisition, functional_item
+
 MODULES = (
     "imagePlaneModule",
     "imagePixelModule",
@@ -108,23 +110,8 @@ def fast_get(ds: Dataset, keyword: str) -> Any:
     return None if not items else items if len(items) > 1 else items[0]
 
 
-def _groups_item(ds: Dataset, frame: int, group_item: str) -> Dataset | None:
-    """Item of ``group_item`` sequence for ``frame`` (per-frame group, then shared group)."""
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-    if per_frame is not None and 0 <= frame < len(per_frame):
-        inner = per_frame[frame].get(group_item)
-        if inner:
-            return inner[0]
-    shared = ds.get("SharedFunctionalGroupsSequence")
-    if shared:
-        inner = shared[0].get(group_item)
-        if inner:
-            return inner[0]
-    return None
-
-
 def _lookup(ds: Dataset, frame: int, group_item: str, keyword: str) -> Any:
-    item = _groups_item(ds, frame, group_item)
+    item = functional_item(ds, frame, group_item)
     if item is not None and keyword in item:
         return item.get(keyword)
     return fast_get(ds, keyword)
@@ -215,6 +202,7 @@ def build_modules(ds: Dataset, frame: int = 0, transfer_syntax_uid: str | None =
             "acquisition_number": _int(g("AcquisitionNumber")),
             "echo_number": _int(g("EchoNumbers")),
             "temporal_position": _int(g("TemporalPositionIdentifier")),
+            **frame_acquisition(ds, frame),
         },
         "modalityLutModule": {
             "rescale_slope": slope if slope is not None else None,

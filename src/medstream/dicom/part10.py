@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydicom import dcmread
@@ -34,6 +35,8 @@ class ParsedDicom:
     info: FrameInfo
     pixel_bytes: bytes
     nbytes: int
+    decoded: Any = None  # (stored values, photometric) of a mosaic, shared by its tiles
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def frame_payload(self, image_id: str, index: int) -> tuple[bytes | memoryview, int]:
         return frame_payload(image_id, self.info, self.pixel_bytes, index)

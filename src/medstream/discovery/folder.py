@@ -101,27 +101,29 @@ def describe_series(key: str, slices: list[SliceInfo]) -> SeriesInfo:
 
 
 def group_slices(slices: list[SliceInfo]) -> list[SeriesInfo]:
-    """Series UID, then size/orientation, then repeated positions -> one SeriesInfo per stack."""
+    """Series UID, then size/orientation, then acquisitions (see ``split_series``) -> one
+    SeriesInfo per stack. Parts are numbered in acquisition order ("#1" is the first time
+    point, echo or stack), after any larger group of another size or orientation."""
     by_series: dict[str | None, list[SliceInfo]] = {}
     for s in slices:
         by_series.setdefault(s.series_uid, []).append(s)
-    out: list[SeriesInfo] = []
+    out: list[tuple[tuple[Any, ...], SeriesInfo]] = []
     for uid, members in by_series.items():
         shapes: dict[tuple[Any, ...], list[SliceInfo]] = {}
         for s in members:
             iop = tuple(np.round(s.orientation, 3)) if s.orientation else None
             shapes.setdefault((s.rows, s.columns, s.samples_per_pixel, iop), []).append(s)
-        parts = [stack for group in shapes.values() for stack in split_series(group)]
-        parts.sort(key=len, reverse=True)
+        groups = sorted(shapes.values(), key=len, reverse=True)
+        parts = [stack for group in groups for stack in split_series(group)]
         for n, part in enumerate(parts):
             key = (uid or "(no series UID)") + (f"#{n + 1}" if len(parts) > 1 else "")
             info = describe_series(key, part)
             if len(parts) > 1:
                 info.warnings.insert(0, f"series split into {len(parts)} stacks "
-                                        "(different size, orientation or repeated positions)")
-            out.append(info)
-    out.sort(key=lambda i: (i.study_uid or "", i.series_number or 0, i.key))
-    return out
+                                        "(different size, orientation or acquisitions)")
+            out.append(((info.study_uid or "", info.series_number or 0, uid or "", n), info))
+    out.sort(key=lambda item: item[0])
+    return [info for _, info in out]
 
 
 async def scan_folder_async(path: str | os.PathLike[str], *, recursive: bool = True) -> FolderScan:

@@ -9,10 +9,17 @@ from collections import OrderedDict
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+import time
+
+import numpy as np
+
+from ..codecs.pixels import frame_to_image
+from ..codecs.registry import decode_frame
 from ..core.image import Image
 from ..core.runtime import runtime
 from ..dicom.header import PixelLocator, locators, read_header
 from ..dicom.modules import build_modules
+from ..dicom.mosaic import mosaic_layout, tile_modules
 from ..dicom.part10 import (
     ParsedDicom,
     check_frame,
@@ -28,56 +35,81 @@ SCHEME = "dicomfile"
 
 
 def parse_image_id(image_id: str) -> tuple[str, int | None]:
+    """(path, 1-based frame or None)."""
+    path, query = _split(image_id)
+    return path, _query_int(image_id, query, "frame")
+
+
+def tile_of(image_id: str) -> int | None:
+    """The 1-based mosaic tile an ID names (``?tile=K``), or None."""
+    return _query_int(image_id, _split(image_id)[1], "tile")
+
+
+def _split(image_id: str) -> tuple[str, str]:
     rest = image_id[len(SCHEME) + 1 :] if image_id.startswith(SCHEME + ":") else image_id
     path, _, query = rest.partition("?")
     if path.startswith("//"):  # dicomfile:///abs/path (URL style)
         path = path[2:]
-    frame = None
-    if query:
-        values = parse_qs(query).get("frame")
-        if values:
-            try:
-                frame = int(values[0])
-            except ValueError as exc:
-                raise ImageLoadError(image_id, f"invalid frame number {values[0]!r}") from exc
-    return unquote(path), frame
+    return unquote(path), query
 
 
-def image_id_for(path: str | os.PathLike[str], frame: int | None = None) -> str:
+def _query_int(image_id: str, query: str, name: str) -> int | None:
+    values = parse_qs(query).get(name) if query else None
+    if not values:
+        return None
+    try:
+        return int(values[0])
+    except ValueError as exc:
+        raise ImageLoadError(image_id, f"invalid {name} number {values[0]!r}") from exc
+
+
+def image_id_for(path: str | os.PathLike[str], frame: int | None = None,
+                 tile: int | None = None) -> str:
     ident = f"{SCHEME}:{os.path.abspath(os.fspath(path))}"
+    if tile is not None:
+        return f"{ident}?tile={tile}"
     return ident if frame is None else f"{ident}?frame={frame}"
 
 
 class _ParsedFiles:
-    """A few recently parsed multi-frame files, so frame-by-frame loads read the file once."""
+    """A few recently parsed multi-frame files and mosaics, so frame-by-frame (tile-by-tile)
+    loads read and parse each file once, even when its frames are requested concurrently."""
 
     def __init__(self, max_bytes: int = 512 * 1024**2) -> None:
         self._lock = threading.Lock()
-        self._items: OrderedDict[tuple[str, int, int], ParsedDicom] = OrderedDict()
+        self._items: OrderedDict[tuple[str, int, int], tuple[ParsedDicom, int]] = OrderedDict()
+        self._parsing: dict[tuple[str, int, int], threading.Lock] = {}
         self._bytes = 0
         self._max = max_bytes
 
-    def get(self, image_id: str, path: str) -> ParsedDicom:
+    def get(self, image_id: str, path: str, keep: bool = False) -> ParsedDicom:
+        """Parse ``path`` (cached when multi-frame, or with ``keep`` for mosaics)."""
         try:
             st = os.stat(path)
         except OSError:
-            st = None
-        key = (path, st.st_mtime_ns, st.st_size) if st else None
-        if key is not None:
+            return parse_part10(image_id, path)  # reports the missing file under its ID
+        key = (path, st.st_mtime_ns, st.st_size)
+        with self._lock:
+            gate = self._parsing.setdefault(key, threading.Lock())
+        with gate:  # one parse per file at a time; the others wait and take the result
             with self._lock:
                 hit = self._items.get(key)
                 if hit is not None:
                     self._items.move_to_end(key)
-                    return hit
-        parsed = parse_part10(image_id, path)
-        if key is not None and parsed.info.number_of_frames > 1:
-            with self._lock:
-                self._items[key] = parsed
-                self._bytes += parsed.nbytes
-                while self._bytes > self._max and len(self._items) > 1:
-                    _, old = self._items.popitem(last=False)
-                    self._bytes -= old.nbytes
-        return parsed
+                    return hit[0]
+            try:
+                parsed = parse_part10(image_id, path)
+            finally:
+                with self._lock:
+                    self._parsing.pop(key, None)
+            if keep or parsed.info.number_of_frames > 1:
+                charge = parsed.nbytes * (2 if keep else 1)  # + the decoded mosaic
+                with self._lock:
+                    self._items[key] = (parsed, charge)
+                    self._bytes += charge
+                    while self._bytes > self._max and len(self._items) > 1:
+                        self._bytes -= self._items.popitem(last=False)[1][1]
+            return parsed
 
     def clear(self) -> None:
         with self._lock:
@@ -114,11 +146,45 @@ def _fast_path(image_id: str, path: str, frame: int, prescale: bool) -> Image | 
 
 def load_sync(image_id: str, prescale: bool = True) -> Image:
     path, frame = parse_image_id(image_id)
+    tile = tile_of(image_id)
+    if tile is not None:
+        return _load_tile(image_id, path, tile, prescale)
     image = _fast_path(image_id, path, frame or 1, prescale)
     if image is not None:
         return image
     parsed = parsed_files.get(image_id, path)
     return decode_parsed_frame(image_id, parsed, frame or 1, prescale)
+
+
+def _load_tile(image_id: str, path: str, tile: int, prescale: bool) -> Image:
+    """One slice of a mosaic: the mosaic is decoded once (shared by its tiles), then cut."""
+    modules = module_store.get_modules(image_id)
+    if modules is None:
+        read_file_header(path)
+        modules = module_store.get_modules(image_id)
+    mosaic = (modules or {}).get("mosaicModule")
+    if modules is None or mosaic is None:
+        raise ImageLoadError(image_id, f"{path} is not a mosaic with a tile {tile}")
+    parsed = parsed_files.get(image_id, path, keep=True)
+    raw, photometric = mosaic_pixels(image_id, parsed)
+    r, c = divmod(tile - 1, mosaic["grid_columns"])
+    rows, cols = mosaic["tile_rows"], mosaic["tile_columns"]
+    part = raw[r * rows : (r + 1) * rows, c * cols : (c + 1) * cols]
+    info = dataclasses.replace(parsed.info, rows=rows, columns=cols)
+    start = time.perf_counter()
+    image = frame_to_image(image_id, np.ascontiguousarray(part), photometric, info, modules,
+                           prescale=prescale, lut_source=parsed.dataset)
+    image.decode_time_ms = (time.perf_counter() - start) * 1000.0
+    return image
+
+
+def mosaic_pixels(image_id: str, parsed: ParsedDicom) -> tuple[np.ndarray, str]:
+    """The decoded (stored-value) mosaic of a parsed file, decoded once and kept with it."""
+    with parsed.lock:
+        if parsed.decoded is None:
+            data, index = parsed.frame_payload(image_id, 0)
+            parsed.decoded = decode_frame(image_id, data, parsed.info, index)
+        return parsed.decoded
 
 
 def read_file_header(path: str) -> tuple[list[str], PixelLocator | None]:
@@ -134,9 +200,17 @@ def read_file_header(path: str) -> tuple[list[str], PixelLocator | None]:
         n = int(ds.get("NumberOfFrames") or 1)
     except (TypeError, ValueError):
         n = 1
-    ids = [base] if n == 1 else [image_id_for(path, k) for k in range(1, n + 1)]
-    for k, ident in enumerate(ids):
-        module_store.put(ident, build_modules(ds, k, ts))
+    layout = mosaic_layout(base, ds)
+    if layout is not None:
+        whole = build_modules(ds, 0, ts)
+        ids = [image_id_for(path, tile=k) for k in range(1, layout.tiles + 1)]
+        for k, ident in enumerate(ids, start=1):
+            module_store.put(ident, tile_modules(whole, layout, k))
+        module_store.put(base, whole)
+    else:
+        ids = [base] if n == 1 else [image_id_for(path, k) for k in range(1, n + 1)]
+        for k, ident in enumerate(ids):
+            module_store.put(ident, build_modules(ds, k, ts))
     if loc is not None:
         locators.put(loc)
     else:

@@ -8,7 +8,17 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import GeometryError
 from .geometry import VolumeGeometry
+
+
+def check_writable(geometry: VolumeGeometry, what: str = "NIfTI") -> None:
+    """An irregular stack has no single affine: refuse rather than misplace slices."""
+    if not geometry.regular:
+        raise GeometryError(
+            f"irregular slice spacing cannot be written as one {what}: its affine would put "
+            "slices where they were not acquired. Load with spacing='resample' for a regular "
+            "grid, or save as .npz, which keeps the true slice positions.", [])
 
 
 def to_nifti(data: np.ndarray, geometry: VolumeGeometry) -> Any:
@@ -23,13 +33,12 @@ def to_nifti(data: np.ndarray, geometry: VolumeGeometry) -> Any:
         arr = np.transpose(data, (2, 1, 0, 3))[:, :, :, None, :]
     else:
         arr = np.transpose(data, (2, 1, 0))
+    check_writable(geometry)
     affine = geometry.affine_ras
     img = nib.Nifti1Image(arr, affine)
-    img.set_sform(affine, code=1)
-    if geometry.sheared:
-        img.set_qform(None, code=0)
-    else:
-        img.set_qform(affine, code=1)
+    known = 1 if geometry.position_known else 0  # no ImagePositionPatient: space unknown
+    img.set_sform(affine, code=known)
+    img.set_qform(affine, code=0 if geometry.sheared else known)
     img.header.set_xyzt_units("mm", "sec")
     return img
 

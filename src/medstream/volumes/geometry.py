@@ -50,9 +50,14 @@ class SliceInfo:
     slice_thickness: float | None = None
     spacing_between_slices: float | None = None
     samples_per_pixel: int = 1
-    # Distinguish stacked acquisitions at one position (echoes, phases, repeats).
+    # Must be equal within one volume: stack, frame type, echo, diffusion, temporal position...
+    volume_key: tuple[Any, ...] = ()
+    # May tell stacked acquisitions at one position apart (repeats, cardiac phases).
     split_keys: tuple[Any, ...] = ()
+    # Acquisition order of the volume this image belongs to (numbers, compared as numbers).
+    order_key: tuple[Any, ...] = ()
     instance_number: int | None = None
+    frame_number: int = 1
 
     @classmethod
     def from_modules(cls, image_id: str, modules: dict[str, Any]) -> SliceInfo:
@@ -76,10 +81,47 @@ class SliceInfo:
             slice_thickness=plane.get("slice_thickness"),
             spacing_between_slices=plane.get("spacing_between_slices"),
             samples_per_pixel=int(pixel.get("samples_per_pixel") or 1),
-            split_keys=tuple(general.get(k) for k in ("echo_number", "temporal_position",
-                                                      "acquisition_number")),
+            volume_key=tuple(_hashable(general.get(k)) for k in VOLUME_KEYS),
+            split_keys=tuple(_hashable(general.get(k)) for k in SPLIT_KEYS),
+            order_key=tuple(_number(general.get(k)) for k in ORDER_KEYS),
             instance_number=general.get("instance_number"),
+            frame_number=int((modules.get("multiframeModule") or {}).get("frame_number") or 1),
         )
+
+    @property
+    def rank(self) -> tuple[Any, ...]:
+        """Acquisition order: temporal keys, then InstanceNumber, then the frame as a number."""
+        return (*self.order_key, _number(self.instance_number), self.frame_number)
+
+
+# generalImageModule keys (see dicom/enhanced.py) that identify one acquired volume.
+VOLUME_KEYS = ("stack_id", "dimension_key", "frame_type", "complex_image_component",
+               "echo_number", "echo_time", "diffusion_b_value", "diffusion_direction",
+               "temporal_position_index", "temporal_position")
+SPLIT_KEYS = ("acquisition_number", "trigger_time", "image_type")
+ORDER_KEYS = ("temporal_position_index", "temporal_position", "acquisition_number",
+              "trigger_time", "acquisition_time")
+
+
+def _hashable(v: Any) -> Any:
+    if isinstance(v, float):
+        return round(v, 3)
+    if isinstance(v, list):
+        return tuple(v)
+    return v
+
+
+def _number(v: Any) -> tuple[int, float]:
+    """Sort key that puts numbers in numeric order and missing values last."""
+    try:
+        return (0, float(v)) if v is not None else (1, 0.0)
+    except (TypeError, ValueError):
+        return (1, 0.0)
+
+
+def _describe_key(key: tuple[Any, ...]) -> str:
+    parts = [f"{name}={value}" for name, value in zip(VOLUME_KEYS, key) if value is not None]
+    return ", ".join(parts) or "(no keys)"
 
 
 @dataclass
@@ -97,6 +139,7 @@ class VolumeGeometry:
     regular: bool = True
     warnings: list[str] = field(default_factory=list)
     frame_of_reference_uid: str | None = None
+    position_known: bool = True  # False: no ImagePositionPatient, the origin is made up
 
     @property
     def affine_ras(self) -> np.ndarray:
@@ -141,6 +184,16 @@ def check_consistent(slices: Sequence[SliceInfo]) -> None:
                                for k, g in groups.items())
             raise GeometryError(f"{len(groups)} {what} mixed in one volume: {detail}",
                                 [s.image_id for s in _minority(groups)])
+    keys: dict[Any, list[SliceInfo]] = {}
+    for s in slices:
+        keys.setdefault(s.volume_key, []).append(s)
+    if len(keys) > 1:
+        detail = "; ".join(f"{_describe_key(k)}: {len(g)} images ({_ids(g, 2)})"
+                           for k, g in keys.items())
+        raise GeometryError(
+            f"frames of {len(keys)} different acquisitions in one volume ({detail}); "
+            "split them with medstream.split_series() or scan_folder()",
+            [s.image_id for s in _minority(keys)])
     sizes: dict[Any, list[SliceInfo]] = {}
     for s in slices:
         sizes.setdefault((s.rows, s.columns, s.samples_per_pixel), []).append(s)
@@ -206,10 +259,19 @@ def compute_geometry(
             f"cannot be ordered: {_ids(missing)}", [s.image_id for s in missing])
     if len(slices) == 1:
         pos = np.array(first.position or (0.0, 0.0, 0.0))
+        if first.position is None:
+            notes.append("no ImagePositionPatient: the position in space is unknown (the "
+                         "affine's origin is not real; NIfTI output is written with "
+                         "sform/qform code 0)")
         dz = float(first.spacing_between_slices or first.slice_thickness or 1.0)
-        return _finish([first.image_id], (1, first.rows, first.columns), pos[None, :],
-                       np.array([float(pos @ normal)]), row_dir, col_dir, normal, normal * dz,
-                       (dx, dy, dz), 0.0, True, notes, first)
+        if warn:
+            for note in notes:
+                warnings.warn(note, GeometryWarning, stacklevel=3)
+        geometry = _finish([first.image_id], (1, first.rows, first.columns), pos[None, :],
+                           np.array([float(pos @ normal)]), row_dir, col_dir, normal,
+                           normal * dz, (dx, dy, dz), 0.0, True, notes, first)
+        geometry.position_known = first.position is not None
+        return geometry
 
     positions = np.array([s.position for s in slices], dtype=float)
     offsets = positions @ normal
@@ -253,12 +315,15 @@ def compute_geometry(
         )
         if spacing == "raise":
             raise GeometryError(
-                msg + ". Pass spacing='keep' to keep the acquired positions or "
-                "spacing='resample' to resample onto a regular grid.",
+                msg + ". Pass spacing='resample' to resample onto a regular grid (spacing='keep' "
+                "keeps the acquired positions for inspection, but such a volume cannot be saved "
+                "as one NIfTI).",
                 [slices[i + 1].image_id for i in odd] or [s.image_id for s in slices],
             )
         notes.append(msg + (" (positions kept)" if spacing == "keep" else " (resampled)"))
 
+    if regular:  # first-to-last over n-1: exact for a regular series (no rounding of steps)
+        stack = (positions[-1] - positions[0]) / (len(slices) - 1)
     cosang = abs(float(_unit(stack) @ normal))
     tilt_deg = math.degrees(math.acos(min(1.0, cosang)))
     if tilt_deg > TILT_TOL_DEG:
@@ -331,33 +396,57 @@ def resample_slices(data: np.ndarray, offsets: np.ndarray, target: np.ndarray) -
     return out
 
 
+def _position_key(s: SliceInfo) -> tuple[int, ...]:
+    return tuple(round(x / DUPLICATE_TOL_MM) for x in (s.position or (0.0, 0.0, 0.0)))
+
+
+def _has_duplicates(group: Sequence[SliceInfo]) -> bool:
+    keys = [_position_key(s) for s in group]
+    return len(set(keys)) < len(keys)
+
+
+def _in_acquisition_order(groups: list[list[SliceInfo]]) -> list[list[SliceInfo]]:
+    for g in groups:
+        g.sort(key=lambda s: s.rank)
+    return sorted(groups, key=lambda g: g[0].rank)
+
+
 def split_series(slices: Sequence[SliceInfo]) -> list[list[SliceInfo]]:
-    """Split a list with repeated positions (echoes, phases, repeats) into stacks of one
-    position each, by echo / temporal position / acquisition number where they differ, else by
-    InstanceNumber order within each position. Never interleaves two stacks."""
+    """Split images into volumes of one acquisition each, in acquisition order.
+
+    First by the keys that must be equal within a volume (stack, frame type, echo, diffusion,
+    temporal position: see ``VOLUME_KEYS``); then, where positions still repeat, by acquisition
+    number / trigger time / image type if that yields at most as many stacks as a position has
+    images; else the k-th image (in acquisition order) at each position goes to stack k. Never
+    interleaves two stacks, and orders stacks by time numerically (never as strings).
+    """
     slices = list(slices)
-
-    def has_duplicates(group: list[SliceInfo]) -> bool:
-        keys = [tuple(round(x / DUPLICATE_TOL_MM) for x in (s.position or (0.0, 0.0, 0.0)))
-                for s in group]
-        return len(set(keys)) < len(keys)
-
-    if not slices or not has_duplicates(slices):
-        return [slices] if slices else []
-    if len(Counter(s.split_keys for s in slices)) > 1:
-        groups: dict[Any, list[SliceInfo]] = {}
-        for s in slices:
-            groups.setdefault(s.split_keys, []).append(s)
-        if not any(has_duplicates(g) for g in groups.values()):
-            return [g for _, g in sorted(groups.items(), key=lambda kv: str(kv[0]))]
-    by_pos: dict[tuple[int, ...], list[SliceInfo]] = {}
+    if not slices:
+        return []
+    by_volume: dict[Any, list[SliceInfo]] = {}
     for s in slices:
-        key = tuple(round(x / DUPLICATE_TOL_MM) for x in (s.position or (0.0, 0.0, 0.0)))
-        by_pos.setdefault(key, []).append(s)
-    depth = max(len(g) for g in by_pos.values())
-    stacks: list[list[SliceInfo]] = [[] for _ in range(depth)]
-    for group in by_pos.values():
-        group.sort(key=lambda s: (s.instance_number is None, s.instance_number or 0, s.image_id))
-        for k, s in enumerate(group):
-            stacks[k].append(s)
-    return stacks
+        by_volume.setdefault(s.volume_key, []).append(s)
+    out: list[list[SliceInfo]] = []
+    for group in by_volume.values():
+        if not _has_duplicates(group):
+            out.append(group)
+            continue
+        by_pos: dict[tuple[int, ...], list[SliceInfo]] = {}
+        for s in group:
+            by_pos.setdefault(_position_key(s), []).append(s)
+        depth = max(len(g) for g in by_pos.values())
+        for k in range(len(SPLIT_KEYS)):
+            parts: dict[Any, list[SliceInfo]] = {}
+            for s in group:
+                parts.setdefault(s.split_keys[: k + 1], []).append(s)
+            if 1 < len(parts) <= depth and not any(_has_duplicates(p) for p in parts.values()):
+                out.extend(parts.values())
+                break
+        else:
+            stacks: list[list[SliceInfo]] = [[] for _ in range(depth)]
+            for members in by_pos.values():
+                members.sort(key=lambda s: s.rank)
+                for k, s in enumerate(members):
+                    stacks[k].append(s)
+            out.extend(stacks)
+    return _in_acquisition_order(out)

@@ -1,0 +1,146 @@
+"""Enhanced multi-frame objects: what each frame IS, from the functional groups.
+
+One enhanced file may hold several volumes (magnitude and phase, echoes, diffusion directions,
+time points) whose frames share positions. Top-level attributes cannot tell them apart, so each
+frame's acquisition identity is read from its Per-Frame Functional Groups (then the Shared ones,
+then the top level for classic objects): stack, temporal position, the non-spatial Dimension
+Index Values, frame type and complex component, echo time, diffusion b-value and direction,
+trigger delay and acquisition time. Volumes are grouped by these keys, never by file order.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+# Dimension index pointers that index space (the slice within a stack), not an acquisition.
+SPATIAL_POINTERS = frozenset({0x00209057, 0x00200032, 0x00201041})  # InStackPosition, IPP, SliceLocation
+
+_FRAME_TYPE_SEQUENCES = (
+    "MRImageFrameTypeSequence", "CTImageFrameTypeSequence", "PETFrameTypeSequence",
+    "XAXRFFrameCharacteristicsSequence", "FrameTypeSequence",
+)
+
+
+def functional_item(ds: Dataset, frame: int, group: str) -> Dataset | None:
+    """The item of functional group ``group`` for ``frame`` (0-based): per-frame, then shared."""
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is not None and 0 <= frame < len(per_frame):
+        inner = per_frame[frame].get(group)
+        if inner:
+            return inner[0]
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared:
+        inner = shared[0].get(group)
+        if inner:
+            return inner[0]
+    return None
+
+
+def _value(ds: Dataset, frame: int, group: str, keyword: str) -> Any:
+    item = functional_item(ds, frame, group)
+    if item is not None and keyword in item:
+        return item.get(keyword)
+    return ds.get(keyword)
+
+
+def _float(v: Any) -> float | None:
+    try:
+        return None if v is None or v == "" else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(v: Any) -> int | None:
+    try:
+        return None if v is None or v == "" else int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def seconds_of(value: Any) -> float | None:
+    """A DT or TM value as seconds (since the epoch for DT, since midnight for TM)."""
+    if value is None or value == "":
+        return None
+    text = str(value).strip().split("+")[0].split("-")[0]
+    if not text:
+        return None
+    try:
+        if len(text) >= 14 and text[:8].isdigit():  # DT: YYYYMMDDHHMMSS.ffffff
+            day = _dt.datetime.strptime(text[:8], "%Y%m%d").replace(tzinfo=_dt.timezone.utc)
+            return day.timestamp() + _tm_seconds(text[8:])
+        return _tm_seconds(text)
+    except ValueError:
+        return None
+
+
+def _tm_seconds(tm: str) -> float:
+    hh, mm, ss = int(tm[0:2] or 0), int(tm[2:4] or 0), float(tm[4:] or 0)
+    return hh * 3600 + mm * 60 + ss
+
+
+def _spatial_slots(ds: Dataset) -> tuple[int, ...]:
+    out = []
+    for k, item in enumerate(ds.get("DimensionIndexSequence") or ()):
+        pointer = item.get("DimensionIndexPointer")
+        if pointer is not None and int(pointer) in SPATIAL_POINTERS:
+            out.append(k)
+    return tuple(out)
+
+
+def _frame_type(ds: Dataset, frame: int) -> tuple[tuple[str, ...] | None, str | None]:
+    for seq in _FRAME_TYPE_SEQUENCES:
+        item = functional_item(ds, frame, seq)
+        if item is not None:
+            ft = item.get("FrameType")
+            kind = item.get("ComplexImageComponent")
+            return (tuple(str(x) for x in ft) if ft else None), (str(kind) if kind else None)
+    return None, None
+
+
+def frame_acquisition(ds: Dataset, frame: int = 0) -> dict[str, Any]:
+    """Acquisition identity and timing of frame ``frame`` (0-based) of ``ds``.
+
+    Works for classic objects too (every value then comes from the top level)."""
+    content = functional_item(ds, frame, "FrameContentSequence")
+    get = content.get if content is not None else (lambda _k, _d=None: None)
+    dims = get("DimensionIndexValues")
+    dimension_key: tuple[int, ...] | None = None
+    if dims is not None:
+        values = [int(v) for v in (dims if isinstance(dims, (list, tuple)) or
+                                   type(dims).__name__ == "MultiValue" else [dims])]
+        spatial = _spatial_slots(ds)
+        dimension_key = tuple(v for k, v in enumerate(values) if k not in spatial)
+    frame_type, component = _frame_type(ds, frame)
+    echo = functional_item(ds, frame, "MREchoSequence")
+    echo_time = _float(echo.get("EffectiveEchoTime")) if echo is not None else _float(
+        ds.get("EchoTime"))
+    diffusion = functional_item(ds, frame, "MRDiffusionSequence")
+    if diffusion is not None:
+        b_value = _float(diffusion.get("DiffusionBValue"))
+        grad = diffusion.get("DiffusionGradientDirectionSequence")
+        direction = grad[0].get("DiffusionGradientOrientation") if grad else None
+    else:
+        b_value = _float(ds.get("DiffusionBValue"))
+        direction = ds.get("DiffusionGradientOrientation")
+    cardiac = functional_item(ds, frame, "CardiacSynchronizationSequence")
+    trigger = _float(cardiac.get("NominalCardiacTriggerDelayTime")) if cardiac is not None \
+        else _float(ds.get("TriggerTime"))
+    acq_time = seconds_of(get("FrameAcquisitionDateTime")) if content is not None else None
+    if acq_time is None:
+        acq_time = seconds_of(ds.get("AcquisitionDateTime")) or seconds_of(ds.get("AcquisitionTime"))
+    return {
+        "stack_id": str(get("StackID")) if get("StackID") is not None else None,
+        "in_stack_position": _int(get("InStackPositionNumber")),
+        "temporal_position_index": _int(get("TemporalPositionIndex")),
+        "dimension_key": dimension_key,
+        "frame_type": frame_type,
+        "complex_image_component": component,
+        "echo_time": echo_time,
+        "diffusion_b_value": b_value,
+        "diffusion_direction": tuple(round(float(x), 4) for x in direction) if direction else None,
+        "trigger_time": trigger,
+        "acquisition_time": acq_time,
+    }
