@@ -147,8 +147,15 @@ def test_errors_are_one_line_with_exit_code(tmp_path):
     write_series(tmp_path / "gap", offsets=[0, 2, 4, 8, 10], size=16)
     proc = run("volume", str(tmp_path / "gap"), "-o", str(tmp_path / "g.nii.gz"))
     assert proc.returncode == 1 and "irregular slice spacing" in proc.stderr
+    assert "--spacing resample" in proc.stderr and "spacing='" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
-    ok = run("volume", str(tmp_path / "gap"), "-o", str(tmp_path / "g.nii.gz"), "--spacing", "keep")
+    # Kept positions cannot be one NIfTI (the affine would misplace a slice); .npz keeps them.
+    kept = run("volume", str(tmp_path / "gap"), "-o", str(tmp_path / "g.nii.gz"), "--spacing", "keep")
+    assert kept.returncode == 1 and "cannot be written as one NIfTI" in kept.stderr
+    ok = run("volume", str(tmp_path / "gap"), "-o", str(tmp_path / "g.npz"), "--spacing", "keep")
+    assert ok.returncode == 0, ok.stderr
+    assert np.load(tmp_path / "g.npz")["positions"].shape == (5, 3)
+    ok = run("volume", str(tmp_path / "gap"), "-o", str(tmp_path / "g.nii.gz"), "--spacing", "resample")
     assert ok.returncode == 0, ok.stderr
 
     bad = tmp_path / "bad.dcm"

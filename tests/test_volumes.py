@@ -176,7 +176,7 @@ def test_duplicate_positions_refused_and_split_by_scan(tmp_path):
                       extra={"EchoNumbers": 1}, frame_of_reference="1.2.3.9")
     e2 = write_series(tmp_path / "dup", 6, size=32, series_uid=uid, name_prefix="E2",
                       extra={"EchoNumbers": 2}, frame_of_reference="1.2.3.9")
-    with pytest.raises(ms.GeometryError, match="duplicate slice positions"):
+    with pytest.raises(ms.GeometryError, match="frames of 2 different acquisitions"):
         ms.create_and_cache_volume("dup", image_ids=ids_of(e1 + e2)).result(30)
     scan = ms.scan_folder(tmp_path / "dup")
     assert [s.n_images for s in scan] == [6, 6]

@@ -33,6 +33,7 @@ from .loaders.dicomfile import image_id_for as dicomfile_image_id
 from .loaders.http import configure_http
 from .loaders.wadors import wadors_image_ids_async
 from .volumes import (
+    DynamicVolume,
     GeometryWarning,
     NiftiVolume,
     SliceInfo,
@@ -84,6 +85,7 @@ def purge_cache() -> None:
 
 
 __all__ = [
+    "DynamicVolume",
     "FolderScan",
     "GeometryError",
     "GeometryWarning",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -47,9 +48,17 @@ def _errors(ctx: click.Context) -> Iterator[None]:
     except (ms.MedstreamError, ValueError, OSError) as exc:
         if ctx.obj and ctx.obj.get("debug"):
             raise
-        message = " ".join(str(exc).split())
+        message = _cli_words(" ".join(str(exc).split()))
         click.echo(f"error: {message}", err=True)
         sys.exit(1)
+
+
+_OPTION_WORDS = re.compile(r"\b(spacing|tilt|series|order)=['\"]?([\w.-]+)['\"]?")
+
+
+def _cli_words(message: str) -> str:
+    """Errors name Python options (spacing='resample'); on the command line, name the flags."""
+    return _OPTION_WORDS.sub(lambda m: f"--{m.group(1)} {m.group(2)}", message)
 
 
 def _image_id(source: str, frame: int | None = None) -> str:

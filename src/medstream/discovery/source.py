@@ -16,6 +16,7 @@ from ..errors import MedstreamError, VolumeError
 from ..loaders.dicomfile import read_file_header
 from ..loaders.http import fetch, http_config
 from ..loaders.wadors import wadors_image_ids_async
+from ..volumes.dynamic import DynamicVolume
 from ..volumes.streaming import StreamingImageVolume, VolumeProgress
 from .folder import SeriesInfo, scan_folder_async
 
@@ -65,12 +66,18 @@ def _pick(candidates: list[tuple[str, int]], series: str | int | None, where: st
 
 
 async def resolve_source(source: str | os.PathLike[str] | Sequence[str], *,
-                         series: str | int | None = None, **http: Any) -> tuple[str, list[str] | None]:
-    """(volume ID, image IDs) for a source; image IDs are None for a NIfTI volume."""
+                         series: str | int | None = None, dynamic: bool = False,
+                         **http: Any) -> tuple[str, list[str] | None]:
+    """(volume ID, image IDs) for a source; image IDs are None for a NIfTI volume.
+
+    With ``dynamic``, a folder's series is chosen by SeriesInstanceUID and every acquisition
+    of it (all its "#n" parts) is returned, for a 4D volume.
+    """
+    prefix = "dynamic:" if dynamic else "volume:"
     if not isinstance(source, (str, os.PathLike)):
         ids = list(source)
         digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
-        return f"volume:{digest}", ids
+        return f"{prefix}{digest}", ids
     src = os.fspath(source)
     if is_nifti(src):
         vid = src if src.startswith("nifti:") else (
@@ -85,15 +92,22 @@ async def resolve_source(source: str | os.PathLike[str] | Sequence[str], *,
         elif kind != "series":
             raise VolumeError(f"{src}: not a DICOMweb study or series URL "
                               "(<root>/studies/S[/series/Se])")
-        return f"volume:wadors:{url}", await wadors_image_ids_async(url, **http)
+        return f"{prefix}wadors:{url}", await wadors_image_ids_async(url, **http)
     if os.path.isdir(src):
         scan = await scan_folder_async(src)
+        if dynamic:
+            by_uid: dict[str, list[str]] = {}
+            for s in scan.series:
+                by_uid.setdefault(s.key.split("#")[0], []).extend(s.image_ids)
+            names = list(by_uid)
+            k = _pick([(n, len(by_uid[n])) for n in names], series, src)
+            return f"{prefix}{os.path.abspath(src)}#{names[k]}", by_uid[names[k]]
         k = _pick([(s.key, s.n_images) for s in scan.series], series, src)
         chosen = scan.series[k]
-        return f"volume:{os.path.abspath(src)}#{chosen.key}", chosen.image_ids
+        return f"{prefix}{os.path.abspath(src)}#{chosen.key}", chosen.image_ids
     if os.path.isfile(src):
         ids, _ = await runtime.to_thread(read_file_header, src)
-        return f"volume:{os.path.abspath(src)}", ids
+        return f"{prefix}{os.path.abspath(src)}", ids
     raise MedstreamError(f"{src}: not a folder, file, NIfTI or DICOMweb URL")
 
 
@@ -141,23 +155,27 @@ async def open_volume_async(
     source: str | os.PathLike[str] | Sequence[str],
     *,
     series: str | int | None = None,
+    dynamic: bool = False,
     load: bool = True,
     order: str = "interleaved",
     on_progress: Callable[[VolumeProgress], Any] | None = None,
     **options: Any,
-) -> StreamingImageVolume:
+) -> StreamingImageVolume | DynamicVolume:
     """Resolve ``source``, create (or reuse) its cached volume and, with ``load``, stream it.
+
+    ``dynamic=True`` returns a :class:`DynamicVolume` (t, z, y, x) holding every acquisition
+    of the series (time points, echoes, directions) in acquisition order.
 
     ``options`` go to the volume loader (``spacing``, ``tilt``, ``prescale``) and to HTTP
     (``token``, ``headers``, ``verify``, ``timeout``). Cancelling the caller cancels the load.
     """
     http = {k: v for k, v in options.items() if k in ("token", "headers", "verify", "timeout",
                                                       "retries")}
-    volume_id, image_ids = await resolve_source(source, series=series, **http)
+    volume_id, image_ids = await resolve_source(source, series=series, dynamic=dynamic, **http)
     if image_ids is not None:
         options = dict(options, image_ids=image_ids)
     created = create_and_cache_volume(volume_id, **options)
-    volume: StreamingImageVolume = await created
+    volume: StreamingImageVolume | DynamicVolume = await created
     if load:
         job = volume.load(on_progress, order=order)  # type: ignore[arg-type]
         try:
@@ -173,6 +191,7 @@ def describe_source(source: str | os.PathLike[str], **http: Any) -> list[SeriesI
     return runtime.run_sync(describe_source_async(source, **http))
 
 
-def open_volume(source: str | os.PathLike[str] | Sequence[str], **kwargs: Any) -> StreamingImageVolume:
+def open_volume(source: str | os.PathLike[str] | Sequence[str],
+                **kwargs: Any) -> StreamingImageVolume | DynamicVolume:
     """Blocking :func:`open_volume_async`: ``ms.open_volume("ct_folder/")`` -> loaded volume."""
     return runtime.run_sync(open_volume_async(source, **kwargs))

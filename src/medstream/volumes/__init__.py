@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..core.loading import register_unknown_volume_loader, register_volume_loader
+from .dynamic import DynamicVolume, dynamic_volume_loader
 from .geometry import GeometryWarning, SliceInfo, VolumeGeometry, compute_geometry, split_series
 from .streaming import (
     NiftiVolume,
@@ -16,9 +17,12 @@ from .streaming import (
 
 register_volume_loader("cornerstoneStreamingImageVolume", streaming_volume_loader)
 register_volume_loader("streaming", streaming_volume_loader)
+register_volume_loader("dynamic", dynamic_volume_loader)
 register_unknown_volume_loader(streaming_volume_loader)
 
 __all__ = [
+    "DynamicVolume",
+    "dynamic_volume_loader",
     "GeometryWarning",
     "NiftiVolume",
     "SliceInfo",

@@ -21,7 +21,7 @@ def check_writable(geometry: VolumeGeometry, what: str = "NIfTI") -> None:
             "grid, or save as .npz, which keeps the true slice positions.", [])
 
 
-def to_nifti(data: np.ndarray, geometry: VolumeGeometry) -> Any:
+def to_nifti(data: np.ndarray, geometry: VolumeGeometry, *, time_axis: bool = False) -> Any:
     """A ``nibabel.Nifti1Image`` sharing ``data``'s memory (a transposed view, no copy).
 
     The sform carries the exact affine (sheared under gantry tilt); the qform, which cannot hold a
@@ -29,7 +29,9 @@ def to_nifti(data: np.ndarray, geometry: VolumeGeometry) -> Any:
     """
     import nibabel as nib
 
-    if data.ndim == 4:  # RGB: NIfTI wants the components in a 5th dimension
+    if time_axis:  # (t, z, y, x) -> (x, y, z, t)
+        arr = np.transpose(data, (3, 2, 1, 0))
+    elif data.ndim == 4:  # RGB: NIfTI wants the components in a 5th dimension
         arr = np.transpose(data, (2, 1, 0, 3))[:, :, :, None, :]
     else:
         arr = np.transpose(data, (2, 1, 0))
@@ -43,7 +45,8 @@ def to_nifti(data: np.ndarray, geometry: VolumeGeometry) -> Any:
     return img
 
 
-def save_volume(data: np.ndarray, geometry: VolumeGeometry, path: str | os.PathLike[str]) -> Path:
+def save_volume(data: np.ndarray, geometry: VolumeGeometry, path: str | os.PathLike[str], *,
+                time_axis: bool = False) -> Path:
     """Format by suffix: .nii / .nii.gz, .npy (array only), .npz (array, affine, spacing)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,7 +54,7 @@ def save_volume(data: np.ndarray, geometry: VolumeGeometry, path: str | os.PathL
     if name.endswith((".nii", ".nii.gz")):
         import nibabel as nib
 
-        nib.save(to_nifti(data, geometry), str(path))
+        nib.save(to_nifti(data, geometry, time_axis=time_axis), str(path))
     elif name.endswith(".npy"):
         np.save(path, data)
     elif name.endswith(".npz"):

@@ -50,7 +50,7 @@ Retrieve = Literal["auto", "frames"]
 # frame by frame. ``retrieve="frames"`` on a volume skips it (e.g. for the interleaved preview).
 bulk_retrievers: dict[str, Loader] = {}
 _MODULES = ("imagePlaneModule", "imagePixelModule", "generalSeriesModule",
-            "generalImageModule", "modalityLutModule", "voiLutModule")
+            "generalImageModule", "modalityLutModule", "voiLutModule", "multiframeModule")
 
 
 class VolumeLoadError(VolumeError):
@@ -510,6 +510,18 @@ async def _fill_missing_metadata(image_ids: list[str], options: dict[str, Any]) 
             raise _as_load_error(image_id, res)
 
 
+def _refuse_unsplit_mosaics(volume_id: str, modules: dict[str, dict[str, Any]]) -> None:
+    """A mosaic that reached here whole (a source without tile splitting) is many slices
+    posing as one: refuse it rather than build a one-slice volume with a meaningless affine."""
+    whole = [i for i, m in modules.items() if "mosaicModule" not in m and {
+        str(t).upper() for t in ((m.get("generalImageModule") or {}).get("image_type") or ())
+    } & {"MOSAIC", "VFRAME"}]
+    if whole:
+        raise GeometryError(f"{volume_id}: {len(whole)} mosaic image(s) (MOSAIC/VFRAME) were not "
+                            "split into slices; mosaics are split when read from files "
+                            "(dicomfile:, folders)", whole[:4])
+
+
 async def streaming_volume_loader(
     volume_id: str,
     image_ids: Sequence[str] | None = None,
@@ -530,6 +542,7 @@ async def streaming_volume_loader(
     await metadata.preload(ids, **options)
     await _fill_missing_metadata(ids, dict(options, prescale=prescale))
     modules = {i: _slice_modules(i) or {} for i in ids}
+    _refuse_unsplit_mosaics(volume_id, modules)
     slices = [SliceInfo.from_modules(i, modules[i]) for i in ids]
     try:
         geometry = compute_geometry(slices, spacing=spacing, tilt=tilt)

@@ -1,0 +1,157 @@
+"""Dynamic (4D) volumes: time points of one geometry in one (t, z, y, x) array.
+
+Cornerstone's streaming dynamic volume, for fMRI runs, DTI directions, perfusion and cardiac
+phases. The images of a series are split into acquisitions (``split_series``: stack, echo,
+temporal position, diffusion, acquisition number; numeric order, never by string), each time
+point is a ``StreamingImageVolume`` whose array is a view into the one 4D array, so frames
+stream into place with the usual events, progress, cancel and failure lists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..core.load_object import CancelSignal, LoadObject
+from ..core.metadata import metadata
+from ..errors import GeometryError
+from .geometry import SliceInfo, VolumeGeometry, split_series
+from .streaming import (
+    Order,
+    StreamingImageVolume,
+    VolumeLoadError,
+    VolumeProgress,
+    _slice_modules,
+    streaming_volume_loader,
+)
+
+AFFINE_TOL_MM = 1e-3
+
+
+class DynamicVolume:
+    """``scalar_data`` is (time points, slices, rows, columns); ``time_points[t]`` is the 3D
+    volume of time point t (sharing that memory), all with ``geometry``."""
+
+    def __init__(self, volume_id: str, time_points: Sequence[StreamingImageVolume]) -> None:
+        if not time_points:
+            raise GeometryError(f"{volume_id}: no time points")
+        first = time_points[0]
+        for t, vol in enumerate(time_points[1:], start=1):
+            if vol.shape != first.shape or not np.allclose(vol.affine, first.affine,
+                                                           atol=AFFINE_TOL_MM):
+                raise GeometryError(
+                    f"{volume_id}: time point {t} does not share the geometry of time point 0 "
+                    f"({vol.shape} vs {first.shape}); these acquisitions are not one 4D series",
+                    vol.image_ids[:4])
+        dtype = np.result_type(*(v.dtype for v in time_points))
+        self.volume_id = volume_id
+        self.time_points = list(time_points)
+        self.scalar_data = np.zeros((len(time_points), *first.shape), dtype=dtype)
+        for t, vol in enumerate(time_points):
+            self.scalar_data[t] = vol.scalar_data  # frames already loaded, if any
+            vol.scalar_data = self.scalar_data[t]  # every later frame lands in the 4D array
+        self._load: LoadObject[DynamicVolume] | None = None
+
+    @property
+    def geometry(self) -> VolumeGeometry:
+        return self.time_points[0].geometry
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.scalar_data.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.scalar_data.dtype
+
+    @property
+    def affine(self) -> np.ndarray:
+        return self.geometry.affine
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return self.geometry.spacing
+
+    @property
+    def size_in_bytes(self) -> int:
+        return int(self.scalar_data.nbytes)
+
+    @property
+    def loaded_mask(self) -> np.ndarray:
+        """(time points, slices): True where the slice is loaded."""
+        return np.stack([v.loaded_mask for v in self.time_points])
+
+    @property
+    def failed(self) -> dict[str, str]:
+        return {k: v for vol in self.time_points for k, v in vol.status.failed.items()}
+
+    def __repr__(self) -> str:
+        done = int(self.loaded_mask.sum())
+        return (f"<DynamicVolume {self.shape} {self.dtype} {done}/{self.loaded_mask.size} "
+                "loaded>")
+
+    def load(self, on_progress: Callable[[VolumeProgress], Any] | None = None, *,
+             order: Order = "interleaved", timeout: float | None = None,
+             ) -> LoadObject[DynamicVolume]:
+        """Stream every time point (concurrently, through the same request pools). Raises
+        ``VolumeLoadError`` listing the failed frames of all time points; loaded ones stay."""
+        if self._load is not None and not self._load.done():
+            return self._load
+        self._load = LoadObject(self.volume_id,
+                                lambda signal: self._run(signal, on_progress, order, timeout))
+        return self._load
+
+    def cancel_loading(self) -> bool:
+        obj = self._load
+        return obj.cancel() if obj is not None else False
+
+    async def _run(self, signal: CancelSignal, on_progress: Callable[[VolumeProgress], Any] | None,
+                   order: Order, timeout: float | None) -> DynamicVolume:
+        jobs = [v.load(on_progress, order=order, timeout=timeout) for v in self.time_points]
+
+        async def wait(job: LoadObject[Any]) -> Any:
+            return await job
+
+        try:
+            await asyncio.gather(*(wait(j) for j in jobs), return_exceptions=True)
+        except asyncio.CancelledError:
+            for job in jobs:
+                job.cancel()
+            raise
+        failed = self.failed
+        if failed:
+            raise VolumeLoadError(self.volume_id, failed, int(self.loaded_mask.size))
+        return self
+
+    def to_nifti(self) -> Any:
+        from .export import to_nifti
+
+        return to_nifti(self.scalar_data, self.geometry, time_axis=True)
+
+    def save(self, path: Any) -> Any:
+        """4D NIfTI (x, y, z, t), or .npy / .npz (array (t, z, y, x) + affine)."""
+        from .export import save_volume
+
+        return save_volume(self.scalar_data, self.geometry, path, time_axis=True)
+
+
+async def dynamic_volume_loader(volume_id: str, image_ids: Sequence[str] | None = None,
+                                **options: Any) -> DynamicVolume:
+    """Split ``image_ids`` into acquisitions and build one time point volume per acquisition."""
+    ids = list(dict.fromkeys(image_ids or ()))
+    options = {k: v for k, v in options.items() if k != "signal"}
+    if not ids:
+        raise GeometryError(f"{volume_id}: no images for a dynamic volume")
+    http = {k: v for k, v in options.items() if k not in ("spacing", "tilt", "prescale",
+                                                           "request_type", "priority",
+                                                           "retrieve")}
+    await metadata.preload(ids, **http)
+    slices = [SliceInfo.from_modules(i, _slice_modules(i) or {}) for i in ids]
+    stacks = split_series(slices)
+    points = [await streaming_volume_loader(f"{volume_id}#t{t + 1}",
+                                            image_ids=[s.image_id for s in stack], **options)
+              for t, stack in enumerate(stacks)]
+    return DynamicVolume(volume_id, points)
