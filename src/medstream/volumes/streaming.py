@@ -50,7 +50,8 @@ Retrieve = Literal["auto", "frames"]
 # frame by frame. ``retrieve="frames"`` on a volume skips it (e.g. for the interleaved preview).
 bulk_retrievers: dict[str, Loader] = {}
 _MODULES = ("imagePlaneModule", "imagePixelModule", "generalSeriesModule",
-            "generalImageModule", "modalityLutModule", "voiLutModule", "multiframeModule")
+            "generalImageModule", "modalityLutModule", "voiLutModule", "multiframeModule",
+            "mosaicModule")
 
 
 class VolumeLoadError(VolumeError):

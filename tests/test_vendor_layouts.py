@@ -1,0 +1,194 @@
+"""Real scanner layouts against dcm2niix: enhanced multi-frame holding several volumes, 4D
+enhanced series, Siemens MOSAIC in every orientation and codec, UIH VFRAME mosaics; plus
+synthetic cases for the rules behind them (numeric frame order, 4D numbering, slice step,
+unknown position). References come from dcm2niix and pydicom, never from medstream."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import warnings
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+
+import medstream as ms
+from series import write_series
+
+QA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "qa-dev"
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def qa(*parts: str) -> Path:
+    path = QA.joinpath(*parts)
+    if not path.exists():
+        if CI:
+            pytest.fail(f"real test data missing: {path}")
+        pytest.skip(f"real test data not here: {path}")
+    return path
+
+
+def dcm2niix(folder: Path, out: Path) -> list[nib.Nifti1Image]:
+    """dcm2niix's volumes (as closest-canonical images), in its own file-name order."""
+    if subprocess.run(["which", "dcm2niix"], capture_output=True).returncode:
+        (pytest.fail if CI else pytest.skip)("dcm2niix not installed (.ci/run installs it)")
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["dcm2niix", "-b", "n", "-z", "n", "-f", "%s_%e_%z", "-o", str(out),
+                    str(folder)], check=True, capture_output=True, timeout=120)
+    return [nib.as_closest_canonical(nib.load(str(p))) for p in sorted(out.glob("*.nii"))]
+
+
+def canonical(volume) -> nib.Nifti1Image:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return nib.as_closest_canonical(volume.to_nifti())
+
+
+def assert_same_volume(ours: nib.Nifti1Image, ref: nib.Nifti1Image, scaled: float = 0.0) -> None:
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours.affine, ref.affine, atol=1e-3)  # the goal: 1e-3 mm
+    if scaled:  # dcm2niix stores raw values + scl_slope; compare real-world values
+        np.testing.assert_allclose(np.asarray(ours.dataobj, dtype=np.float64), ref.get_fdata(),
+                                   rtol=0, atol=scaled)
+    else:
+        assert np.array_equal(np.asarray(ours.dataobj), np.asarray(ref.dataobj))
+
+
+MOSAICS = [("ax", "axasc35"), ("ax", "axdesc36"), ("ax", "axint35"), ("cor", "corasc36"),
+           ("cor", "cordesc35"), ("sag", "sagasc35"), ("sag", "sagint36"),
+           ("axmb", "AxAsc36mb2a"),  # JPEG lossless mosaics
+           ("axmb", "AxInt36mb")]     # JPEG 2000 mosaics
+
+
+@pytest.mark.parametrize("where", MOSAICS, ids=["/".join(m) for m in MOSAICS])
+def test_siemens_mosaic_is_split_into_true_slices(tmp_path, where):
+    folder = qa("siemens-mosaic", *where)
+    (ref,) = dcm2niix(folder, tmp_path / "ref")
+    assert ref.ndim == 4
+    scan = ms.scan_folder(folder)
+    assert len(scan) == ref.shape[3] and len({s.n_images for s in scan}) == 1  # a stack a mosaic
+    for t in range(ref.shape[3]):
+        vol = ms.open_volume(folder, series=t)
+        frame = nib.Nifti1Image(np.asarray(ref.dataobj)[..., t], ref.affine)
+        assert_same_volume(canonical(vol), frame)
+    dyn = ms.open_volume(folder, dynamic=True)
+    assert dyn.shape[0] == ref.shape[3]
+    assert_same_volume(canonical(dyn), ref)
+
+
+def test_uih_vframe_mosaics_make_a_4d_dti_series(tmp_path):
+    folder = qa("uih-vframe", "dti_tra_dir16_AP_SaveBySlc__140028")
+    (ref,) = dcm2niix(folder, tmp_path / "ref")
+    dyn = ms.open_volume(folder, dynamic=True)
+    assert dyn.shape == (17, 20, 64, 64)
+    assert_same_volume(canonical(dyn), ref)
+    # Each tile's position comes from the vendor's per-slice sequence, not the missing IPP.
+    first = ms.scan_folder(folder).series[0]
+    assert first.geometry is not None and first.geometry.regular
+
+
+def test_philips_enhanced_magnitude_and_field_map_are_not_mixed(tmp_path):
+    path = qa("enhanced-4d", "Philips", "IM_0027_fMAP.dcm")
+    refs = dcm2niix(path.parent, tmp_path / "ref")  # magnitude, then the field map
+    assert len(refs) == 2
+    scan = ms.scan_folder(path.parent)
+    assert [s.n_images for s in scan] == [32, 32]
+    ds = pydicom.dcmread(path)
+    stored = ds.pixel_array
+    for part, ref in zip(scan, refs):
+        frames = [int(i.rsplit("=", 1)[1]) for i in part.image_ids]
+        groups = [ds.PerFrameFunctionalGroupsSequence[f - 1] for f in frames]
+        assert len({g.MRImageFrameTypeSequence[0].FrameType[3] for g in groups}) == 1
+        vol = ms.open_volume(path.parent, series=part.key)
+        # Pixels: pydicom's stored values with each frame's own rescale (per-frame group).
+        expected = np.stack([stored[f - 1] * float(g.PixelValueTransformationSequence[0].RescaleSlope)
+                             + float(g.PixelValueTransformationSequence[0].RescaleIntercept)
+                             for f, g in zip(frames, groups)])
+        np.testing.assert_allclose(vol.scalar_data, expected, rtol=1e-6, atol=1e-4)
+        # Geometry: dcm2niix (its magnitude uses Philips' private scaling, so voxels differ).
+        ours = canonical(vol)
+        assert ours.shape == ref.shape
+        np.testing.assert_allclose(ours.affine, ref.affine, atol=1e-3)
+    # dcm2niix's field map: the same values, up to its slope rounded to float32 in the header.
+    assert_same_volume(canonical(ms.open_volume(path.parent, series=1)), refs[1], scaled=0.01)
+    # Asking for one volume of all 64 frames is refused with the keys that differ.
+    with pytest.raises(ms.GeometryError, match="2 different acquisitions"):
+        ms.open_volume([ms.dicomfile_image_id(path, k) for k in range(1, 65)])
+
+
+def test_siemens_enhanced_4d_in_temporal_order(tmp_path):
+    folder = qa("enhanced-4d", "Siemens", "XA10")
+    (ref,) = dcm2niix(folder, tmp_path / "ref")
+    dyn = ms.open_volume(folder, dynamic=True)
+    assert dyn.shape == (4, 6, 64, 64)
+    assert_same_volume(canonical(dyn), ref)
+    dyn.save(tmp_path / "dyn.nii.gz")
+    assert nib.load(tmp_path / "dyn.nii.gz").shape == (64, 64, 6, 4)
+
+
+def test_frames_are_ranked_as_numbers_not_strings():
+    """Two stacks at the same 6 positions, told apart by nothing but frame order: frame 10 must
+    follow frame 9 (as text "?frame=10" sorts before "?frame=4")."""
+    slices = [ms.SliceInfo(f"dicomfile:/x.dcm?frame={f}", 4, 4, position=(0, 0, float((f - 1) % 6)),
+                           frame_number=f) for f in range(1, 13)]
+    stacks = ms.split_series(slices)
+    assert [[s.frame_number for s in st] for st in stacks] == [list(range(1, 7)), list(range(7, 13))]
+
+
+def test_4d_classic_series_are_numbered_in_acquisition_order(tmp_path):
+    uid = "1.2.3.44"
+    times = (1, 2, 3, 10, 11, 12)  # acquisition numbers whose text order differs
+    for t in times:
+        write_series(tmp_path / "fmri", 4, size=8, series_uid=uid, study_uid="1.2.3.45", name_prefix=f"T{t:02d}_",
+                     frame_of_reference="1.2.3.9", extra={"AcquisitionNumber": t})
+    scan = ms.scan_folder(tmp_path / "fmri")
+    assert [s.key.rsplit("#", 1)[1] for s in scan] == ["1", "2", "3", "4", "5", "6"]
+    prefixes = [{Path(i.split(":", 1)[1]).name[:4] for i in s.image_ids} for s in scan]
+    assert prefixes == [{f"T{t:02d}_"} for t in times]
+    dyn = ms.open_volume(tmp_path / "fmri", dynamic=True)
+    assert dyn.shape == (6, 4, 8, 8)
+    for t, part in enumerate(scan):
+        np.testing.assert_array_equal(dyn.scalar_data[t], ms.open_volume(part.image_ids).scalar_data)
+
+
+def test_slice_step_is_first_to_last_not_rounded_neighbours(tmp_path):
+    """Headers round positions (here to 3 decimals); the step from first to last over n-1 keeps
+    every slice within 1e-3 mm of its header, the median of rounded neighbour steps does not."""
+    step = 3.0 + 1 / 3
+    paths = write_series(tmp_path / "s", 40, size=8, offsets=[round(k * step, 3) for k in range(40)])
+    vol = ms.open_volume(tmp_path / "s")
+    g = vol.geometry
+    assert g.regular
+    for k, image_id in enumerate(vol.image_ids):
+        ipp = ms.metadata.get("imagePlaneModule", image_id)["image_position_patient"]
+        np.testing.assert_allclose((g.affine @ [0, 0, k, 1])[:3], ipp, atol=1e-3)
+    assert abs(g.spacing[2] - step) < 1e-4
+    assert len(paths) == 40
+
+
+def test_image_without_position_warns_and_writes_unknown_space(tmp_path):
+    (path,) = write_series(tmp_path / "np", 1, size=8)
+    ds = pydicom.dcmread(path)
+    del ds.ImagePositionPatient
+    ds.save_as(path)
+    with pytest.warns(ms.GeometryWarning, match="no ImagePositionPatient"):
+        vol = ms.open_volume(str(path))
+    assert vol.geometry.position_known is False
+    img = vol.to_nifti()
+    assert int(img.header["sform_code"]) == 0 and int(img.header["qform_code"]) == 0
+
+
+def test_irregular_volume_is_not_saved_as_one_nifti(tmp_path):
+    write_series(tmp_path / "gap", offsets=[0, 2, 4, 8, 10], size=8)
+    with pytest.raises(ms.GeometryError, match="spacing='resample'"):
+        ms.open_volume(tmp_path / "gap")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kept = ms.open_volume(tmp_path / "gap", spacing="keep")
+    with pytest.raises(ms.GeometryError, match="cannot be written as one NIfTI"):
+        kept.save(tmp_path / "kept.nii.gz")
+    kept.save(tmp_path / "kept.npz")  # true positions travel with the array
+    np.testing.assert_allclose(np.load(tmp_path / "kept.npz")["positions"][:, 2], [40, 42, 44, 48, 50])
