@@ -192,3 +192,55 @@ def test_irregular_volume_is_not_saved_as_one_nifti(tmp_path):
         kept.save(tmp_path / "kept.nii.gz")
     kept.save(tmp_path / "kept.npz")  # true positions travel with the array
     np.testing.assert_allclose(np.load(tmp_path / "kept.npz")["positions"][:, 2], [40, 42, 44, 48, 50])
+
+
+def _enhanced_mr(path: Path, frames: list[tuple[int, float, int]]) -> np.ndarray:
+    """An Enhanced MR file, written with pydicom: one frame per (stack slice, echo time, value),
+    in the given (interleaved) order, with per-frame positions and MR echo items only."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4.1"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.4.1", generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.FrameOfReferenceUID, ds.Modality = generate_uid(), "MR"
+    ds.Rows = ds.Columns = 4
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.NumberOfFrames = len(frames)
+    shared = Dataset()
+    orient, measures = Dataset(), Dataset()
+    orient.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    measures.PixelSpacing, measures.SliceThickness = [1, 1], 2
+    shared.PlaneOrientationSequence, shared.PixelMeasuresSequence = [orient], [measures]
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    per_frame = []
+    for z, te, _ in frames:
+        item, pos, echo = Dataset(), Dataset(), Dataset()
+        pos.ImagePositionPatient = [0, 0, 2.0 * z]
+        echo.EffectiveEchoTime = te
+        item.PlanePositionSequence, item.MREchoSequence = [pos], [echo]
+        per_frame.append(item)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
+    pixels = np.stack([np.full((4, 4), v, np.uint16) for *_, v in frames])
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return pixels
+
+
+def test_synthetic_enhanced_echoes_interleaved_are_split_by_echo_time(tmp_path):
+    # 12 frames: 6 slices x 2 echoes, echoes alternating; the value says (echo, slice).
+    frames = [(z, te, int(te) * 100 + z) for z in range(6) for te in (10.0, 30.0)]
+    _enhanced_mr(tmp_path / "echo.dcm", frames)
+    scan = ms.scan_folder(tmp_path)
+    assert [s.n_images for s in scan] == [6, 6]
+    for part, te in zip(scan, (10, 30)):  # echo order, each echo alone
+        vol = ms.open_volume(tmp_path, series=part.key)
+        assert [int(vol.scalar_data[z, 0, 0]) for z in range(6)] == [te * 100 + z for z in range(6)]
+    dyn = ms.open_volume(tmp_path / "echo.dcm", dynamic=True)
+    assert dyn.shape == (2, 6, 4, 4) and int(dyn.scalar_data[1, 5, 0, 0]) == 3005
