@@ -112,6 +112,8 @@ def make_transcoded(out: Path) -> list[Transcoded]:
         ("gray8_baseline", gray8, "1.2.840.10008.1.2.4.50", False, ["dcmcjpeg", "+eb"], "dcmtk"),
         ("rgb_baseline", rgb, "1.2.840.10008.1.2.4.50", False, ["dcmcjpeg", "+eb"], "dcmtk"),
         ("mr12_extended", mr12, "1.2.840.10008.1.2.4.51", False, ["dcmcjpeg", "+ee"], "dcmtk"),
+        ("mr12_spectral", mr12, "1.2.840.10008.1.2.4.53", False, ["dcmcjpeg", "+es"], "dcmtk"),
+        ("mr12_progressive", mr12, "1.2.840.10008.1.2.4.55", False, ["dcmcjpeg", "+ep"], "dcmtk"),
         ("ct_lossless", ct, "1.2.840.10008.1.2.4.57", True, ["dcmcjpeg", "+el"], "dcmtk"),
         ("ct_lossless_sv1", ct, "1.2.840.10008.1.2.4.70", True, ["dcmcjpeg", "+e1"], "dcmtk"),
         ("mr12_lossless_sv1", mr12, "1.2.840.10008.1.2.4.70", True, ["dcmcjpeg", "+e1"], "dcmtk"),
@@ -164,6 +166,7 @@ def dcmtk_decompress(src: Path, dst: Path) -> Path | None:
     ts = str(pydicom.dcmread(src, stop_before_pixels=True).file_meta.TransferSyntaxUID)
     tool = {
         "1.2.840.10008.1.2.4.50": "dcmdjpeg", "1.2.840.10008.1.2.4.51": "dcmdjpeg",
+        "1.2.840.10008.1.2.4.53": "dcmdjpeg", "1.2.840.10008.1.2.4.55": "dcmdjpeg",
         "1.2.840.10008.1.2.4.57": "dcmdjpeg", "1.2.840.10008.1.2.4.70": "dcmdjpeg",
         "1.2.840.10008.1.2.4.80": "dcmdjpls", "1.2.840.10008.1.2.4.81": "dcmdjpls",
         "1.2.840.10008.1.2.5": "dcmdrle",

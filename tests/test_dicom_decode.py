@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import threading
 import warnings
 from pathlib import Path
@@ -21,6 +22,7 @@ warnings.filterwarnings("ignore", category=UserWarning)
 ALL_SYNTAXES = {
     "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99",
     "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.53", "1.2.840.10008.1.2.4.55",
     "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80",
     "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",
     "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203",
@@ -48,12 +50,13 @@ def load_all(path: Path, prescale: bool = False) -> np.ndarray:
 
 
 def reference(path: Path, tmp: Path) -> np.ndarray | None:
-    """Stored values (colour as RGB uint8) from an independent decoder."""
+    """Stored values (colour as RGB at its stored depth) from an independent decoder."""
     ds = pydicom.dcmread(path)
     ts = str(ds.file_meta.TransferSyntaxUID)
     source = ds
-    if ts in ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
-              "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"):
+    if ts in ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.53",
+              "1.2.840.10008.1.2.4.55", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
+              "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"):
         out = dcmtk_decompress(path, tmp / (path.stem + "_dcmtk.dcm"))
         if out is None:
             return None
@@ -63,11 +66,10 @@ def reference(path: Path, tmp: Path) -> np.ndarray | None:
         arr = arr[None]
     pi = source.PhotometricInterpretation
     if pi == "PALETTE COLOR":
+        if ts == "1.2.840.10008.1.2.2":  # pydicom reads big-endian LUT data byte-swapped
+            subprocess.run(["dcmconv", "+te", str(path), str(tmp / "le.dcm")], check=True)
+            source = pydicom.dcmread(tmp / "le.dcm")
         arr = pydicom.pixels.apply_color_lut(arr, source)
-        depth = int(source.RedPaletteColorLookupTableDescriptor[2])
-        arr = (arr >> (depth - 8)).astype(np.uint8) if depth > 8 else arr.astype(np.uint8)
-    elif arr.ndim == 4 and arr.dtype != np.uint8:
-        arr = (arr >> (int(source.BitsStored) - 8)).astype(np.uint8)
     elif arr.ndim == 4 and pi.startswith("YBR") and source is not ds:
         arr = pydicom.pixels.convert_color_space(arr, "YBR_FULL", "RGB")
     return arr
@@ -158,13 +160,17 @@ def test_monochrome1_invert_and_voi_defaults():
     assert mr.min_pixel_value == float(mr.get_pixel_data().min())
 
 
-def test_color_variants_are_rgb_uint8():
+def test_color_variants_are_rgb_at_stored_depth():
     for name in ("color-pl.dcm", "color-px.dcm", "SC_ybr_full_422_uncompressed.dcm",
                  "SC_ybr_full_uncompressed.dcm", "OBXXXX1A.dcm", "gdcm-US-ALOKA-16.dcm",
                  "US1_J2KR.dcm", "SC_rgb_dcmtk_+eb+cy+s2.dcm", "SC_rgb_rle_16bit.dcm"):
         img = ms.load_image(ms.dicomfile_image_id(find(name))).result(20)
         px = img.get_pixel_data()
-        assert img.color and px.dtype == np.uint8 and px.shape == (img.rows, img.columns, 3), name
+        ds = pydicom.dcmread(find(name), stop_before_pixels=True)
+        depth = (int(ds.RedPaletteColorLookupTableDescriptor[2]) if "RedPaletteColorLookupTableDescriptor"
+                 in ds else int(ds.BitsAllocated))  # samples, or palette entries
+        want = np.uint8 if depth == 8 else np.uint16
+        assert img.color and px.dtype == want and px.shape == (img.rows, img.columns, 3), name
         assert img.photometric_interpretation == "RGB"
     pl = ms.load_image(ms.dicomfile_image_id(find("color-pl.dcm"))).result(10).get_pixel_data()
     px = ms.load_image(ms.dicomfile_image_id(find("color-px.dcm"))).result(10).get_pixel_data()

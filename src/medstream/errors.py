@@ -119,3 +119,8 @@ def _uid_name(uid: str) -> str:
         return f" ({name})" if name and name != uid else ""
     except Exception:  # pragma: no cover - naming is best effort
         return ""
+
+
+class PixelRangeError(DecodeError):
+    """A frame's values do not fit the dtype its header implies (e.g. CT values beyond int16):
+    raised for that frame instead of silently wrapping or changing the dtype."""

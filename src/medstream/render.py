@@ -23,10 +23,13 @@ def window_to_uint8(pixels: np.ndarray, center: float, width: float, *, invert: 
 
 
 def image_to_uint8(image: Image, window: tuple[float, float] | None = None) -> np.ndarray:
-    """The image as shown: colour as is, grayscale with its (or the given) window."""
+    """The image as shown: colour scaled from its stored depth, grayscale with its window."""
     px = image.get_pixel_data()
     if image.color:
-        return px.astype(np.uint8)
+        if px.dtype == np.uint8:
+            return px
+        peak = float(image.window_width or 256) - 1.0  # colour window: 0..peak, the stored depth
+        return (np.clip(px * (255.0 / peak), 0, 255) + 0.5).astype(np.uint8)
     if window is None:
         wc, ww = image.window_center, image.window_width
         wc = wc[0] if isinstance(wc, list) else wc

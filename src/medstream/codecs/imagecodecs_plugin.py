@@ -6,10 +6,11 @@ import imagecodecs
 import numpy as np
 
 from .frame import FrameInfo
-from .native import sign_extend
 
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
+JPEG_SPECTRAL = "1.2.840.10008.1.2.4.53"  # retired: processes 6 & 8 (8/12-bit spectral selection)
+JPEG_PROGRESSIVE = "1.2.840.10008.1.2.4.55"  # retired: processes 10 & 12 (8/12-bit progressive)
 JPEG_LOSSLESS = "1.2.840.10008.1.2.4.57"
 JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
 JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80"
@@ -26,12 +27,11 @@ _YBR_J2K = ("YBR_RCT", "YBR_ICT")
 
 
 def conform(arr: np.ndarray, info: FrameInfo) -> np.ndarray:
-    """Give decoded samples the dtype and signedness the DICOM header declares."""
+    """Give decoded samples the dtype the DICOM header declares (the registry then sign-extends
+    or masks the bits above BitsStored)."""
     target = info.stored_dtype
     if arr.dtype == target:
         return arr
-    if info.pixel_representation == 1 and arr.dtype.kind == "u":
-        return sign_extend(arr, info.bits_stored, target)
     if arr.dtype.itemsize == target.itemsize:
         return arr.view(target)
     return arr.astype(target)
@@ -109,13 +109,12 @@ def _rle(data: bytes, info: FrameInfo) -> tuple[np.ndarray, str]:
         arr = arr.reshape(spp, rows, cols).transpose(1, 2, 0)  # RLE segments are planar
     else:
         arr = arr.reshape(rows, cols)
-    if info.pixel_representation == 1 and info.bits_stored < info.bits_allocated:
-        arr = sign_extend(arr, info.bits_stored, stored)
     return arr, info.photometric_interpretation
 
 
 def register(registry) -> None:  # noqa: ANN001 - DecoderRegistry, avoided import cycle
-    for uid in (JPEG_BASELINE, JPEG_EXTENDED, JPEG_LOSSLESS, JPEG_LOSSLESS_SV1):
+    for uid in (JPEG_BASELINE, JPEG_EXTENDED, JPEG_SPECTRAL, JPEG_PROGRESSIVE, JPEG_LOSSLESS,
+                JPEG_LOSSLESS_SV1):
         registry.register(uid, "imagecodecs", _jpeg, priority=10)
     for uid in (JPEG_LS_LOSSLESS, JPEG_LS_NEAR_LOSSLESS):
         registry.register(uid, "imagecodecs", _jpegls, priority=10)

@@ -37,8 +37,6 @@ def decode_native(buffer: bytes | memoryview, index: int, info: FrameInfo) -> np
     arr = buf[offset : offset + nbytes].view(dt)
     if info.big_endian and dt.itemsize > 1:
         arr = arr.astype(dt.newbyteorder("="))
-    if info.pixel_representation == 1 and info.bits_stored < info.bits_allocated and not info.float_pixels:
-        arr = sign_extend(arr, info.bits_stored, info.stored_dtype)
     if info.subsampled_422:
         return upsample_ybr_422(arr.reshape(rows, cols // 2, 4))
     if spp == 1:
@@ -59,11 +57,26 @@ def upsample_ybr_422(packed: np.ndarray) -> np.ndarray:
     return out
 
 
-def sign_extend(arr: np.ndarray, bits_stored: int, target: np.dtype) -> np.ndarray:
-    """Reinterpret ``bits_stored``-bit two's complement samples held in wider words."""
-    t = np.dtype(target)
-    shift = t.itemsize * 8 - bits_stored
-    a = arr.view(t) if arr.dtype.itemsize == t.itemsize else arr.astype(t)
+def correct_unused_bits(arr: np.ndarray, bits_stored: int) -> np.ndarray:
+    """Give the bits above ``bits_stored`` their meaning: zero (unsigned) or the sign (signed).
+
+    PS3.5 8.1.1 says nothing about their content and scanners leave overlay or random bits
+    there. A writable array is fixed in place; a read-only view is copied only when some sample
+    actually has such bits set, so clean data keeps its zero-copy view.
+    """
+    if arr.dtype.kind not in "ui" or arr.size == 0:
+        return arr
+    shift = arr.dtype.itemsize * 8 - bits_stored
     if shift <= 0:
-        return a
-    return (a << shift) >> shift
+        return arr
+    if not arr.flags.writeable:
+        if arr.dtype.kind == "u":
+            if int(arr.max()) < 1 << bits_stored:
+                return arr
+        elif -(1 << (bits_stored - 1)) <= int(arr.min()) and int(arr.max()) < 1 << (bits_stored - 1):
+            return arr
+        arr = arr.copy()
+    np.left_shift(arr, shift, out=arr)
+    np.right_shift(arr, shift, out=arr)  # arithmetic for signed dtypes: sign-extends
+    return arr
+

@@ -1,17 +1,26 @@
-"""Decoded samples -> ``Image``: colour to RGB uint8, modality LUT, VOI defaults, min/max."""
+"""Decoded samples -> ``Image``: colour to RGB, modality LUT, VOI defaults, min/max.
+
+The output dtype follows from the header alone (``PixelHeader``), never from a frame's values, so
+every slice of a series gets the same dtype and a volume can be allocated before any pixel.
+"""
 
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from ..core.image import Image
-from .color import palette_to_rgb8, to_rgb8
+from ..errors import PixelRangeError
+from .color import palette_to_rgb, to_rgb
 from .frame import FrameInfo
 
 _INT_CANDIDATES = (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.int64)
+PARAMETRIC_MAP = "1.2.840.10008.5.1.4.1.1.30"  # the IOD with Float/DoubleFloat Pixel Data
 
 
 def smallest_exact_dtype(lo: float, hi: float, min_itemsize: int = 1) -> np.dtype:
@@ -27,28 +36,181 @@ def _integral(x: float) -> bool:
     return math.isfinite(x) and float(x).is_integer()
 
 
-def rescale(raw: np.ndarray, slope: float, intercept: float) -> np.ndarray:
-    """Apply the linear modality LUT in the smallest dtype that holds the result exactly."""
+def _uint_for(bits: int) -> np.dtype:
+    return np.dtype(np.uint8 if bits <= 8 else np.uint16 if bits <= 16 else np.uint32)
+
+
+@dataclass(frozen=True)
+class PixelHeader:
+    """The header attributes that fix a frame's output dtype."""
+
+    bits_allocated: int
+    bits_stored: int
+    signed: bool
+    samples_per_pixel: int = 1
+    photometric: str = "MONOCHROME2"
+    float_pixels: bool = False
+    palette_bits: int = 8
+    slope: float = 1.0
+    intercept: float = 0.0
+    lut_sequence: bool = False
+    modality: str | None = None
+
+    @classmethod
+    def from_modules(cls, modules: Mapping[str, Any], info: FrameInfo | None = None) -> PixelHeader:
+        """From metadata modules; ``info`` (the frame being decoded) wins for pixel attributes."""
+        pixel = modules.get("imagePixelModule") or {}
+        lut = modules.get("modalityLutModule") or {}
+        sop = (modules.get("sopCommonModule") or {}).get("sop_class_uid")
+        allocated = int(pixel.get("bits_allocated") or 16)
+        descriptor = pixel.get("red_palette_color_lookup_table_descriptor") or ()
+        slope, intercept = lut.get("rescale_slope"), lut.get("rescale_intercept")
+        header = cls(
+            bits_allocated=allocated,
+            bits_stored=int(pixel.get("bits_stored") or allocated),
+            signed=bool(pixel.get("pixel_representation")),
+            samples_per_pixel=int(pixel.get("samples_per_pixel") or 1),
+            photometric=str(pixel.get("photometric_interpretation") or "MONOCHROME2"),
+            float_pixels=sop == PARAMETRIC_MAP and allocated in (32, 64),
+            palette_bits=int(descriptor[2]) if len(descriptor) > 2 else 8,
+            slope=1.0 if slope is None else float(slope),
+            intercept=0.0 if intercept is None else float(intercept),
+            lut_sequence=bool(lut.get("has_modality_lut_sequence")),
+            modality=(modules.get("generalSeriesModule") or {}).get("modality"),
+        )
+        if info is None:
+            return header
+        return replace(
+            header, bits_allocated=info.bits_allocated, bits_stored=info.bits_stored,
+            signed=bool(info.pixel_representation), samples_per_pixel=info.samples_per_pixel,
+            photometric=info.photometric_interpretation, float_pixels=info.float_pixels,
+        )
+
+    @property
+    def palette(self) -> bool:
+        return self.samples_per_pixel == 1 and self.photometric == "PALETTE COLOR"
+
+    @property
+    def color(self) -> bool:
+        return self.samples_per_pixel > 1 or self.palette
+
+    def stored_dtype(self) -> np.dtype:
+        if self.float_pixels:
+            return np.dtype(np.float32 if self.bits_allocated == 32 else np.float64)
+        if self.bits_allocated == 1:
+            return np.dtype(np.uint8)
+        unsigned = _uint_for(self.bits_allocated)
+        return np.dtype(f"i{unsigned.itemsize}") if self.signed else unsigned
+
+    def dtype(self, prescale: bool = True) -> np.dtype:
+        """Colour keeps its stored depth; grayscale gets the smallest exact integer dtype of the
+        header-implied range (float32 for a non-integral rescale); CT HU are int16."""
+        if self.samples_per_pixel > 1:
+            return _uint_for(self.bits_allocated)
+        if self.palette:
+            return _uint_for(self.palette_bits)
+        if not prescale or self.float_pixels or self.bits_allocated == 1:
+            return self.stored_dtype()
+        if not (_integral(self.slope) and _integral(self.intercept)):
+            return np.dtype(np.float32)
+        b = self.bits_stored
+        lo, hi = (-(2 ** (b - 1)), 2 ** (b - 1) - 1) if self.signed else (0, 2**b - 1)
+        a, z = lo * self.slope + self.intercept, hi * self.slope + self.intercept
+        lo, hi = min(a, z), max(a, z)
+        dtype = smallest_exact_dtype(lo, hi, max(1, min(self.bits_allocated, 16) // 8))
+        if self.modality == "CT" and dtype.itemsize > 2 and lo < 0:
+            dtype = np.dtype(np.int16)  # HU fit int16; a frame that does not is a PixelRangeError
+        if self.lut_sequence:  # LUT entries are unsigned <= 16 bits; an empty LUT gives `dtype`
+            dtype = np.promote_types(dtype, np.uint16)
+        return dtype
+
+
+def _wrapped(value: float, dtype: np.dtype) -> np.ndarray:
+    """``value`` in ``dtype`` modulo 2**bits: integer arithmetic then stays exact for any result
+    that fits ``dtype`` (checked beforehand), without a wider temporary array."""
+    return np.array(int(value), dtype=np.int64).astype(dtype)
+
+
+def _check_fits(image_id: str, lo: float, hi: float, dtype: np.dtype, why: str) -> None:
+    info = np.iinfo(dtype)
+    if lo < info.min or hi > info.max:
+        raise PixelRangeError(
+            image_id, f"values {lo:g}..{hi:g} do not fit {dtype}, the dtype its header implies "
+            f"({why})")
+
+
+def rescale_to(image_id: str, raw: np.ndarray, header: PixelHeader,
+               dtype: np.dtype) -> tuple[np.ndarray, float, float]:
+    """The linear modality LUT into ``dtype`` (from the header) with its (min, max); a frame
+    whose values do not fit raises ``PixelRangeError`` instead of wrapping or promoting."""
+    slope, intercept = header.slope, header.intercept
     if raw.dtype == bool:
-        raw = raw.astype(np.uint8)
-    if raw.dtype.kind == "f":
-        if slope == 1 and intercept == 0:
-            return raw
-        return (raw * np.float32(slope) + np.float32(intercept)).astype(np.float32)
+        raw = raw.view(np.uint8)
+    if dtype.kind == "f":
+        out = raw if slope == 1 and intercept == 0 else raw * np.float64(slope) + intercept
+        out = out.astype(dtype, copy=False)  # computed in float64, stored in float32
+        lo, hi = (float(out.min()), float(out.max())) if out.size else (0.0, 0.0)
+        return out, lo, hi
+    rlo, rhi = (int(raw.min()), int(raw.max())) if raw.size else (0, 0)
+    a, b = rlo * slope + intercept, rhi * slope + intercept
+    lo, hi = min(a, b), max(a, b)
+    _check_fits(image_id, lo, hi, dtype, f"BitsStored {header.bits_stored}, "
+                f"PixelRepresentation {int(header.signed)}, slope {slope:g}, intercept {intercept:g}"
+                + (", CT HU are int16" if header.modality == "CT" else ""))
+    out = raw.astype(dtype, copy=False)
+    if slope != 1:
+        out = out * _wrapped(slope, dtype) if out is raw else np.multiply(
+            out, _wrapped(slope, dtype), out=out)
+    if intercept != 0:
+        out = out + _wrapped(intercept, dtype) if out is raw else np.add(
+            out, _wrapped(intercept, dtype), out=out)
+    return out, float(lo), float(hi)
+
+
+def rescale(raw: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+    """A whole volume's linear scaling (NIfTI scl_slope/scl_inter) in the smallest dtype that
+    holds its values exactly; float32 (computed in float64) for a non-integral scaling."""
+    if raw.dtype == bool:
+        raw = raw.view(np.uint8)
     if slope == 1 and intercept == 0:
         return raw
-    if not (_integral(slope) and _integral(intercept)):
-        return raw.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    if raw.dtype.kind == "f" or not (_integral(slope) and _integral(intercept)):
+        return (raw * np.float64(slope) + intercept).astype(np.float32)
     lo, hi = (int(raw.min()), int(raw.max())) if raw.size else (0, 0)
     a, b = lo * slope + intercept, hi * slope + intercept
     dt = smallest_exact_dtype(min(a, b), max(a, b), raw.dtype.itemsize)
-    out = raw.astype(dt)
-    if slope != 1:
-        out *= dt.type(slope)
-    if intercept != 0:
-        out += dt.type(intercept)
-    return out
+    return (raw.astype(dt) * _wrapped(slope, dt)) + _wrapped(intercept, dt)
 
+
+def has_modality_lut(ds: Any) -> bool:
+    """True when the Modality LUT Sequence holds a LUT (its item has descriptor and data)."""
+    seq = getattr(ds, "ModalityLUTSequence", None) if ds is not None else None
+    return bool(seq) and "LUTDescriptor" in seq[0] and "LUTData" in seq[0]
+
+
+def modality_lut(image_id: str, raw: np.ndarray, lut_source: Any, header: PixelHeader,
+                 dtype: np.dtype) -> tuple[np.ndarray, float, float]:
+    """Apply the Modality LUT Sequence; an empty one is ignored with a warning (rescale used)."""
+    if not has_modality_lut(lut_source):
+        if lut_source is not None:
+            warnings.warn(f"{image_id}: empty Modality LUT Sequence ignored", stacklevel=2)
+        return rescale_to(image_id, raw, header, dtype)
+    from pydicom.pixels import apply_modality_lut
+
+    out = apply_modality_lut(raw, lut_source)
+    lo, hi = (float(out.min()), float(out.max())) if out.size else (0.0, 0.0)
+    if out.dtype.kind == "f" and not np.all(np.mod(out, 1) == 0):
+        raise PixelRangeError(image_id, "the Modality LUT gives non-integral values")
+    _check_fits(image_id, lo, hi, dtype, "Modality LUT Sequence")
+    return out.astype(dtype, copy=False), lo, hi
+
+
+def _color_window(header: PixelHeader, dtype: np.dtype) -> tuple[float, float]:
+    """The identity window of the stored depth (0..255 for uint8)."""
+    peak = float(np.iinfo(dtype).max)
+    if header.samples_per_pixel > 1 and 0 < header.bits_stored < dtype.itemsize * 8:
+        peak = float(2**header.bits_stored - 1)
+    return peak / 2.0, peak + 1.0
 
 
 def frame_to_image(
@@ -62,45 +224,31 @@ def frame_to_image(
     lut_source: Any = None,
 ) -> Image:
     """``photometric`` is what the decoded samples are now (a codec may have converted YBR)."""
-    spp = info.samples_per_pixel
-    mlut = modules.get("modalityLutModule", {})
+    header = PixelHeader.from_modules(modules, info)
+    dtype = header.dtype(prescale)
     voi = modules.get("voiLutModule", {})
     plane = modules.get("imagePlaneModule", {})
-    slope = mlut.get("rescale_slope")
-    intercept = mlut.get("rescale_intercept")
-    slope = 1.0 if slope is None else float(slope)
-    intercept = 0.0 if intercept is None else float(intercept)
-    color = spp > 1 or photometric == "PALETTE COLOR"
-
-    if spp > 1:
-        pixels = to_rgb8(raw, photometric, info.bits_stored)
-        out_photometric = "RGB"
-    elif photometric == "PALETTE COLOR":
+    color = header.color
+    lo = hi = None
+    out_photometric = photometric
+    if header.samples_per_pixel > 1:
+        pixels, out_photometric = to_rgb(raw, photometric, dtype), "RGB"
+    elif header.palette:
         if lut_source is None:
             raise ValueError("PALETTE COLOR image without its lookup tables")
-        pixels = palette_to_rgb8(raw, lut_source)
-        out_photometric = "RGB"
-    elif prescale and mlut.get("has_modality_lut_sequence") and lut_source is not None:
-        from pydicom.pixels import apply_modality_lut
-
-        lut = apply_modality_lut(raw, lut_source)
-        pixels = lut.astype(smallest_exact_dtype(float(lut.min()), float(lut.max()), 1)) if (
-            lut.dtype.kind != "f" or np.all(np.mod(lut, 1) == 0)
-        ) else lut.astype(np.float32)
-        out_photometric = photometric
+        pixels, out_photometric = palette_to_rgb(raw, lut_source, dtype), "RGB"
+    elif not prescale:
+        pixels = raw.view(np.uint8) if raw.dtype == bool else raw
+    elif header.lut_sequence:
+        pixels, lo, hi = modality_lut(image_id, raw, lut_source, header, dtype)
     else:
-        pixels = rescale(raw, slope, intercept) if prescale else (
-            raw.astype(np.uint8) if raw.dtype == bool else raw
-        )
-        out_photometric = photometric
+        pixels, lo, hi = rescale_to(image_id, raw, header, dtype)
 
-    if pixels.size:
-        lo, hi = float(pixels.min()), float(pixels.max())
-    else:
-        lo = hi = 0.0
+    if lo is None or hi is None:
+        lo, hi = (float(pixels.min()), float(pixels.max())) if pixels.size else (0.0, 0.0)
     wc, ww = voi.get("window_center"), voi.get("window_width")
     if color:
-        wc, ww = 127.5, 256.0
+        wc, ww = _color_window(header, dtype)
     elif wc is None or ww is None:
         wc, ww = (lo + hi) / 2.0, max(hi - lo, 1.0)
     else:
@@ -115,8 +263,8 @@ def frame_to_image(
         photometric_interpretation=out_photometric if color else info.photometric_interpretation,
         min_pixel_value=lo,
         max_pixel_value=hi,
-        slope=slope,
-        intercept=intercept,
+        slope=header.slope,
+        intercept=header.intercept,
         prescaled=prescale and not color,
         window_center=wc,
         window_width=ww,

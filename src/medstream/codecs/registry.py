@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import DecodeError, UnsupportedTransferSyntaxError
 from .frame import NATIVE_SYNTAXES, FrameInfo
-from .native import PixelDataLengthError, decode_native
+from .native import PixelDataLengthError, correct_unused_bits, decode_native
 
 Decoder = Callable[[bytes, FrameInfo], tuple[np.ndarray, str]]
 
@@ -57,7 +57,18 @@ class DecoderRegistry:
     def decode(
         self, image_id: str, data: bytes | memoryview, info: FrameInfo, index: int = 0
     ) -> tuple[np.ndarray, str]:
-        """Decode one frame. Native data is ``data`` = whole pixel data and ``index`` its frame."""
+        """Decode one frame. Native data is ``data`` = whole pixel data and ``index`` its frame.
+
+        Every path leaves here with the bits above BitsStored masked (unsigned) or sign-extended
+        (signed), whatever the decoder did with them."""
+        arr, photometric = self._decode(image_id, data, info, index)
+        if info.float_pixels or info.bits_allocated == 1:
+            return arr, photometric
+        return correct_unused_bits(arr, info.bits_stored), photometric
+
+    def _decode(
+        self, image_id: str, data: bytes | memoryview, info: FrameInfo, index: int
+    ) -> tuple[np.ndarray, str]:
         if info.native:
             try:
                 return decode_native(data, index, info), info.photometric_interpretation

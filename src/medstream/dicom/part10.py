@@ -6,6 +6,7 @@ import io
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ..codecs.frame import FrameInfo
 from ..codecs.pixels import frame_to_image
@@ -25,8 +27,13 @@ from ..errors import (
     MissingPixelDataError,
     UnsupportedTransferSyntaxError,
 )
+from ..redact import redact_text
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_PIXEL_MODULE = ("Rows", "Columns", "BitsAllocated")
+# (implicit VR, little endian) as pydicom guessed them -> the transfer syntax they mean
+_ENCODINGS = {(True, True): ImplicitVRLittleEndian, (False, True): ExplicitVRLittleEndian,
+              (False, False): ExplicitVRBigEndian}
 
 
 @dataclass
@@ -62,10 +69,7 @@ def frame_info(image_id: str, ds: Dataset, transfer_syntax_uid: str) -> FrameInf
         raise MissingPixelDataError(image_id, f"missing required attribute(s) {', '.join(missing)}")
     kw = next((k for k in _PIXEL_KEYWORDS if k in ds), "PixelData")
     bits_allocated = int(ds.BitsAllocated)
-    try:
-        n_frames = int(ds.get("NumberOfFrames") or 1)
-    except (TypeError, ValueError):
-        n_frames = 1
+    n_frames = number_of_frames(image_id, ds)
     elem = ds.get_item(kw, keep_deferred=True) if kw in ds else None  # VR without reading it
     info = FrameInfo(
         rows=int(ds.Rows),
@@ -87,7 +91,54 @@ def frame_info(image_id: str, ds: Dataset, transfer_syntax_uid: str) -> FrameInf
     return info
 
 
+def number_of_frames(image_id: str, ds: Dataset) -> int:
+    """NumberOfFrames as an integer (1 when absent); an invalid value such as '1A' is an error,
+    never silently one frame."""
+    value = ds.get("NumberOfFrames")
+    if value is None or str(value).strip() == "":
+        return 1
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise DicomParseError(image_id, f"invalid NumberOfFrames {str(value)!r}") from None
+
+
 def read_dataset(image_id: str, source: Any, **kwargs: Any) -> Dataset:
+    """``dcmread``; a file without the preamble and "DICM" prefix is read when it parses as an
+    image anyway (older files do this; Cornerstone reads them too), with a warning."""
+    try:
+        return _read_strict(image_id, source, **kwargs)
+    except DicomParseError as exc:
+        if not isinstance(exc.__cause__, InvalidDicomError):
+            raise
+        ds = _read_forced(source, **kwargs)
+        if ds is None:
+            raise
+    name = ds.file_meta.TransferSyntaxUID.name
+    warnings.warn(f"{redact_text(image_id)}: no DICOM preamble or 'DICM' prefix; read as {name}",
+                  stacklevel=2)
+    return ds
+
+
+def _read_forced(source: Any, **kwargs: Any) -> Dataset | None:
+    """``dcmread(force=True)`` if the result has the image pixel module, else None."""
+    try:
+        if hasattr(source, "seek"):
+            source.seek(0)
+        ds = dcmread(source, force=True, **kwargs)
+    except Exception:
+        return None
+    if not all(k in ds for k in _PIXEL_MODULE) or not any(k in ds for k in _PIXEL_KEYWORDS):
+        return None
+    if "TransferSyntaxUID" not in ds.file_meta:  # no meta either: the encoding pydicom found
+        ts = _ENCODINGS.get(tuple(ds.original_encoding))
+        if ts is None:
+            return None
+        ds.file_meta.TransferSyntaxUID = ts
+    return ds
+
+
+def _read_strict(image_id: str, source: Any, **kwargs: Any) -> Dataset:
     """``dcmread`` with every failure turned into a typed error naming the image and the cause."""
     try:
         return dcmread(source, force=False, **kwargs)

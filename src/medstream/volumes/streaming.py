@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..codecs.pixels import smallest_exact_dtype
+from ..codecs.pixels import PixelHeader
 from ..core.cache import cache
 from ..core.events import Events, events
 from ..core.image import Image
@@ -28,7 +28,7 @@ from ..core.metadata import metadata
 from ..core.registry import Loader, call_kwargs, image_loaders, scheme_of
 from ..core.request_pools import RequestType, request_pools
 from ..core.runtime import runtime
-from ..errors import GeometryError, VolumeError
+from ..errors import GeometryError, ImageLoadError, PixelRangeError, VolumeError
 from ..redact import redact_text
 from .geometry import (
     SliceInfo,
@@ -127,44 +127,21 @@ def load_order(n: int, order: Order = "interleaved") -> list[int]:
     return out
 
 
-def _fits(dtype: np.dtype, lo: float, hi: float) -> bool:
-    if dtype.kind == "f":
-        return True
-    info = np.iinfo(dtype)
-    return info.min <= lo and hi <= info.max
-
-
 def volume_dtype(modules: Sequence[dict[str, Any]], prescale: bool = True) -> np.dtype:
-    """The array dtype before any pixel is seen, following the image pixel convention: modality
-    LUT applied in the smallest exact dtype (int16 for CT), float32 for a non-integral rescale,
-    uint8 RGB for colour. A frame that does not fit promotes the array (logged; rare)."""
-    first = modules[0]
-    pixel = first.get("imagePixelModule") or {}
-    if (pixel.get("samples_per_pixel") or 1) > 1 or pixel.get("photometric_interpretation") == "PALETTE COLOR":
-        return np.dtype(np.uint8)
-    bits = int(pixel.get("bits_stored") or pixel.get("bits_allocated") or 16)
-    allocated = int(pixel.get("bits_allocated") or 16)
-    signed = bool(pixel.get("pixel_representation"))
-    if allocated == 1:
-        return np.dtype(np.uint8)
-    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
-    if not prescale:
-        return smallest_exact_dtype(lo, hi, max(1, allocated // 8))
-    ranges = []
-    for m in modules:
-        lut = m.get("modalityLutModule") or {}
-        slope = float(lut.get("rescale_slope") if lut.get("rescale_slope") is not None else 1)
-        inter = float(lut.get("rescale_intercept") if lut.get("rescale_intercept") is not None else 0)
-        if not (slope.is_integer() and inter.is_integer()):
-            return np.dtype(np.float32)
-        a, b = lo * slope + inter, hi * slope + inter
-        ranges.append((min(a, b), max(a, b)))
-    lo_all, hi_all = min(r[0] for r in ranges), max(r[1] for r in ranges)
-    dtype = smallest_exact_dtype(lo_all, hi_all, max(1, min(allocated, 16) // 8))
-    modality = (first.get("generalSeriesModule") or {}).get("modality")
-    if modality == "CT" and dtype.itemsize > 2 and lo_all < 0:
-        return np.dtype(np.int16)  # HU fit int16 in practice; a frame that does not promotes
-    return dtype
+    """The array dtype before any pixel is seen: every slice's header rule (``PixelHeader``,
+    the same one each image follows) combined, so any slice fits without changing dtype."""
+    return np.result_type(*(PixelHeader.from_modules(m).dtype(prescale) for m in modules))
+
+
+def _fits(dtype: np.dtype, image: Image) -> bool:
+    """Whether ``image``'s values are held exactly by ``dtype`` (the array is never promoted)."""
+    px = image.get_pixel_data()
+    if dtype.kind == "f":
+        return px.dtype.kind != "f" or px.dtype.itemsize <= dtype.itemsize
+    if px.dtype.kind == "f" and not np.all(np.mod(px, 1) == 0):
+        return False
+    info = np.iinfo(dtype)
+    return info.min <= image.min_pixel_value and image.max_pixel_value <= info.max
 
 
 class StreamingImageVolume:
@@ -344,7 +321,7 @@ class StreamingImageVolume:
                 return
             try:
                 self._accept(k, image)
-            except VolumeError:
+            except (VolumeError, ImageLoadError):
                 return  # the frame request will report it
             self.status.bulk_frames += 1
             self._progress(k, None, on_progress)
@@ -415,18 +392,10 @@ class StreamingImageVolume:
         if px.shape != want:
             raise VolumeError(f"{image.image_id}: frame shape {px.shape} does not match the "
                               f"volume's {want}", [image.image_id])
-        arr = self.scalar_data
-        if arr.dtype.kind != "f" and (px.dtype.kind == "f" or not _fits(
-                arr.dtype, image.min_pixel_value, image.max_pixel_value)):
-            if px.dtype.kind == "f":
-                new = np.dtype(np.float32)
-            else:
-                info = np.iinfo(arr.dtype)
-                new = smallest_exact_dtype(min(info.min, image.min_pixel_value),
-                                           max(info.max, image.max_pixel_value), arr.dtype.itemsize)
-            log.info("%s: promoting volume from %s to %s for %s", self.volume_id, arr.dtype, new,
-                     image.image_id)
-            self.scalar_data = arr.astype(new)
+        if not np.can_cast(px.dtype, self.scalar_data.dtype) and not _fits(self.scalar_data.dtype, image):
+            raise PixelRangeError(image.image_id, f"values {image.min_pixel_value:g}.."
+                                  f"{image.max_pixel_value:g} ({px.dtype}) do not fit the volume's "
+                                  f"{self.scalar_data.dtype}, the dtype its headers imply")
         self.scalar_data[k] = px
 
     def _resample(self) -> None:
