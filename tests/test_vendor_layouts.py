@@ -244,3 +244,14 @@ def test_synthetic_enhanced_echoes_interleaved_are_split_by_echo_time(tmp_path):
         assert [int(vol.scalar_data[z, 0, 0]) for z in range(6)] == [te * 100 + z for z in range(6)]
     dyn = ms.open_volume(tmp_path / "echo.dcm", dynamic=True)
     assert dyn.shape == (2, 6, 4, 4) and int(dyn.scalar_data[1, 5, 0, 0]) == 3005
+
+
+def test_cli_writes_a_4d_nifti_from_mosaics(tmp_path):
+    import sys
+
+    folder = qa("siemens-mosaic", "ax", "axasc35")
+    out = tmp_path / "run.nii.gz"
+    proc = subprocess.run([sys.executable, "-m", "medstream.cli", "volume", str(folder), "-o",
+                           str(out), "--dynamic"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert nib.load(out).shape == (64, 64, 35, 2)

@@ -93,7 +93,7 @@ def _http(token: str | None, insecure: bool = False) -> dict[str, Any]:
     return out
 
 
-def _load(volume: ms.StreamingImageVolume, console: Any, label: str, order: str) -> float:
+def _load(volume: ms.StreamingImageVolume | ms.DynamicVolume, console: Any, label: str, order: str) -> float:
     """Stream the volume with a progress bar (terminal only); Ctrl-C cancels the load."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -112,7 +112,7 @@ def _load(volume: ms.StreamingImageVolume, console: Any, label: str, order: str)
     return time.perf_counter() - t0
 
 
-def _geometry_lines(volume: ms.StreamingImageVolume) -> list[str]:
+def _geometry_lines(volume: ms.StreamingImageVolume | ms.DynamicVolume) -> list[str]:
     g = volume.geometry
     lines = [
         f"shape {volume.shape} {volume.dtype}, spacing (x, y, z) "
@@ -254,10 +254,12 @@ def render(ctx: click.Context, image_id: str, out: Path, window: tuple[float, fl
 @click.option("--spacing", type=click.Choice(["raise", "keep", "resample"]), default="raise",
               help="Missing slices / irregular spacing.")
 @click.option("--tilt", type=click.Choice(["shear", "raise"]), default="shear", help="Gantry tilt.")
+@click.option("--dynamic", is_flag=True,
+              help="Every acquisition of the series (time points, echoes) as one 4D output.")
 @click.option("--token", default=None, help="Bearer token for DICOMweb.")
 @click.pass_context
 def volume(ctx: click.Context, source: str, out: Path, order: str, series: str | None,
-           spacing: str, tilt: str, token: str | None) -> None:
+           spacing: str, tilt: str, dynamic: bool, token: str | None) -> None:
     """Load a folder, DICOMweb series/study URL or NIfTI as a volume and write it out."""
     console = _console()
     with _errors(ctx):
@@ -265,7 +267,7 @@ def volume(ctx: click.Context, source: str, out: Path, order: str, series: str |
             raise ValueError(f"{out}: unknown output format (use .nii, .nii.gz, .npy or .npz)")
         chosen: str | int | None = int(series) if series and series.isdigit() else series
         vol = ms.open_volume(source, load=False, series=chosen, spacing=spacing, tilt=tilt,
-                             **_http(token))
+                             dynamic=dynamic, **_http(token))
         seconds = _load(vol, console, "loading", order)
         vol.save(out)
         for line in _geometry_lines(vol):

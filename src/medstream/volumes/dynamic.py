@@ -10,6 +10,7 @@ stream into place with the usual events, progress, cancel and failure lists.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from .streaming import (
     Order,
     StreamingImageVolume,
     VolumeLoadError,
+    VolumeLoadStatus,
     VolumeProgress,
     _slice_modules,
     streaming_volume_loader,
@@ -88,6 +90,15 @@ class DynamicVolume:
     def failed(self) -> dict[str, str]:
         return {k: v for vol in self.time_points for k, v in vol.status.failed.items()}
 
+    @property
+    def status(self) -> VolumeLoadStatus:
+        """All time points together (a snapshot)."""
+        parts = [v.status for v in self.time_points]
+        return VolumeLoadStatus(
+            total=sum(p.total for p in parts), frames_loaded=sum(p.frames_loaded for p in parts),
+            loading=any(p.loading for p in parts), loaded=all(p.loaded for p in parts),
+            cancelled=any(p.cancelled for p in parts), failed=self.failed)
+
     def __repr__(self) -> str:
         done = int(self.loaded_mask.sum())
         return (f"<DynamicVolume {self.shape} {self.dtype} {done}/{self.loaded_mask.size} "
@@ -110,7 +121,15 @@ class DynamicVolume:
 
     async def _run(self, signal: CancelSignal, on_progress: Callable[[VolumeProgress], Any] | None,
                    order: Order, timeout: float | None) -> DynamicVolume:
-        jobs = [v.load(on_progress, order=order, timeout=timeout) for v in self.time_points]
+        total = sum(v.status.total for v in self.time_points)
+
+        def progress(p: VolumeProgress) -> None:  # counts over all time points
+            if on_progress is not None:
+                on_progress(dataclasses.replace(
+                    p, volume_id=self.volume_id, total=total, failed=len(self.failed),
+                    frames_loaded=sum(v.status.frames_loaded for v in self.time_points)))
+
+        jobs = [v.load(progress, order=order, timeout=timeout) for v in self.time_points]
 
         async def wait(job: LoadObject[Any]) -> Any:
             return await job
