@@ -89,6 +89,8 @@ def fast_get(ds: Dataset, keyword: str) -> Any:
     that cost. Raw little-endian values of the VRs above are decoded here (multi-values as
     lists); anything else (sequences, person names, text with a character set) goes to pydicom.
     """
+    if not isinstance(ds, Dataset):  # a FastHeader converts its own raw values
+        return ds.get(keyword)
     tag, dict_vr = _tag_vr(keyword)
     raw = ds.get_item(tag, keep_deferred=True)
     if raw is None:

@@ -1,0 +1,269 @@
+"""A compact header reader for the common case: one classic image per file, little endian.
+
+A folder scan reads dozens of attributes from every file; building a pydicom ``Dataset`` costs
+about 1 ms a file, most of a scan. This reader walks the elements once up to the pixel data,
+keeps (VR, bytes) of the top-level ones, converts only the values asked for, and records where
+the pixel data starts. Anything it is not sure about (big endian, deflated, enhanced functional
+groups, mosaics, LUTs, non-Latin character sets, odd structure) returns None, and pydicom reads
+the file as before: this is a fast path, never the only path.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+IMPLICIT_LE = "1.2.840.10008.1.2"
+_NOT_HERE = frozenset({"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"})  # big endian, deflated
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
+                       b"UR", b"UT", b"UV"})
+_PIXEL_TAGS = {0x7FE00010: "PixelData", 0x7FE00008: "FloatPixelData",
+               0x7FE00009: "DoubleFloatPixelData"}
+_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+UNDEFINED = 0xFFFFFFFF
+# Present in the file -> let pydicom read it (layouts and LUTs handled on the full path).
+_FALLBACK_TAGS = frozenset({
+    0x52009229, 0x52009230,  # Shared / Per-Frame Functional Groups
+    0x00283000, 0x00281201, 0x00281221,  # Modality LUT Sequence, palette LUT data
+    0x00291010, 0x00291110, 0x00291210,  # Siemens CSA headers (mosaics)
+})
+_TEXT_CHARSETS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1",
+                  "ISO_IR 192": "utf-8"}
+_NUMERIC_TEXT = frozenset({"DS", "IS"})
+_BINARY = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
+_CHUNK = 16384
+
+
+class _Fallback(Exception):
+    """This file is for pydicom."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _dict_vr(tag: int) -> str:
+    try:
+        return dictionary_VR(tag).split(" ")[0]
+    except KeyError:
+        return "UN"
+
+
+@functools.lru_cache(maxsize=None)
+def _tag(keyword: str) -> int | None:
+    return tag_for_keyword(keyword)
+
+
+@dataclass(frozen=True)
+class PixelElement:
+    """What ``Dataset.get_item(..., keep_deferred=True)`` tells about deferred pixel data."""
+
+    VR: str
+    value_tell: int
+    length: int
+    value: None = None
+
+
+class _FileMeta:
+    def __init__(self, transfer_syntax_uid: str) -> None:
+        self.TransferSyntaxUID = transfer_syntax_uid
+
+    def __contains__(self, keyword: str) -> bool:
+        return keyword == "TransferSyntaxUID"
+
+
+class FastHeader:
+    """Read-only, ``Dataset``-like view of a header: ``get``, ``in``, attributes by keyword."""
+
+    def __init__(self, elements: dict[int, tuple[str, bytes]], transfer_syntax_uid: str,
+                 pixel: tuple[str, PixelElement], encoding: str) -> None:
+        self._elements = elements
+        self.file_meta = _FileMeta(transfer_syntax_uid)
+        self._pixel_keyword, self._pixel = pixel
+        self._encoding = encoding
+
+    def __contains__(self, keyword: object) -> bool:
+        if keyword == self._pixel_keyword:
+            return True
+        tag = _tag(keyword) if isinstance(keyword, str) else None
+        return tag is not None and tag in self._elements
+
+    def get_item(self, keyword: str, keep_deferred: bool = True) -> PixelElement | None:
+        return self._pixel if keyword == self._pixel_keyword else None
+
+    def get(self, keyword: str, default: Any = None) -> Any:
+        tag = _tag(keyword)
+        found = self._elements.get(tag) if tag is not None else None
+        if found is None:
+            return default
+        value = self._convert(*found)
+        return default if value is None else value
+
+    def __getattr__(self, keyword: str) -> Any:
+        if keyword.startswith("_"):
+            raise AttributeError(keyword)
+        value = self.get(keyword)
+        if value is None:
+            raise AttributeError(keyword)
+        return value
+
+    def _convert(self, vr: str, raw: bytes) -> Any:
+        if vr == "AT":  # written as pydicom prints tags (one, or a list of them)
+            if not raw or len(raw) % 4:
+                return None
+            pairs = struct.unpack(f"<{len(raw) // 2}H", raw)
+            tags = [f"({g:04X},{e:04X})" for g, e in zip(pairs[::2], pairs[1::2])]
+            return tags[0] if len(tags) == 1 else "[" + ", ".join(tags) + "]"
+        code = _BINARY.get(vr)
+        if code is not None:
+            size = struct.calcsize(code)
+            if not raw or len(raw) % size:
+                return None
+            items = struct.unpack(f"<{len(raw) // size}{code}", raw)
+            return items[0] if len(items) == 1 else list(items)
+        if vr in ("SQ", "OB", "OW", "UN", "OF", "OD", "OL"):
+            return raw or None
+        text = raw.decode(self._encoding if vr not in _NUMERIC_TEXT else "latin-1",
+                          "replace").rstrip(" \x00")
+        if vr in ("LT", "ST", "UT"):
+            return text or None
+        text = text.strip(" \x00")
+        if not text:
+            return None
+        items = [t.strip(" \x00") for t in text.split("\\")]
+        return items if len(items) > 1 else items[0]
+
+
+class _Reader:
+    """Reads a file forward in chunks; never reads the pixel data."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+        self.buf = b""
+        self.base = 0  # file offset of buf[0]
+
+    def need(self, pos: int, n: int) -> bytes:
+        """``n`` bytes at file offset ``pos`` (never before the last request's offset)."""
+        start = pos - self.base
+        if start < 0:
+            raise _Fallback("read backwards")
+        if start + n > len(self.buf):
+            if start > len(self.buf):  # jump past a long value: seek instead of reading it
+                self.f.seek(pos)
+                self.buf = b""
+            else:
+                self.buf = self.buf[start:]
+            self.base, start = pos, 0
+            self.buf += self.f.read(max(_CHUNK, n - len(self.buf)))
+            if len(self.buf) < n:
+                raise _Fallback("short file")
+        return self.buf[start : start + n]
+
+
+def _element_head(r: _Reader, pos: int, explicit: bool) -> tuple[int, str, int, int]:
+    """(tag, VR, length, offset of the value) of the element at ``pos``."""
+    group, elem = struct.unpack("<HH", r.need(pos, 4))
+    tag = group << 16 | elem
+    if tag in (_ITEM, _ITEM_END, _SEQ_END):
+        (length,) = struct.unpack("<I", r.need(pos + 4, 4))
+        return tag, "", length, pos + 8
+    if not explicit:
+        (length,) = struct.unpack("<I", r.need(pos + 4, 4))
+        return tag, _dict_vr(tag), length, pos + 8
+    vr = r.need(pos + 4, 2)
+    if vr in _LONG_VRS:
+        (length,) = struct.unpack("<I", r.need(pos + 8, 4))
+        return tag, vr.decode("ascii"), length, pos + 12
+    if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
+        raise _Fallback("not an explicit VR")
+    (length,) = struct.unpack("<H", r.need(pos + 6, 2))
+    return tag, vr.decode("ascii"), length, pos + 8
+
+
+def _skip_sequence(r: _Reader, pos: int, explicit: bool, depth: int = 0) -> int:
+    """Offset after an undefined-length sequence starting at ``pos`` (its first item)."""
+    if depth > 16:
+        raise _Fallback("sequences nested too deep")
+    while True:
+        tag, _, length, value = _element_head(r, pos, explicit)
+        if tag == _SEQ_END:
+            return value
+        if tag != _ITEM:
+            raise _Fallback("expected a sequence item")
+        if length != UNDEFINED:
+            pos = value + length
+            continue
+        pos = value
+        while True:  # elements of an undefined-length item
+            tag, vr, length, value = _element_head(r, pos, explicit)
+            if tag == _ITEM_END:
+                pos = value
+                break
+            if length == UNDEFINED:
+                pos = _skip_sequence(r, value, explicit and vr != "UN", depth + 1)
+            else:
+                pos = value + length
+
+
+def read_fast_header(path: str | os.PathLike[str]) -> FastHeader | None:
+    """The header of a classic little-endian Part 10 file, or None to use pydicom instead."""
+    try:
+        with open(path, "rb") as f:
+            return _parse(_Reader(f))
+    except (_Fallback, struct.error, UnicodeDecodeError, OSError, ValueError):
+        return None
+
+
+def _parse(r: _Reader) -> FastHeader | None:
+    if r.need(128, 4) != b"DICM":
+        return None
+    pos = 132
+    ts = None
+    while True:  # group 2: always explicit VR little endian
+        group = struct.unpack("<H", r.need(pos, 2))[0]
+        if group != 0x0002:
+            break
+        tag, vr, length, value = _element_head(r, pos, True)
+        if length == UNDEFINED:
+            return None
+        if tag == 0x00020010:
+            ts = r.need(value, length).decode("ascii").strip(" \x00")
+        pos = value + length
+    if ts is None or ts in _NOT_HERE:
+        return None
+    explicit = ts != IMPLICIT_LE
+    elements: dict[int, tuple[str, bytes]] = {}
+    while True:
+        tag, vr, length, value = _element_head(r, pos, explicit)
+        if tag in _PIXEL_TAGS:
+            return _finish(elements, ts, _PIXEL_TAGS[tag], vr or _dict_vr(tag), length, value)
+        if tag in _FALLBACK_TAGS or tag >> 16 == 0xFFFE:
+            return None
+        if length == UNDEFINED:  # a sequence (or UN holding one): skip it, keep that it is there
+            pos = _skip_sequence(r, value, explicit and vr != "UN")
+            elements[tag] = ("SQ", b"")
+            continue
+        if vr == "UN":  # a known tag written as UN: read it with its dictionary VR, as pydicom
+            vr = _dict_vr(tag)
+        if vr != "SQ" and length <= 1024 and not (tag >> 16) & 1:  # public values we may use
+            elements[tag] = (vr, r.need(value, length))
+        elif vr == "SQ":
+            elements[tag] = ("SQ", b"")
+        pos = value + length
+
+
+def _finish(elements: dict[int, tuple[str, bytes]], ts: str, keyword: str, vr: str, length: int,
+            value: int) -> FastHeader | None:
+    charset = elements.get(0x00080005, ("CS", b""))[1].decode("latin-1").strip(" \x00")
+    encoding = _TEXT_CHARSETS.get(charset)
+    if encoding is None:
+        return None
+    header = FastHeader(elements, ts, (keyword, PixelElement(vr, value, length)), encoding)
+    types = header.get("ImageType") or ()
+    types = {types} if isinstance(types, str) else set(types)
+    if types & {"MOSAIC", "VFRAME"} or header.get("PhotometricInterpretation") == "PALETTE COLOR":
+        return None
+    return header
