@@ -57,13 +57,16 @@ class PixelHeader:
     modality: str | None = None
 
     @classmethod
-    def from_modules(cls, modules: Mapping[str, Any], info: FrameInfo | None = None) -> PixelHeader:
-        """From metadata modules; ``info`` (the frame being decoded) wins for pixel attributes."""
+    def from_modules(cls, modules: Mapping[str, Any], info: FrameInfo | None = None,
+                     lut_source: Any = None) -> PixelHeader:
+        """From metadata modules; ``info`` (the frame being decoded) wins for pixel attributes,
+        ``lut_source`` (its dataset) gives the palette depth where the modules lack it."""
         pixel = modules.get("imagePixelModule") or {}
         lut = modules.get("modalityLutModule") or {}
         sop = (modules.get("sopCommonModule") or {}).get("sop_class_uid")
         allocated = int(pixel.get("bits_allocated") or 16)
-        descriptor = pixel.get("red_palette_color_lookup_table_descriptor") or ()
+        descriptor = pixel.get("red_palette_color_lookup_table_descriptor") or getattr(
+            lut_source, "RedPaletteColorLookupTableDescriptor", None) or ()
         slope, intercept = lut.get("rescale_slope"), lut.get("rescale_intercept")
         header = cls(
             bits_allocated=allocated,
@@ -224,7 +227,7 @@ def frame_to_image(
     lut_source: Any = None,
 ) -> Image:
     """``photometric`` is what the decoded samples are now (a codec may have converted YBR)."""
-    header = PixelHeader.from_modules(modules, info)
+    header = PixelHeader.from_modules(modules, info, lut_source)
     dtype = header.dtype(prescale)
     voi = modules.get("voiLutModule", {})
     plane = modules.get("imagePlaneModule", {})
