@@ -97,11 +97,15 @@ def test_unused_bits_masked_on_the_multiframe_fast_path(tmp_path):
         assert np.array_equal(img.get_pixel_data(), frames[k - 1]), k
 
 
-def test_clean_native_data_stays_a_view():
+def test_masking_copies_only_when_it_must():
     path = find("emri_small.dcm")  # 12 bits stored, high bits clear
     parsed = dicomfile.parse_part10("x", path)
     raw, _ = decoders.decode("x", parsed.pixel_bytes, parsed.info, 0)
-    assert np.shares_memory(raw, np.frombuffer(parsed.pixel_bytes, np.uint8))
+    assert np.shares_memory(raw, np.frombuffer(parsed.pixel_bytes, np.uint8))  # still a view
+    dirty = dicomfile.parse_part10("y", bits12("12bitUnsigned_0x0F0F.dcm"))
+    writable = bytearray(dirty.pixel_bytes)
+    raw, _ = decoders.decode("y", writable, dirty.info, 0)
+    assert np.shares_memory(raw, np.frombuffer(writable, np.uint8)) and raw.max() <= 4095
 
 
 # -- 4. the dtype follows from the header ---------------------------------------------------------
