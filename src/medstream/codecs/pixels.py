@@ -16,6 +16,7 @@ import numpy as np
 
 from ..core.image import Image
 from ..errors import PixelRangeError
+from ..redact import redact_text
 from .color import palette_to_rgb, to_rgb
 from .frame import FrameInfo
 
@@ -196,7 +197,8 @@ def modality_lut(image_id: str, raw: np.ndarray, lut_source: Any, header: PixelH
     """Apply the Modality LUT Sequence; an empty one is ignored with a warning (rescale used)."""
     if not has_modality_lut(lut_source):
         if lut_source is not None:
-            warnings.warn(f"{image_id}: empty Modality LUT Sequence ignored", stacklevel=2)
+            warnings.warn(f"{redact_text(image_id)}: empty Modality LUT Sequence ignored",
+                          stacklevel=2)
         return rescale_to(image_id, raw, header, dtype)
     from pydicom.pixels import apply_modality_lut
 
