@@ -49,6 +49,14 @@ def load_all(path: Path, prescale: bool = False) -> np.ndarray:
     return np.stack([o.result(60).get_pixel_data() for o in objs])
 
 
+def resaved(ds: pydicom.Dataset, dst: Path) -> Path:
+    """The same elements and codestream rewritten explicit VR by pydicom (for dcmtk)."""
+    for _ in ds:  # turn raw elements into typed ones (VR from the dictionary)
+        pass
+    ds.save_as(dst, implicit_vr=False, little_endian=True)
+    return dst
+
+
 def reference(path: Path, tmp: Path) -> np.ndarray | None:
     """Stored values (colour as RGB at its stored depth) from an independent decoder."""
     ds = pydicom.dcmread(path)
@@ -58,6 +66,8 @@ def reference(path: Path, tmp: Path) -> np.ndarray | None:
               "1.2.840.10008.1.2.4.55", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
               "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"):
         out = dcmtk_decompress(path, tmp / (path.stem + "_dcmtk.dcm"))
+        if out is None:  # dcmtk cannot parse the container (SC_rgb_jpeg.dcm: an implicit VR
+            out = dcmtk_decompress(resaved(ds, tmp / "resaved.dcm"), tmp / "dcmtk.dcm")  # body)
         if out is None:
             return None
         source = pydicom.dcmread(out)
