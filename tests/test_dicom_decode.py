@@ -177,8 +177,8 @@ def test_color_variants_are_rgb_at_stored_depth():
         img = ms.load_image(ms.dicomfile_image_id(find(name))).result(20)
         px = img.get_pixel_data()
         ds = pydicom.dcmread(find(name), stop_before_pixels=True)
-        depth = (int(ds.RedPaletteColorLookupTableDescriptor[2]) if "RedPaletteColorLookupTableDescriptor"
-                 in ds else int(ds.BitsAllocated))  # samples, or palette entries
+        lut = ds.get("RedPaletteColorLookupTableDescriptor")
+        depth = int(lut[2]) if lut else int(ds.BitsAllocated)  # palette entries, or samples
         want = np.uint8 if depth == 8 else np.uint16
         assert img.color and px.dtype == want and px.shape == (img.rows, img.columns, 3), name
         assert img.photometric_interpretation == "RGB"

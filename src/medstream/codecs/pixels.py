@@ -158,9 +158,9 @@ def rescale_to(image_id: str, raw: np.ndarray, header: PixelHeader,
     rlo, rhi = (int(raw.min()), int(raw.max())) if raw.size else (0, 0)
     a, b = rlo * slope + intercept, rhi * slope + intercept
     lo, hi = min(a, b), max(a, b)
-    _check_fits(image_id, lo, hi, dtype, f"BitsStored {header.bits_stored}, "
-                f"PixelRepresentation {int(header.signed)}, slope {slope:g}, intercept {intercept:g}"
-                + (", CT HU are int16" if header.modality == "CT" else ""))
+    why = (f"BitsStored {header.bits_stored}, PixelRepresentation {int(header.signed)}, "
+           f"slope {slope:g}, intercept {intercept:g}")
+    _check_fits(image_id, lo, hi, dtype, why + (", CT HU are int16" if header.modality == "CT" else ""))
     out = raw.astype(dtype, copy=False)
     if slope != 1:
         out = out * _wrapped(slope, dtype) if out is raw else np.multiply(
