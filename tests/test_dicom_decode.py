@@ -49,6 +49,14 @@ def load_all(path: Path, prescale: bool = False) -> np.ndarray:
     return np.stack([o.result(60).get_pixel_data() for o in objs])
 
 
+def resaved(ds: pydicom.Dataset, dst: Path) -> Path:
+    """The same elements and codestream rewritten explicit VR by pydicom (for dcmtk)."""
+    for _ in ds:  # turn raw elements into typed ones (VR from the dictionary)
+        pass
+    ds.save_as(dst, implicit_vr=False, little_endian=True)
+    return dst
+
+
 def reference(path: Path, tmp: Path) -> np.ndarray | None:
     """Stored values (colour as RGB at its stored depth) from an independent decoder."""
     ds = pydicom.dcmread(path)
@@ -58,12 +66,12 @@ def reference(path: Path, tmp: Path) -> np.ndarray | None:
               "1.2.840.10008.1.2.4.55", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
               "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"):
         out = dcmtk_decompress(path, tmp / (path.stem + "_dcmtk.dcm"))
-        # dcmtk refuses some valid-enough files (SC_rgb_jpeg.dcm): pydicom's plugins then
-        source = pydicom.dcmread(out) if out is not None else ds
-    try:
-        arr = source.pixel_array
-    except Exception:
-        return None
+        if out is None:  # dcmtk cannot parse the container (SC_rgb_jpeg.dcm: an implicit VR
+            out = dcmtk_decompress(resaved(ds, tmp / "resaved.dcm"), tmp / "dcmtk.dcm")  # body)
+        if out is None:
+            return None
+        source = pydicom.dcmread(out)
+    arr = source.pixel_array
     if n_frames(ds) == 1:
         arr = arr[None]
     pi = source.PhotometricInterpretation
@@ -170,8 +178,8 @@ def test_color_variants_are_rgb_at_stored_depth():
         img = ms.load_image(ms.dicomfile_image_id(find(name))).result(20)
         px = img.get_pixel_data()
         ds = pydicom.dcmread(find(name), stop_before_pixels=True)
-        depth = (int(ds.RedPaletteColorLookupTableDescriptor[2]) if "RedPaletteColorLookupTableDescriptor"
-                 in ds else int(ds.BitsAllocated))  # samples, or palette entries
+        lut = ds.get("RedPaletteColorLookupTableDescriptor")
+        depth = int(lut[2]) if lut else int(ds.BitsAllocated)  # palette entries, or samples
         want = np.uint8 if depth == 8 else np.uint16
         assert img.color and px.dtype == want and px.shape == (img.rows, img.columns, 3), name
         assert img.photometric_interpretation == "RGB"

@@ -70,10 +70,12 @@ def correct_unused_bits(arr: np.ndarray, bits_stored: int) -> np.ndarray:
     if shift <= 0:
         return arr
     if not arr.flags.writeable:
+        half = 1 << (bits_stored - 1)
         if arr.dtype.kind == "u":
-            if int(arr.max()) < 1 << bits_stored:
-                return arr
-        elif -(1 << (bits_stored - 1)) <= int(arr.min()) and int(arr.max()) < 1 << (bits_stored - 1):
+            clean = int(arr.max()) < 2 * half
+        else:
+            clean = -half <= int(arr.min()) and int(arr.max()) < half
+        if clean:
             return arr
         arr = arr.copy()
     np.left_shift(arr, shift, out=arr)

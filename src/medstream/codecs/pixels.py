@@ -16,6 +16,7 @@ import numpy as np
 
 from ..core.image import Image
 from ..errors import PixelRangeError
+from ..redact import redact_text
 from .color import palette_to_rgb, to_rgb
 from .frame import FrameInfo
 
@@ -57,13 +58,16 @@ class PixelHeader:
     modality: str | None = None
 
     @classmethod
-    def from_modules(cls, modules: Mapping[str, Any], info: FrameInfo | None = None) -> PixelHeader:
-        """From metadata modules; ``info`` (the frame being decoded) wins for pixel attributes."""
+    def from_modules(cls, modules: Mapping[str, Any], info: FrameInfo | None = None,
+                     lut_source: Any = None) -> PixelHeader:
+        """From metadata modules; ``info`` (the frame being decoded) wins for pixel attributes,
+        ``lut_source`` (its dataset) gives the palette depth where the modules lack it."""
         pixel = modules.get("imagePixelModule") or {}
         lut = modules.get("modalityLutModule") or {}
         sop = (modules.get("sopCommonModule") or {}).get("sop_class_uid")
         allocated = int(pixel.get("bits_allocated") or 16)
-        descriptor = pixel.get("red_palette_color_lookup_table_descriptor") or ()
+        descriptor = pixel.get("red_palette_color_lookup_table_descriptor") or getattr(
+            lut_source, "RedPaletteColorLookupTableDescriptor", None) or ()
         slope, intercept = lut.get("rescale_slope"), lut.get("rescale_intercept")
         header = cls(
             bits_allocated=allocated,
@@ -154,9 +158,9 @@ def rescale_to(image_id: str, raw: np.ndarray, header: PixelHeader,
     rlo, rhi = (int(raw.min()), int(raw.max())) if raw.size else (0, 0)
     a, b = rlo * slope + intercept, rhi * slope + intercept
     lo, hi = min(a, b), max(a, b)
-    _check_fits(image_id, lo, hi, dtype, f"BitsStored {header.bits_stored}, "
-                f"PixelRepresentation {int(header.signed)}, slope {slope:g}, intercept {intercept:g}"
-                + (", CT HU are int16" if header.modality == "CT" else ""))
+    why = (f"BitsStored {header.bits_stored}, PixelRepresentation {int(header.signed)}, "
+           f"slope {slope:g}, intercept {intercept:g}")
+    _check_fits(image_id, lo, hi, dtype, why + (", CT HU are int16" if header.modality == "CT" else ""))
     out = raw.astype(dtype, copy=False)
     if slope != 1:
         out = out * _wrapped(slope, dtype) if out is raw else np.multiply(
@@ -193,7 +197,8 @@ def modality_lut(image_id: str, raw: np.ndarray, lut_source: Any, header: PixelH
     """Apply the Modality LUT Sequence; an empty one is ignored with a warning (rescale used)."""
     if not has_modality_lut(lut_source):
         if lut_source is not None:
-            warnings.warn(f"{image_id}: empty Modality LUT Sequence ignored", stacklevel=2)
+            warnings.warn(f"{redact_text(image_id)}: empty Modality LUT Sequence ignored",
+                          stacklevel=2)
         return rescale_to(image_id, raw, header, dtype)
     from pydicom.pixels import apply_modality_lut
 
@@ -224,7 +229,7 @@ def frame_to_image(
     lut_source: Any = None,
 ) -> Image:
     """``photometric`` is what the decoded samples are now (a codec may have converted YBR)."""
-    header = PixelHeader.from_modules(modules, info)
+    header = PixelHeader.from_modules(modules, info, lut_source)
     dtype = header.dtype(prescale)
     voi = modules.get("voiLutModule", {})
     plane = modules.get("imagePlaneModule", {})

@@ -10,13 +10,14 @@ from .frame import FrameInfo
 
 def _make(uid: str):  # noqa: ANN202
     def decode(data: bytes, info: FrameInfo) -> tuple[np.ndarray, str]:
+        from pydicom.encaps import encapsulate
         from pydicom.pixels import get_decoder
 
         decoder = get_decoder(uid)
         if not decoder.is_available:
             raise RuntimeError(f"no pydicom plugin available: {decoder.missing_dependencies}")
         arr, meta = decoder.as_array(
-            data,
+            encapsulate([data]),  # pydicom takes a buffer as encapsulated Pixel Data, not a frame
             rows=info.rows,
             columns=info.columns,
             samples_per_pixel=info.samples_per_pixel,

@@ -11,7 +11,8 @@ import numpy as np
 @dataclass(eq=False)
 class Image:
     """Pixels follow one convention: grayscale has the modality LUT applied (e.g. HU) in the
-    smallest exact dtype unless loaded with ``prescale=False``; color is (rows, cols, 3) RGB uint8."""
+    smallest exact dtype the header implies unless loaded with ``prescale=False``; color is
+    (rows, cols, 3) RGB at its stored depth (uint8, uint16 or uint32)."""
 
     image_id: str
     pixel_data: np.ndarray

@@ -26,6 +26,7 @@ from ..dicom.part10 import (
     decode_parsed_frame,
     decode_to_image,
     frame_info,
+    number_of_frames,
     parse_part10,
 )
 from ..dicom.store import module_store
@@ -193,8 +194,7 @@ async def load_wadors(image_id: str, prescale: bool = True, **http: Any) -> Imag
     ds = datasets.get(wid.instance)
     if ds is None:
         raise ImageLoadError(image_id, f"instance {wid.instance} is not in the series metadata")
-    n_frames = int(ds.get("NumberOfFrames") or 1)
-    check_frame(image_id, wid.frame, n_frames)
+    check_frame(image_id, wid.frame, number_of_frames(image_id, ds))
     modules = module_store.get_modules(image_id)
     if modules is None:
         modules = build_modules(ds, wid.frame - 1)

@@ -392,10 +392,11 @@ class StreamingImageVolume:
         if px.shape != want:
             raise VolumeError(f"{image.image_id}: frame shape {px.shape} does not match the "
                               f"volume's {want}", [image.image_id])
-        if not np.can_cast(px.dtype, self.scalar_data.dtype) and not _fits(self.scalar_data.dtype, image):
+        dtype = self.scalar_data.dtype
+        if not np.can_cast(px.dtype, dtype) and not _fits(dtype, image):
             raise PixelRangeError(image.image_id, f"values {image.min_pixel_value:g}.."
                                   f"{image.max_pixel_value:g} ({px.dtype}) do not fit the volume's "
-                                  f"{self.scalar_data.dtype}, the dtype its headers imply")
+                                  f"{dtype}, the dtype its headers imply")
         self.scalar_data[k] = px
 
     def _resample(self) -> None:
