@@ -53,6 +53,7 @@ from .discovery import (
     scan_folder,
     scan_folder_async,
 )
+from .gpu import GpuMemoryError, GpuUnavailableError, gpu_available
 from .errors import (
     CacheSizeExceededError,
     DecodeError,
@@ -84,6 +85,9 @@ def purge_cache() -> None:
 
 
 __all__ = [
+    "GpuMemoryError",
+    "GpuUnavailableError",
+    "gpu_available",
     "FolderScan",
     "GeometryError",
     "GeometryWarning",
