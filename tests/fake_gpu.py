@@ -81,7 +81,8 @@ class _Decoder:
     def decode(self, streams: Any, images: Any = None, params: Any = None,
                cuda_stream: int = 0) -> Any:
         if not isinstance(streams, list):
-            return _fa(streams.arr)
+            return self.decode([streams])[0]
+        streams = [s if isinstance(s, _CodeStream) else _CodeStream(s) for s in streams]
         if images is None:
             return [_fa(s.arr) for s in streams]
         for s, img in zip(streams, images):

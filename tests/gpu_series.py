@@ -8,6 +8,7 @@ volume.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import imagecodecs
@@ -51,12 +52,14 @@ def encode(arr: np.ndarray, name: str) -> bytes:
 
 
 def write_series(folder: Path, n: int = 12, size: int = 64, syntax: str = "uncompressed", *,
-                 signed: bool = False, slope: float = 1.0, corrupt: int | None = None) -> list[Path]:
-    """``corrupt``: the slice whose compressed frame is replaced by garbage."""
+                 signed: bool = False, slope: float = 1.0, corrupt: int | None = None,
+                 workers: int = 1) -> list[Path]:
+    """``corrupt``: the slice whose compressed frame is replaced by garbage; ``workers``: encode
+    in threads (imagecodecs releases the GIL) for big benchmark series."""
     folder.mkdir(parents=True, exist_ok=True)
     study, series, frame_ref = generate_uid(), generate_uid(), generate_uid()
-    paths = []
-    for k in range(n):
+
+    def one(k: int) -> Path:
         stored = pixels(k, size, signed)
         ds = ct_slice(stored.view(np.uint16), study=study, series=series,
                       frame_of_reference=frame_ref, position=[-10.0, -12.0, 2.5 * k],
@@ -67,7 +70,6 @@ def write_series(folder: Path, n: int = 12, size: int = 64, syntax: str = "uncom
                 ds.PixelData = (stored.view(np.uint16) & 0x0FFF).tobytes()
         if slope != 1:
             ds.RescaleSlope = slope
-        ts = SYNTAXES[syntax]
         if syntax == "rle":
             ds.compress(RLELossless, stored)
         elif syntax != "uncompressed":
@@ -79,8 +81,12 @@ def write_series(folder: Path, n: int = 12, size: int = 64, syntax: str = "uncom
                 frame = bytes(np.random.default_rng(k).integers(0, 256, len(frame), dtype=np.uint8))
             ds.PixelData = encapsulate([frame])
             ds["PixelData"].VR = "OB"
-            ds.file_meta.TransferSyntaxUID = ts
+            ds.file_meta.TransferSyntaxUID = SYNTAXES[syntax]
         path = folder / f"IM{(k * 7919) % 10007:05d}.dcm"
         ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
-    return paths
+        return path
+
+    if workers <= 1:
+        return [one(k) for k in range(n)]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, range(n)))

@@ -95,13 +95,14 @@ def _ctype(dtype: np.dtype) -> str:
 
 def apply_lut(cupy: Any, src: Any, sidx: Any, dst: Any, didx: Any, n: int, ubits: int, sbits: int,
               slope: Any, inter: Any, mode: Any, stream: Any) -> None:
-    """dst[didx[b]] = LUT(conform(src[sidx[b]])) for b < n; src/dst are (slices, rows, cols)."""
+    """dst[didx[b]] = LUT(conform(src[sidx[b]])) for b < n; src/dst are (slices, rows, cols).
+    Launched on the current CuPy stream: call inside ``with stream:``."""
     plane = int(src.shape[1] * src.shape[2])
     fn = _function(cupy, f"ms_lut<{_ctype(src.dtype)}, {_ctype(dst.dtype)}>")
     threads = 256
     blocks = max(1, min(65535, (plane * n + threads - 1) // threads))
     fn((blocks,), (threads,), (src, sidx, dst, didx, np.int64(plane), np.int32(n), np.int32(ubits),
-                               np.int32(sbits), slope, inter, mode), stream=stream)
+                               np.int32(sbits), slope, inter, mode))
 
 
 def minmax(cupy: Any, src: Any, sidx: Any, n: int, ubits: int, sbits: int,
@@ -115,8 +116,7 @@ def minmax(cupy: Any, src: Any, sidx: Any, n: int, ubits: int, sbits: int,
     fn = _function(cupy, f"ms_minmax<{_ctype(src.dtype)}>")
     threads = 256
     blocks = max(1, min(64, (plane + threads - 1) // threads))
-    fn((blocks, n), (threads,), (src, sidx, np.int64(plane), np.int32(ubits), np.int32(sbits), lo, hi),
-       stream=stream)
+    fn((blocks, n), (threads,), (src, sidx, np.int64(plane), np.int32(ubits), np.int32(sbits), lo, hi))
     out = lo.get(stream=stream), hi.get(stream=stream)
     stream.synchronize()
     return out

@@ -40,6 +40,8 @@ FIRST_BATCH = 8  # frames in the first run: the first slice lands early
 BATCH = 64  # frames per run afterwards: bounds the staging buffers (64 x 512^2 x 2 B = 32 MiB)
 _NATIVE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 _readers = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="medstream-gpu-read")
+# One thread drives the GPU: one nvImageCodec decoder (costly to create) and ordered batches.
+_gpu_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="medstream-gpu")
 
 
 @dataclass
@@ -163,7 +165,8 @@ class GpuStreamingVolume(StreamingImageVolume):
                 if i + 1 < len(batches):
                     reads.append(read(i + 1))
                 try:
-                    done, failed = await runtime.to_thread(self._gpu_batch, batch, payload, stream)
+                    done, failed = await loop.run_in_executor(
+                        _gpu_thread, self._gpu_batch, batch, payload, stream)
                 except Exception:  # a GPU/driver failure: these frames take the CPU path
                     log.warning("%s: GPU batch failed; decoding it on the CPU", self.volume_id,
                                 exc_info=True)
