@@ -26,6 +26,7 @@ SYNTAXES = {
     "j2k": "1.2.840.10008.1.2.4.90",
     "htj2k": "1.2.840.10008.1.2.4.201",
 }
+LOSSY = {"jpeg_baseline": "1.2.840.10008.1.2.4.50"}  # 8-bit samples
 
 
 def pixels(k: int, size: int, signed: bool = False) -> np.ndarray:
@@ -46,6 +47,8 @@ def encode(arr: np.ndarray, name: str) -> bytes:
         return imagecodecs.htj2k_encode(arr, reversible=True)
     if name == "jpegls":
         return imagecodecs.jpegls_encode(arr, level=0)
+    if name == "jpeg_baseline":
+        return imagecodecs.jpeg8_encode(arr, level=90)
     if name == "jpeg_lossless":
         return imagecodecs.jpeg8_encode(arr, lossless=True, predictor=1, bitspersample=12)
     raise ValueError(name)
@@ -70,6 +73,10 @@ def write_series(folder: Path, n: int = 12, size: int = 64, syntax: str = "uncom
                 ds.PixelData = (stored.view(np.uint16) & 0x0FFF).tobytes()
         if slope != 1:
             ds.RescaleSlope = slope
+        if syntax in LOSSY:  # 8-bit display data, no rescale
+            stored = (stored >> 4).astype(np.uint8)
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+            ds.RescaleIntercept, ds.PixelData = 0, stored.tobytes()
         if syntax == "rle":
             ds.compress(RLELossless, stored)
         elif syntax != "uncompressed":
@@ -81,7 +88,7 @@ def write_series(folder: Path, n: int = 12, size: int = 64, syntax: str = "uncom
                 frame = bytes(np.random.default_rng(k).integers(0, 256, len(frame), dtype=np.uint8))
             ds.PixelData = encapsulate([frame])
             ds["PixelData"].VR = "OB"
-            ds.file_meta.TransferSyntaxUID = SYNTAXES[syntax]
+            ds.file_meta.TransferSyntaxUID = {**SYNTAXES, **LOSSY}[syntax]
         path = folder / f"IM{(k * 7919) % 10007:05d}.dcm"
         ds.save_as(path, enforce_file_format=True)
         return path

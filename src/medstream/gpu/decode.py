@@ -17,11 +17,11 @@ import numpy as np
 log = logging.getLogger("medstream.gpu")
 
 # Transfer syntaxes sent to nvImageCodec (grayscale frames only; the rest decode on the CPU).
+# JPEG lossless (.57/.70) is left to the CPU: nvImageCodec 0.9 returned wrong samples for batches
+# of small 12-bit frames on an H100 (single 512^2 frames were exact), see docs/gpu.md.
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 GPU_SYNTAXES = frozenset({
     JPEG_BASELINE,  # 8-bit only
-    "1.2.840.10008.1.2.4.57",  # JPEG lossless, process 14
-    "1.2.840.10008.1.2.4.70",  # JPEG lossless SV1
     "1.2.840.10008.1.2.4.90",  # JPEG 2000 lossless
     "1.2.840.10008.1.2.4.91",  # JPEG 2000
     "1.2.840.10008.1.2.4.201",  # HTJ2K lossless
@@ -52,6 +52,30 @@ def parse(nv: Any, payload: bytes) -> CodeStreamInfo | None:
         log.debug("nvImageCodec cannot parse a codestream: %s", exc)
         return None
     return CodeStreamInfo(cs, dtype, precision, shape)
+
+
+_ITEM, _SEQ_END = b"\xfe\xff\x00\xe0", b"\xfe\xff\xdd\xe0"
+
+
+def single_frame(data: bytes) -> bytes | None:
+    """The codestream of a one-frame encapsulated Pixel Data value (its fragments joined), read
+    without pydicom: a few item headers. None where the layout is not the plain one."""
+    pos, n, parts = 0, len(data), []
+    first = True
+    while pos + 8 <= n:
+        tag, length = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        pos += 8
+        if tag == _SEQ_END:
+            break
+        if tag != _ITEM or length == 0xFFFFFFFF or pos + length > n:
+            return None
+        if not first:  # the first item is the basic offset table
+            parts.append(data[pos:pos + length])
+        first = False
+        pos += length
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _params(nv: Any) -> Any:

@@ -36,12 +36,23 @@ from .backend import GpuBackend, GpuMemoryError, require_gpu
 
 log = logging.getLogger("medstream.gpu")
 
-FIRST_BATCH = 8  # frames in the first run: the first slice lands early
-BATCH = 64  # frames per run afterwards: bounds the staging buffers (64 x 512^2 x 2 B = 32 MiB)
+RAMP = (4, 32)  # the first runs are short, so the first slices land early and the pipeline fills
+BATCH = 128  # compressed frames per run afterwards (decoded in place: no staging)
+NATIVE_BATCH = 64  # uncompressed frames per run: bounds the pinned + device staging (32 MiB each)
+READ_CHUNKS = 4  # reader tasks per run (file reads release the GIL; fewer tasks, less overhead)
 _NATIVE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 _readers = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="medstream-gpu-read")
 # One thread drives the GPU: one nvImageCodec decoder (costly to create) and ordered batches.
 _gpu_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="medstream-gpu")
+
+
+def _chunked(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """``[fn(x) for x in items]`` in a few reader threads, each taking a contiguous run."""
+    size = max(8, -(-len(items) // READ_CHUNKS))
+    runs = [items[i:i + size] for i in range(0, len(items), size)]
+    if len(runs) == 1:
+        return [fn(x) for x in runs[0]]
+    return [r for part in _readers.map(lambda run: [fn(x) for x in run], runs) for r in part]
 
 
 @dataclass
@@ -144,10 +155,16 @@ class GpuStreamingVolume(StreamingImageVolume):
         groups = [[f for f in frames if f.native], [f for f in frames if not f.native]]
         batches: list[list[_Frame]] = []
         for group in groups:
-            i, size = 0, FIRST_BATCH
-            while i < len(group):
+            most = int(self.options.get("gpu_batch", BATCH))
+            if group and group[0].native:
+                most = min(most, NATIVE_BATCH)
+            i = 0
+            for size in (*RAMP, *[most] * len(group)):
+                if i >= len(group):
+                    break
+                size = min(size, most)
                 batches.append(group[i:i + size])
-                i, size = i + size, int(self.options.get("gpu_batch", BATCH))
+                i += size
         if not batches:
             return rest
         loop = asyncio.get_running_loop()
@@ -197,11 +214,15 @@ class GpuStreamingVolume(StreamingImageVolume):
                 try:
                     if not f.loc.still_valid():
                         return None
-                    data, _ = frame_payload(self.image_ids[f.k], f.loc.info, f.loc.read(), 0)
-                    return bytes(data)
+                    raw = f.loc.read()
+                    frame = decode.single_frame(raw)
+                    if frame is None:
+                        data, _ = frame_payload(self.image_ids[f.k], f.loc.info, raw, 0)
+                        frame = bytes(data)
+                    return frame
                 except Exception:
                     return None  # the CPU path reports why
-            return list(_readers.map(one, batch))
+            return _chunked(one, batch)
         info = batch[0].loc.info
         same = (info.stored_dtype, info.bits_stored, info.rows, info.columns)
         nbytes = info.frame_nbytes()
@@ -222,7 +243,7 @@ class GpuStreamingVolume(StreamingImageVolume):
                     return fh.readinto(memoryview(buf)[j * nbytes:(j + 1) * nbytes]) == nbytes
             except OSError:
                 return False
-        ok = list(_readers.map(one_native, enumerate(batch)))
+        ok = _chunked(one_native, list(enumerate(batch)))
         return buf[:need], ok
 
     def _gpu_batch(self, batch: list[_Frame], payload: Any,
