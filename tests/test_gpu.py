@@ -169,3 +169,17 @@ def test_to_torch_shares_memory(tmp_path, stack):
         g = gpu.to_torch()
         assert g.is_cuda and g.data_ptr() == gpu.scalar_data.data.ptr
         assert torch.equal(g.cpu(), t)
+
+
+@pytest.mark.orthanc
+@pytest.mark.parametrize("syntax", ["uncompressed", "htj2k"])
+def test_dicomweb_volume_on_the_gpu_equals_files(orthanc, tmp_path, stack, syntax):
+    """DICOMweb frames take the CPU decode + upload path (counted), same result as from files."""
+    paths = gpu_series.write_series(tmp_path / "w", 12, 64, syntax)
+    infos = [orthanc.upload(p) for p in paths]
+    study, series, _ = orthanc.uids(infos[0]["ID"])
+    url = f"{orthanc.dicomweb}/studies/{study}/series/{series}"
+    local = ms.open_volume(str(tmp_path / "w"))
+    remote = ms.open_volume(url, device="cuda")
+    assert remote.device == "cuda" and remote.status.cpu_fallback_frames == 12
+    assert np.array_equal(host(remote), local.scalar_data)
