@@ -207,13 +207,10 @@ class GpuStreamingVolume(StreamingImageVolume):
             self._progress(k, None, on_progress)
 
     def _read_batch(self, batch: list[_Frame], pinned: list[Any], slot: int) -> Any:
-        """Read a batch's bytes (threads: file reads release the GIL), overlapping the previous
-        batch's decode. Compressed: each frame's codestream, parsed by nvImageCodec (None if
-        unreadable); uncompressed: into a pinned host buffer."""
+        """Read a batch's bytes (threads: file reads release the GIL). Compressed: one payload
+        per frame (None if unreadable); uncompressed: into a pinned host buffer."""
         if not batch[0].native:
-            nv = self._gpu.nvimgcodec
-
-            def one(f: _Frame) -> decode.CodeStreamInfo | None:
+            def one(f: _Frame) -> bytes | None:
                 try:
                     if not f.loc.still_valid():
                         return None
@@ -222,7 +219,7 @@ class GpuStreamingVolume(StreamingImageVolume):
                     if frame is None:
                         data, _ = frame_payload(self.image_ids[f.k], f.loc.info, raw, 0)
                         frame = bytes(data)
-                    return decode.parse(nv, frame)
+                    return frame
                 except Exception:
                     return None  # the CPU path reports why
             return _chunked(one, batch)
@@ -266,10 +263,11 @@ class GpuStreamingVolume(StreamingImageVolume):
                 return [batch[j].k for j in good], [batch[j].k for j in range(len(batch)) if not ok[j]]
             return self._compressed(batch, payload, stream, st)
 
-    def _compressed(self, batch: list[_Frame], parsed: list[decode.CodeStreamInfo | None],
-                    stream: Any, st: GpuVolumeLoadStatus) -> tuple[list[int], list[int]]:
-        cupy = self._gpu.cupy
+    def _compressed(self, batch: list[_Frame], payloads: list[bytes | None], stream: Any,
+                    st: GpuVolumeLoadStatus) -> tuple[list[int], list[int]]:
+        cupy, nv = self._gpu.cupy, self._gpu.nvimgcodec
         rows, cols = self.scalar_data.shape[1:3]
+        parsed = [decode.parse(nv, p) if p is not None else None for p in payloads]
         failed = [f.k for f, s in zip(batch, parsed)
                   if s is None or s.shape[:2] != (rows, cols) or s.shape[2] != 1]
         items = [(f, s) for f, s in zip(batch, parsed) if f.k not in failed]
