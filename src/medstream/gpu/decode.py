@@ -17,8 +17,8 @@ import numpy as np
 log = logging.getLogger("medstream.gpu")
 
 # Transfer syntaxes sent to nvImageCodec (grayscale frames only; the rest decode on the CPU).
-# JPEG lossless (.57/.70) is left to the CPU: nvImageCodec 0.9 returned wrong samples for batches
-# of small 12-bit frames on an H100 (single 512^2 frames were exact), see docs/gpu.md.
+# JPEG lossless (.57/.70) is left to the CPU: on an H100, nvImageCodec 0.9 returned wrong samples
+# for 64^2 12-bit frames (batched or one at a time; 512^2 frames were exact), see docs/gpu.md.
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 GPU_SYNTAXES = frozenset({
     JPEG_BASELINE,  # 8-bit only
