@@ -82,7 +82,9 @@ class GpuStreamingVolume(StreamingImageVolume):
     def __init__(self, volume_id: str, geometry: VolumeGeometry, dtype: np.dtype,
                  **kwargs: Any) -> None:
         self._gpu: GpuBackend = require_gpu()
-        super().__init__(volume_id, geometry, dtype, **kwargs)
+        options = dict(kwargs.pop("options", None) or {})
+        self.gpu_batch = int(options.pop("gpu_batch", BATCH))  # not an image-loader option
+        super().__init__(volume_id, geometry, dtype, options=options, **kwargs)
         self.status = GpuVolumeLoadStatus(total=len(self.image_ids))
 
     # -- memory ------------------------------------------------------------------------------
@@ -155,7 +157,7 @@ class GpuStreamingVolume(StreamingImageVolume):
         groups = [[f for f in frames if f.native], [f for f in frames if not f.native]]
         batches: list[list[_Frame]] = []
         for group in groups:
-            most = int(self.options.get("gpu_batch", BATCH))
+            most = self.gpu_batch
             if group and group[0].native:
                 most = min(most, NATIVE_BATCH)
             i = 0
