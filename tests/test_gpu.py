@@ -183,3 +183,11 @@ def test_dicomweb_volume_on_the_gpu_equals_files(orthanc, tmp_path, stack, synta
     remote = ms.open_volume(url, device="cuda")
     assert remote.device == "cuda" and remote.status.cpu_fallback_frames == 12
     assert np.array_equal(host(remote), local.scalar_data)
+
+
+def test_nifti_on_cuda_is_refused_clearly(tmp_path, stack):
+    nib = pytest.importorskip("nibabel")
+    path = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 3), np.int16), np.eye(4)), str(path))
+    with pytest.raises(ms.VolumeError, match="DICOM series"):
+        ms.open_volume(str(path), device="cuda")
