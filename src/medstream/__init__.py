@@ -54,6 +54,7 @@ from .discovery import (
     scan_folder,
     scan_folder_async,
 )
+from .gpu import GpuMemoryError, GpuUnavailableError, gpu_available
 from .errors import (
     CacheSizeExceededError,
     DecodeError,
@@ -87,6 +88,9 @@ def purge_cache() -> None:
 
 __all__ = [
     "DynamicVolume",
+    "GpuMemoryError",
+    "GpuUnavailableError",
+    "gpu_available",
     "FolderScan",
     "GeometryError",
     "GeometryWarning",

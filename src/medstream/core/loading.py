@@ -233,13 +233,26 @@ def _make_volume_load(
     return obj
 
 
+def _check_device(options: dict[str, Any]) -> None:
+    """``device="cuda"`` without CuPy/nvImageCodec/GPU fails here, typed, before any work."""
+    if options.get("device", "cpu") != "cpu":
+        from ..gpu import check_device
+
+        options["device"] = check_device(options["device"])
+
+
 def load_volume(volume_id: str, **options: Any) -> VolumeLoadObject:
     """Create a volume with the loader for its scheme (or the unknown-volume loader), uncached."""
+    _check_device(options)
     return _make_volume_load(volume_id, volume_loaders.resolve(volume_id), options, cached=False)
 
 
 def create_and_cache_volume(volume_id: str, **options: Any) -> VolumeLoadObject:
-    """Create (or return the cached) volume; the object resolves once its metadata is known."""
+    """Create (or return the cached) volume; the object resolves once its metadata is known.
+
+    ``device="cuda"`` puts the array in GPU memory (``medstream[gpu]``); the volume ID is the
+    cache key, so give a GPU volume its own ID (``open_volume`` appends ``@cuda``)."""
+    _check_device(options)
     with cache._lock:
         existing = cache.get_live(volume_id, "volume")
         if existing is not None:

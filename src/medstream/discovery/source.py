@@ -159,6 +159,7 @@ async def open_volume_async(
     load: bool = True,
     order: str = "interleaved",
     on_progress: Callable[[VolumeProgress], Any] | None = None,
+    device: str = "cpu",
     **options: Any,
 ) -> StreamingImageVolume | DynamicVolume:
     """Resolve ``source``, create (or reuse) its cached volume and, with ``load``, stream it.
@@ -168,12 +169,23 @@ async def open_volume_async(
 
     ``options`` go to the volume loader (``spacing``, ``tilt``, ``prescale``) and to HTTP
     (``token``, ``headers``, ``verify``, ``timeout``). Cancelling the caller cancels the load.
+    ``device="cuda"``: the array is a CuPy array on the GPU, frames decoded there in batches
+    (``pip install 'medstream[gpu]'``; raises ``GpuUnavailableError`` at once without it).
     """
+    if device != "cpu":
+        from ..gpu import check_device
+
+        device = check_device(device)
     http = {k: v for k, v in options.items() if k in ("token", "headers", "verify", "timeout",
                                                       "retries")}
     volume_id, image_ids = await resolve_source(source, series=series, dynamic=dynamic, **http)
     if image_ids is not None:
         options = dict(options, image_ids=image_ids)
+    if device != "cpu":
+        if image_ids is None:
+            raise VolumeError(f"{volume_id}: device={device!r} is for DICOM series (files, "
+                              "DICOMweb); load a NIfTI volume on the CPU and copy it")
+        volume_id, options = f"{volume_id}@{device}", dict(options, device=device)
     created = create_and_cache_volume(volume_id, **options)
     volume: StreamingImageVolume | DynamicVolume = await created
     if load:

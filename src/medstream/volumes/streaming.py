@@ -169,7 +169,7 @@ class StreamingImageVolume:
         self.geometry = geometry
         self.image_ids = list(geometry.image_ids)
         shape = geometry.shape + ((3,) if color else ())
-        self.scalar_data = np.zeros(shape, dtype=dtype)
+        self.scalar_data = self._allocate(shape, np.dtype(dtype))
         self.color = color
         self.status = VolumeLoadStatus(total=len(self.image_ids))
         self.loaded_mask = np.zeros(len(self.image_ids), dtype=bool)
@@ -182,7 +182,13 @@ class StreamingImageVolume:
         self.metadata: dict[str, Any] = {}
         self.acquired_geometry: VolumeGeometry | None = None  # set when resampled
 
+    def _allocate(self, shape: tuple[int, ...], dtype: np.dtype) -> Any:
+        """The one array every frame lands in (a GPU volume allocates device memory instead)."""
+        return np.zeros(shape, dtype=dtype)
+
     # -- description -------------------------------------------------------------------------
+    device = "cpu"
+
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.scalar_data.shape)
@@ -280,6 +286,11 @@ class StreamingImageVolume:
             except asyncio.TimeoutError:
                 pass  # what is missing is reported below
             todo = [k for k in todo if not self.loaded_mask[k]]
+            try:
+                rest = await asyncio.wait_for(self._fast_frames(todo, on_progress), left())
+            except asyncio.TimeoutError:
+                rest = todo
+            todo = [k for k in rest if not self.loaded_mask[k]]
             tasks = [asyncio.ensure_future(self._frame(k, on_progress)) for k in todo]
             if tasks:
                 _, pending = await asyncio.wait(tasks, timeout=left())
@@ -306,6 +317,12 @@ class StreamingImageVolume:
         if self._spacing == "resample" and not self.geometry.regular:
             await runtime.to_thread(self._resample)
         return self._completed()
+
+    async def _fast_frames(self, todo: list[int],
+                           on_progress: Callable[[VolumeProgress], Any] | None) -> list[int]:
+        """Hook for a batched path (the GPU volume's); returns the frames left for per-frame
+        requests."""
+        return todo
 
     async def _bulk(self, image_ids: list[str],
                     on_progress: Callable[[VolumeProgress], Any] | None) -> None:
@@ -397,6 +414,9 @@ class StreamingImageVolume:
             raise PixelRangeError(image.image_id, f"values {image.min_pixel_value:g}.."
                                   f"{image.max_pixel_value:g} ({px.dtype}) do not fit the volume's "
                                   f"{dtype}, the dtype its headers imply")
+        self._store(k, px)
+
+    def _store(self, k: int, px: np.ndarray) -> None:
         self.scalar_data[k] = px
 
     def _resample(self) -> None:
@@ -408,6 +428,12 @@ class StreamingImageVolume:
         self.loaded_mask = np.ones(target.shape[0], dtype=bool)
 
     # -- output ------------------------------------------------------------------------------
+    def to_torch(self) -> Any:
+        """The array as a torch tensor sharing its memory (DLPack: no copy, CPU or GPU)."""
+        import torch
+
+        return torch.from_dlpack(self.scalar_data)
+
     def to_nifti(self) -> Any:
         from .export import to_nifti
 
@@ -503,9 +529,21 @@ async def streaming_volume_loader(
     request_type: RequestType | str = RequestType.PREFETCH,
     priority: float = 0,
     retrieve: Retrieve = "auto",
+    device: str = "cpu",
     **options: Any,
 ) -> StreamingImageVolume:
-    """Build the volume from its images' metadata (pixels are loaded by ``volume.load()``)."""
+    """Build the volume from its images' metadata (pixels are loaded by ``volume.load()``).
+
+    ``device="cuda"``: the array lives in GPU memory and frames are decoded there in batches
+    (``medstream.gpu``)."""
+    cls: type[StreamingImageVolume] = StreamingImageVolume
+    if device != "cpu":
+        from ..gpu import check_device
+
+        if check_device(device) == "cuda":
+            from ..gpu.volume import GpuStreamingVolume
+
+            cls = GpuStreamingVolume
     if not image_ids:
         raise VolumeError(f"{volume_id}: no image_ids given for a streaming volume")
     ids = list(dict.fromkeys(image_ids))
@@ -523,7 +561,7 @@ async def streaming_volume_loader(
     pixel = ordered[0].get("imagePixelModule") or {}
     color = (pixel.get("samples_per_pixel") or 1) > 1 or pixel.get(
         "photometric_interpretation") == "PALETTE COLOR"
-    volume = StreamingImageVolume(
+    volume = cls(
         volume_id, geometry, volume_dtype(ordered, prescale), color=color,
         options=dict(options, prescale=prescale), spacing=spacing,
         request_type=request_type, priority=priority, retrieve=retrieve,
