@@ -121,7 +121,7 @@ def apply_lut(cupy: Any, src: Any, sidx: Any, dst: Any, didx: Any, n: int, ubits
         elif mode[b] == kernels.MODE_INT:
             out = v * int(slope[b]) + int(inter[b])
         else:
-            out = v.astype(np.float32) * np.float32(slope[b]) + np.float32(inter[b])
+            out = v.astype(np.float64) * float(slope[b]) + float(inter[b])
         dst[int(didx[b])] = out.astype(dst.dtype)
 
 

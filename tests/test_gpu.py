@@ -191,3 +191,21 @@ def test_nifti_on_cuda_is_refused_clearly(tmp_path, stack):
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 3), np.int16), np.eye(4)), str(path))
     with pytest.raises(ms.VolumeError, match="DICOM series"):
         ms.open_volume(str(path), device="cuda")
+
+
+def test_unused_high_bits_are_masked_as_on_the_cpu(tmp_path, stack):
+    """12-bit unsigned samples whose unused high bits are set (as real scanners write them):
+    the batched GPU path masks them to BitsStored exactly as the CPU decoders do."""
+    import pydicom
+
+    from series import write_series
+
+    for path in write_series(tmp_path / "b", 6, size=64):  # pixel data past the header read
+        ds = pydicom.dcmread(path)
+        assert ds.BitsStored == 12 and ds.PixelRepresentation == 0
+        ds.PixelData = (ds.pixel_array | 0xF000).astype("<u2").tobytes()
+        ds.save_as(path)
+    cpu, gpu = cpu_and_gpu(tmp_path / "b")
+    assert int(cpu.scalar_data.max()) < 4096 - 1024  # masked, then HU
+    assert np.array_equal(host(gpu), cpu.scalar_data)
+    assert gpu.status.gpu_frames == 6

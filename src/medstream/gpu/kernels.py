@@ -2,8 +2,9 @@
 
 One launch handles a whole batch: frame ``b`` is read from slice ``sidx[b]`` of ``src`` and written
 to slice ``didx[b]`` of ``dst`` (the same array for frames decoded in place). The arithmetic mirrors
-the CPU path exactly (``codecs/pixels.rescale``): integer LUTs in 64-bit integers, non-integral
-ones in float32 with explicit round-to-nearest multiply and add (no FMA contraction), so a GPU
+the CPU path exactly (``codecs/pixels``): samples masked to BitsStored (unsigned) or sign-extended
+from it (signed), integer LUTs in 64-bit integers, non-integral ones in float64 with explicit
+round-to-nearest multiply and add (no FMA contraction) stored as the volume's float32, so a GPU
 volume is bit-identical to the CPU one.
 """
 
@@ -45,7 +46,7 @@ __global__ void ms_lut(const S* src, const int* __restrict__ sidx, T* dst, const
         int m = mode[b];
         if (m == 0) out = (T)v;
         else if (m == 1) out = (T)(v * (long long)slope[b] + (long long)inter[b]);
-        else out = (T)__fadd_rn(__fmul_rn((float)v, (float)slope[b]), (float)inter[b]);
+        else out = (T)__dadd_rn(__dmul_rn((double)v, slope[b]), inter[b]);
         dst[(long long)didx[b] * plane + p] = out;
     }
 }

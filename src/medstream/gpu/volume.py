@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from ..codecs.frame import FrameInfo
-from ..codecs.pixels import smallest_exact_dtype
 from ..core.runtime import runtime
 from ..dicom.header import PixelLocator, locators
 from ..dicom.part10 import frame_payload
@@ -260,9 +259,10 @@ class GpuStreamingVolume(StreamingImageVolume):
                 src = cupy.empty((len(batch), info.rows, info.columns), dtype=info.stored_dtype)
                 src.set(host.view(info.stored_dtype).reshape(src.shape), stream=stream)
                 good = [j for j in range(len(batch)) if ok[j]]
-                sbits = info.bits_stored if info.pixel_representation else 0
-                self._finish(src, [(j, batch[j]) for j in good], 0, sbits, stream)
-                return [batch[j].k for j in good], [batch[j].k for j in range(len(batch)) if not ok[j]]
+                ubits, sbits = _conform_bits(info, signed_codestream=bool(info.pixel_representation))
+                unfit = self._finish(src, [(j, batch[j]) for j in good], ubits, sbits, stream)
+                return ([batch[j].k for j in good if batch[j].k not in unfit],
+                        [batch[j].k for j in range(len(batch)) if not ok[j]] + unfit)
             return self._compressed(batch, payload, stream, st)
 
     def _compressed(self, batch: list[_Frame], payloads: list[bytes | None], stream: Any,
@@ -299,46 +299,47 @@ class GpuStreamingVolume(StreamingImageVolume):
                     src[j] = arrays[j].reshape(rows, cols)
                 pairs = good
             info = group[0][0].loc.info
-            signed_codestream = dt.kind == "i"
-            if info.pixel_representation:
-                ubits, sbits = 0, (0 if signed_codestream else info.bits_stored)
-            else:
-                ubits, sbits = (8 * info.stored_dtype.itemsize if signed_codestream else 0), 0
-            self._finish(src, pairs, ubits, sbits, stream)
-            landed += [f.k for _, f in good]
+            ubits, sbits = _conform_bits(info, signed_codestream=dt.kind == "i")
+            unfit = self._finish(src, pairs, ubits, sbits, stream)
+            landed += [f.k for _, f in good if f.k not in unfit]
+            failed += unfit
         return landed, failed
 
     def _finish(self, src: Any, pairs: list[tuple[int, _Frame]], ubits: int, sbits: int,
-                stream: Any) -> None:
-        """Modality LUT from ``src`` slices into the volume's, promoting the volume first if a
-        frame does not fit its dtype (as the CPU path does); then wait for the batch."""
+                stream: Any) -> list[int]:
+        """Modality LUT from ``src`` slices into the volume's; then wait for the batch. Frames
+        whose values do not fit the volume's dtype (the one their headers imply) are left out
+        and returned, for the CPU path to report as ``PixelRangeError``, as it does itself."""
         cupy = self._gpu.cupy
+        vol = self.scalar_data
+        if pairs and vol.dtype.kind in "iu":
+            modes = np.array([f.mode for _, f in pairs], dtype=np.int32)
+            sidx = cupy.asarray(np.array([j for j, _ in pairs], dtype=np.int32))
+            lo, hi = kernels.minmax(cupy, src, sidx, len(pairs), ubits, sbits, stream)
+            slope = np.array([f.slope for _, f in pairs], dtype=np.float64)
+            inter = np.array([f.intercept for _, f in pairs], dtype=np.float64)
+            use = modes != kernels.MODE_COPY
+            a, b = np.where(use, lo * slope + inter, lo), np.where(use, hi * slope + inter, hi)
+            info = np.iinfo(vol.dtype)
+            fits = (np.minimum(a, b) >= info.min) & (np.maximum(a, b) <= info.max) & (
+                modes != kernels.MODE_FLOAT)
+            unfit = [f.k for (_, f), ok in zip(pairs, fits) if not ok]
+            pairs = [p for p, ok in zip(pairs, fits) if ok]
+        else:
+            unfit = []
         if not pairs:
             stream.synchronize()
-            return
+            return unfit
         n = len(pairs)
         sidx = cupy.asarray(np.array([j for j, _ in pairs], dtype=np.int32))
         didx = cupy.asarray(np.array([f.k for _, f in pairs], dtype=np.int32))
         slope = np.array([f.slope for _, f in pairs], dtype=np.float64)
         inter = np.array([f.intercept for _, f in pairs], dtype=np.float64)
         mode = np.array([f.mode for _, f in pairs], dtype=np.int32)
-        vol = self.scalar_data
-        if vol.dtype.kind in "iu" and (mode == kernels.MODE_FLOAT).any():
-            self.scalar_data = vol.astype(np.float32)  # as the CPU path does for a float frame
-        elif vol.dtype.kind in "iu":
-            lo, hi = kernels.minmax(cupy, src, sidx, n, ubits, sbits, stream)
-            use = mode != kernels.MODE_COPY
-            a = np.where(use, lo * slope + inter, lo)
-            b = np.where(use, hi * slope + inter, hi)
-            lo_v, hi_v = float(np.minimum(a, b).min()), float(np.maximum(a, b).max())
-            info = np.iinfo(vol.dtype)
-            if lo_v < info.min or hi_v > info.max:
-                new = smallest_exact_dtype(min(info.min, lo_v), max(info.max, hi_v), vol.dtype.itemsize)
-                log.info("%s: promoting volume from %s to %s", self.volume_id, vol.dtype, new)
-                self.scalar_data = vol.astype(new)
         kernels.apply_lut(cupy, src, sidx, self.scalar_data, didx, n, ubits, sbits,
                           cupy.asarray(slope), cupy.asarray(inter), cupy.asarray(mode), stream)
         stream.synchronize()
+        return unfit
 
     # -- host-side helpers -------------------------------------------------------------------
     def to_numpy(self) -> np.ndarray:
@@ -364,3 +365,11 @@ class GpuStreamingVolume(StreamingImageVolume):
         from ..volumes.export import save_volume
 
         return save_volume(self.to_numpy(), self.geometry, path)
+
+
+def _conform_bits(info: Any, signed_codestream: bool) -> tuple[int, int]:
+    """(mask to, sign-extend from) bits: unsigned samples keep only their BitsStored, signed
+    ones are sign-extended from it, as the CPU decoders do after every decode."""
+    if info.pixel_representation:
+        return 0, info.bits_stored
+    return info.bits_stored, 0
