@@ -239,7 +239,9 @@ def _parse(r: _Reader) -> FastHeader | None:
     while True:
         tag, vr, length, value = _element_head(r, pos, explicit)
         if tag in _PIXEL_TAGS:
-            return _finish(elements, ts, _PIXEL_TAGS[tag], vr or _dict_vr(tag), length, value)
+            if not explicit and tag == 0x7FE00010:  # implicit VR Pixel Data is OW (PS3.5 A.1)
+                vr = "OW"
+            return _finish(elements, ts, _PIXEL_TAGS[tag], vr, length, value)
         if tag in _FALLBACK_TAGS or tag >> 16 == 0xFFFE:
             return None
         if length == UNDEFINED:  # a sequence (or UN holding one): skip it, keep that it is there

@@ -9,14 +9,17 @@ is what makes series loading from files faster than a parse-everything loop.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from pydicom.dataset import Dataset
 
 from ..codecs.frame import FrameInfo
 from ..errors import DicomParseError, ImageLoadError, MissingPixelDataError
+from .fastheader import FastHeader, read_fast_header
 from .part10 import _PIXEL_KEYWORDS, frame_info, read_dataset
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
@@ -48,8 +51,11 @@ class PixelLocator:
             return f.read(size)
 
 
-def read_header(image_id: str, path: str) -> tuple[Dataset, PixelLocator | None]:
+def read_header(image_id: str, path: str) -> tuple[Dataset | FastHeader, PixelLocator | None]:
     """Parse everything but large pixel values; raise typed errors naming ``image_id``.
+
+    Classic little-endian files go through the compact reader (``fastheader``), the rest
+    through pydicom.
 
     Raises ``MissingPixelDataError`` for an object without pixel data. The locator is None where
     the bytes cannot be addressed in the file (deflated) or were small enough to read already.
@@ -58,7 +64,8 @@ def read_header(image_id: str, path: str) -> tuple[Dataset, PixelLocator | None]
         st = os.stat(path)
     except OSError:
         st = None
-    ds = read_dataset(image_id, path, defer_size=_DEFER)
+    fast = read_fast_header(path) if st is not None and stat.S_ISREG(st.st_mode) else None
+    ds: Any = fast if fast is not None else read_dataset(image_id, path, defer_size=_DEFER)
     if st is None:
         raise ImageLoadError(image_id, f"cannot stat {path}")
     meta = getattr(ds, "file_meta", None)

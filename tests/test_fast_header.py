@@ -1,0 +1,72 @@
+"""The compact header reader gives exactly what pydicom gives, or steps aside.
+
+Every real file it accepts (pydicom's and pydicom-data's test files, qa-dev vendor files) must
+yield the same metadata modules, frame description and pixel data offset as pydicom; every
+layout it does not handle (enhanced, mosaic, palette, big endian, deflated, truncated) must
+fall back to pydicom (None)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from corpus import local_files
+from medstream.dicom.fastheader import read_fast_header
+from medstream.dicom.header import _DEFER
+from medstream.dicom.modules import build_modules
+from medstream.dicom.part10 import frame_info
+
+QA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "qa-dev"
+FILES = local_files() + sorted(p for p in QA.rglob("*") if p.is_file() and p.suffix in ("", ".dcm")
+                               and p.name != "LICENSE" and not p.name.endswith(".txt"))
+
+
+def _pydicom(path: Path):
+    try:
+        return pydicom.dcmread(path, defer_size=_DEFER)
+    except Exception:
+        return None
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.name[-40:] for p in FILES])
+def test_same_modules_as_pydicom_or_fallback(path):
+    fast = read_fast_header(path)
+    ds = _pydicom(path)
+    if fast is None:
+        return  # pydicom reads it (or reports why it cannot)
+    assert ds is not None, "the fast reader accepted a file pydicom cannot read"
+    ts = str(ds.file_meta.TransferSyntaxUID)
+    assert fast.file_meta.TransferSyntaxUID == ts
+    n = int(ds.get("NumberOfFrames") or 1)
+    for frame in {0, n - 1}:
+        assert build_modules(fast, frame, ts) == build_modules(ds, frame, ts)
+    assert frame_info("x", fast, ts) == frame_info("x", ds, ts)
+    kw = next(k for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData") if k in ds)
+    raw = ds.get_item(kw, keep_deferred=True)
+    if getattr(raw, "value_tell", None) is not None:
+        assert fast.get_item(kw).value_tell == raw.value_tell
+
+
+def test_layouts_it_leaves_to_pydicom():
+    enhanced = QA / "enhanced-4d" / "Philips" / "IM_0027_fMAP.dcm"
+    mosaic = next((QA / "siemens-mosaic" / "ax" / "axasc35").glob("MR.*"))
+    for path in (enhanced, mosaic):
+        if path.exists():
+            assert read_fast_header(path) is None, path.name
+    big = Path(pydicom.data.get_testdata_file("MR_small_bigendian.dcm"))
+    deflated = Path(pydicom.data.get_testdata_file("image_dfl.dcm"))
+    palette = Path(pydicom.data.get_testdata_file("OBXXXX1A.dcm"))
+    for path in (big, deflated, palette):
+        assert read_fast_header(path) is None, path.name
+
+
+def test_truncated_or_garbled_headers_fall_back(tmp_path):
+    src = Path(pydicom.data.get_testdata_file("CT_small.dcm")).read_bytes()
+    assert read_fast_header(pydicom.data.get_testdata_file("CT_small.dcm")) is not None
+    for n, data in enumerate([src[:600], src[:132], src[:128] + b"DICX" + src[132:],
+                              src[:300] + b"\xff" * 40 + src[340:]]):
+        path = tmp_path / f"bad{n}.dcm"
+        path.write_bytes(data)
+        assert read_fast_header(path) is None
