@@ -320,9 +320,19 @@ class StreamingImageVolume:
 
     async def _fast_frames(self, todo: list[int],
                            on_progress: Callable[[VolumeProgress], Any] | None) -> list[int]:
-        """Hook for a batched path (the GPU volume's); returns the frames left for per-frame
-        requests."""
-        return todo
+        """The batched path (local files here, a GPU volume has its own); returns the frames
+        left for per-frame requests."""
+        from .batched import load_runs
+
+        return await load_runs(self, todo, on_progress)
+
+    def _landed(self, ks: list[int], on_progress: Callable[[VolumeProgress], Any] | None) -> None:
+        """Frames a batch wrote into their slices: mark them and report each (loop thread)."""
+        st = self.status
+        for k in ks:
+            self.loaded_mask[k] = True
+            st.frames_loaded += 1
+            self._progress(k, None, on_progress)
 
     async def _bulk(self, image_ids: list[str],
                     on_progress: Callable[[VolumeProgress], Any] | None) -> None:
