@@ -81,11 +81,20 @@ def _tm_seconds(tm: str) -> float:
     return hh * 3600 + mm * 60 + ss
 
 
+def _tag_int(pointer: Any) -> int | None:
+    """A tag as an int, from pydicom (an int) or a light reader (text "(gggg,eeee)")."""
+    if pointer is None or isinstance(pointer, int):
+        return pointer
+    try:
+        return int(str(pointer).strip("()").replace(",", ""), 16)
+    except ValueError:
+        return None
+
+
 def _spatial_slots(ds: Dataset) -> tuple[int, ...]:
     out = []
     for k, item in enumerate(ds.get("DimensionIndexSequence") or ()):
-        pointer = item.get("DimensionIndexPointer")
-        if pointer is not None and int(pointer) in SPATIAL_POINTERS:
+        if _tag_int(item.get("DimensionIndexPointer")) in SPATIAL_POINTERS:
             out.append(k)
     return tuple(out)
 

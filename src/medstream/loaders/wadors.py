@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydicom.dataset import Dataset
 
 from ..codecs.frame import FrameInfo
 from ..core.image import Image
 from ..core.runtime import runtime
+from ..dicom.jsonmeta import JsonDataset
 from ..dicom.modules import build_modules
 from ..dicom.part10 import (
     check_frame,
@@ -83,24 +83,23 @@ def parse_image_id(image_id: str) -> WadorsId:
 
 
 # -- series metadata -------------------------------------------------------------------------
-series_metadata: SharedResults[dict[str, Dataset]] = SharedResults(max_items=256)
+series_metadata: SharedResults[dict[str, JsonDataset]] = SharedResults(max_items=256)
 
 
-def _no_bulk(tag: str, vr: str, uri: str) -> Any:
-    return None
-
-
-def datasets_from_json(items: list[dict[str, Any]]) -> dict[str, Dataset]:
-    out: dict[str, Dataset] = {}
+def datasets_from_json(items: list[dict[str, Any]]) -> dict[str, JsonDataset]:
+    """Instances by SOPInstanceUID, each a light view of its JSON (no per-element parsing)."""
+    out: dict[str, JsonDataset] = {}
     for item in items:
-        ds = Dataset.from_json(item, bulk_data_uri_handler=_no_bulk)
+        if not isinstance(item, dict):
+            continue
+        ds = JsonDataset(item)
         uid = str(ds.get("SOPInstanceUID", ""))
         if uid:
             out[uid] = ds
     return out
 
 
-def _image_ids_of(series_url: str, datasets: dict[str, Dataset]) -> list[tuple[str, Dataset, int]]:
+def _image_ids_of(series_url: str, datasets: dict[str, JsonDataset]) -> list[tuple[str, JsonDataset, int]]:
     rows = []
     for uid, ds in datasets.items():
         try:
@@ -112,8 +111,8 @@ def _image_ids_of(series_url: str, datasets: dict[str, Dataset]) -> list[tuple[s
     return rows
 
 
-async def get_series_metadata(image_id: str, series_url: str, **http: Any) -> dict[str, Dataset]:
-    async def get() -> dict[str, Dataset]:
+async def get_series_metadata(image_id: str, series_url: str, **http: Any) -> dict[str, JsonDataset]:
+    async def get() -> dict[str, JsonDataset]:
         resp = await fetch(
             series_url + "/metadata", image_id, accept="application/dicom+json",
             config=http_config(**http),
@@ -123,7 +122,7 @@ async def get_series_metadata(image_id: str, series_url: str, **http: Any) -> di
         except ValueError as exc:
             raise ImageLoadError(image_id, f"series metadata is not JSON: {redact_url(series_url)}") from exc
 
-        def build() -> dict[str, Dataset]:
+        def build() -> dict[str, JsonDataset]:
             datasets = datasets_from_json(items)
             register_modules(series_url, datasets)
             return datasets
@@ -133,7 +132,7 @@ async def get_series_metadata(image_id: str, series_url: str, **http: Any) -> di
     return await series_metadata.get(series_url, get)
 
 
-def register_modules(series_url: str, datasets: dict[str, Dataset], only_missing: bool = False) -> None:
+def register_modules(series_url: str, datasets: dict[str, JsonDataset], only_missing: bool = False) -> None:
     """Feed the metadata providers with every frame's modules (again, if they were dropped)."""
     for frame_id, ds, k in _image_ids_of(series_url, datasets):
         if not only_missing or module_store.get_modules(frame_id) is None:
@@ -149,7 +148,7 @@ async def wadors_image_ids_async(series_url: str, **http: Any) -> list[str]:
     datasets = await get_series_metadata(f"{SCHEME}:{series_url}", series_url, **http)
     rows = _image_ids_of(series_url, datasets)
 
-    def order(row: tuple[str, Dataset, int]) -> tuple[int, str, int]:
+    def order(row: tuple[str, JsonDataset, int]) -> tuple[int, str, int]:
         try:
             inst = int(row[1].get("InstanceNumber") or 0)
         except (TypeError, ValueError):
@@ -182,7 +181,7 @@ def wadors_image_ids(series_url: str, **http: Any) -> list[str]:
 
 
 # -- frames ----------------------------------------------------------------------------------
-def _frame_info_for(image_id: str, ds: Dataset, ts: str) -> FrameInfo:
+def _frame_info_for(image_id: str, ds: Any, ts: str) -> FrameInfo:
     info = frame_info(image_id, ds, ts)
     # A frames response holds exactly one frame.
     return dataclasses.replace(info, number_of_frames=1)
@@ -225,7 +224,9 @@ async def load_wadors(image_id: str, prescale: bool = True, **http: Any) -> Imag
     ts = part.param("transfer-syntax") or _syntax_from_media_type(part.content_type) or EXPLICIT_LE
     info = _frame_info_for(image_id, ds, ts)
     return await runtime.to_thread(
-        decode_to_image, image_id, part.data, info, modules, prescale=prescale, lut_source=ds
+        decode_to_image, image_id, part.data, info, modules, prescale=prescale,
+        lut_source=ds.dataset() if modules["modalityLutModule"].get("has_modality_lut_sequence")
+        else ds
     )
 
 

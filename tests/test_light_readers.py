@@ -1,4 +1,5 @@
-"""The compact header reader gives exactly what pydicom gives, or steps aside.
+"""The light readers give exactly what pydicom gives: the compact header reader (or it steps
+aside), and the DICOM JSON view used for DICOMweb series metadata.
 
 Every real file it accepts (pydicom's and pydicom-data's test files, qa-dev vendor files) must
 yield the same metadata modules, frame description and pixel data offset as pydicom; every
@@ -70,3 +71,22 @@ def test_truncated_or_garbled_headers_fall_back(tmp_path):
         path = tmp_path / f"bad{n}.dcm"
         path.write_bytes(data)
         assert read_fast_header(path) is None
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.name[-40:] for p in FILES])
+def test_json_view_gives_the_modules_from_json_gives(path):
+    """DICOM JSON made by pydicom from each real file (bulk data as URIs, as servers send it)."""
+    from pydicom.dataset import Dataset
+
+    from medstream.dicom.jsonmeta import JsonDataset
+
+    ds = _pydicom(path)
+    if ds is None:
+        return  # not DICOM to pydicom either (qa-dev holds a reference .nii too)
+    item = ds.to_json_dict(bulk_data_threshold=1024,
+                           bulk_data_element_handler=lambda _e: "http://127.0.0.1/bulk")
+    full = Dataset.from_json(item, bulk_data_uri_handler=lambda *_a: None)
+    light = JsonDataset(item)
+    n = int(full.get("NumberOfFrames") or 1)
+    for frame in {0, n - 1}:
+        assert build_modules(light, frame) == build_modules(full, frame)
