@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import threading
 import time
 import warnings
@@ -56,10 +57,28 @@ def frame_payload(image_id: str, info: FrameInfo, pixel_bytes: bytes | memoryvie
         return pixel_bytes, index
     if not decoders.can_decode(info.transfer_syntax_uid):
         raise UnsupportedTransferSyntaxError(image_id, info.transfer_syntax_uid)
+    check_encapsulated(image_id, pixel_bytes)
     try:
         return get_frame(pixel_bytes, index, number_of_frames=info.number_of_frames), 0
     except Exception as exc:
         raise DecodeError(image_id, f"cannot extract frame {index + 1}: {exc}") from exc
+
+
+def check_encapsulated(image_id: str, data: bytes | memoryview) -> None:
+    """Every item of encapsulated pixel data is whole and the sequence delimiter is there: a
+    truncated file must not decode as a silently shorter codestream (some decoders accept one)."""
+    view = memoryview(data)
+    pos, end = 0, len(view)
+    while pos + 8 <= end:
+        group, elem, length = struct.unpack_from("<HHI", view, pos)
+        tag = group << 16 | elem
+        if tag == 0xFFFEE0DD:  # sequence delimiter (trailing padding may follow)
+            return
+        if tag != 0xFFFEE000 or pos + 8 + length > end:
+            break
+        pos += 8 + length
+    raise DecodeError(image_id, f"encapsulated pixel data truncated or malformed at byte {pos} "
+                                f"of {end} (no sequence delimiter)")
 
 
 def frame_info(image_id: str, ds: Dataset, transfer_syntax_uid: str) -> FrameInfo:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -17,6 +18,7 @@ from ..codecs.pixels import frame_to_image
 from ..codecs.registry import decode_frame
 from ..core.image import Image
 from ..core.runtime import runtime
+from ..dicom.fastheader import read_fast_header
 from ..dicom.header import PixelLocator, locators, read_header
 from ..dicom.modules import build_modules
 from ..dicom.mosaic import mosaic_layout, tile_modules
@@ -149,11 +151,21 @@ def load_sync(image_id: str, prescale: bool = True) -> Image:
     tile = tile_of(image_id)
     if tile is not None:
         return _load_tile(image_id, path, tile, prescale)
+    if module_store.get_modules(image_id) is None and _classic(path):
+        read_file_header(path)  # modules + pixel locator from the compact reader
     image = _fast_path(image_id, path, frame or 1, prescale)
     if image is not None:
         return image
     parsed = parsed_files.get(image_id, path)
     return decode_parsed_frame(image_id, parsed, frame or 1, prescale)
+
+
+def _classic(path: str) -> bool:
+    """A regular file the compact header reader takes (then no full pydicom parse is needed)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode) and read_fast_header(path) is not None
+    except OSError:
+        return False
 
 
 def _load_tile(image_id: str, path: str, tile: int, prescale: bool) -> Image:
