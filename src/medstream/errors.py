@@ -82,18 +82,22 @@ class ResourceLimitError(ImageLoadError):
     """A size claimed by the input (header, Content-Length, codestream, inflated stream) is over
     the byte budget or does not fit the bytes actually there; raised before allocating."""
 
-    def __init__(self, image_id: str, what: str, size: int, limit: int, detail: str = "") -> None:
+    def __init__(self, image_id: str, what: str, size: int, limit: int, detail: str = "",
+                 unit: str = "bytes") -> None:
         self.what = what
         self.size = int(size)
         self.limit = int(limit)
         self.detail = detail
+        self.unit = unit
+        show = _mb if unit == "bytes" else (lambda n: f"{n} {unit}")
         ImageLoadError.__init__(
             self, image_id,
-            f"{what}: {_mb(self.size)} over the limit of {_mb(self.limit)}"
+            f"{what}: {show(self.size)} over the limit of {show(self.limit)}"
             + (f" ({detail})" if detail else ""))
 
     def __reduce__(self):
-        return (self.__class__, (self.image_id, self.what, self.size, self.limit, self.detail))
+        return (self.__class__,
+                (self.image_id, self.what, self.size, self.limit, self.detail, self.unit))
 
 
 class LoadTimeoutError(MedstreamError, TimeoutError):

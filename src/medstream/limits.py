@@ -49,11 +49,15 @@ def limits() -> Limits:
 
 
 def check_size(item_id: str, what: str, size: int, limit: int | None = None,
-               detail: str = "") -> None:
+               detail: str = "", unit: str = "bytes") -> None:
     """Raise ``ResourceLimitError`` if ``size`` is over ``limit`` (default: ``max_bytes``)."""
     limit = _limits.max_bytes if limit is None else limit
     if size > limit:
-        raise ResourceLimitError(item_id, what, size, limit, detail)
+        raise ResourceLimitError(item_id, what, size, limit, detail, unit)
+
+
+def check_frames(item_id: str, what: str, n: int) -> None:
+    check_size(item_id, what, n, _limits.max_frames, unit="frames")
 
 
 def inflate(item_id: str, data: bytes | memoryview, limit: int, *, wbits: int = -zlib.MAX_WBITS,

@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 
 from ..codecs.frame import FrameInfo
 from ..errors import DicomParseError, ImageLoadError, MissingPixelDataError
+from .frames import check_frames_fit
 from .part10 import _PIXEL_KEYWORDS, frame_info, read_dataset
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
@@ -71,10 +72,15 @@ def read_header(image_id: str, path: str) -> tuple[Dataset, PixelLocator | None]
     info = frame_info(image_id, ds, ts)
     raw = ds.get_item(kw, keep_deferred=True)
     tell = getattr(raw, "value_tell", None)
-    if ts == DEFLATED or tell is None or getattr(raw, "value", None) is not None:
-        return ds, None
     length = getattr(raw, "length", None)
     undefined = length in (None, 0xFFFFFFFF)
+    value = getattr(raw, "value", None)
+    if value is not None:
+        check_frames_fit(image_id, info, len(value))
+    elif ts != DEFLATED and tell is not None:
+        check_frames_fit(image_id, info, st.st_size - tell if undefined else length)
+    if ts == DEFLATED or tell is None or value is not None:
+        return ds, None
     if not undefined and tell + length > st.st_size:
         raise MissingPixelDataError(
             image_id, f"pixel data truncated: {length} bytes declared, "

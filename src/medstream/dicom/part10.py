@@ -17,6 +17,7 @@ from ..codecs.frame import FrameInfo
 from ..codecs.pixels import frame_to_image
 from ..codecs.registry import decode_frame, decoders
 from ..core.image import Image
+from .frames import check_frames_fit, number_of_frames
 from ..errors import (
     DecodeError,
     DicomParseError,
@@ -59,10 +60,7 @@ def frame_info(image_id: str, ds: Dataset, transfer_syntax_uid: str) -> FrameInf
         raise MissingPixelDataError(image_id, f"missing required attribute(s) {', '.join(missing)}")
     kw = next((k for k in _PIXEL_KEYWORDS if k in ds), "PixelData")
     bits_allocated = int(ds.BitsAllocated)
-    try:
-        n_frames = int(ds.get("NumberOfFrames") or 1)
-    except (TypeError, ValueError):
-        n_frames = 1
+    n_frames = number_of_frames(image_id, ds)
     elem = ds.get_item(kw, keep_deferred=True) if kw in ds else None  # VR without reading it
     info = FrameInfo(
         rows=int(ds.Rows),
@@ -120,6 +118,7 @@ def parse_part10(image_id: str, source: str | os.PathLike[str] | bytes) -> Parse
         raise DicomParseError(image_id, f"pixel data unreadable ({type(exc).__name__}: {exc})") from exc
     if not pixel_bytes:
         raise MissingPixelDataError(image_id, "the pixel data element is empty")
+    check_frames_fit(image_id, info, len(pixel_bytes))
     return ParsedDicom(ds, info, pixel_bytes, len(pixel_bytes))
 
 

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, unquote
 
 from ..core.image import Image
 from ..core.runtime import runtime
+from ..dicom.frames import number_of_frames
 from ..dicom.header import PixelLocator, locators, read_header
 from ..dicom.modules import build_modules
 from ..dicom.part10 import (
@@ -130,10 +131,7 @@ def read_file_header(path: str) -> tuple[list[str], PixelLocator | None]:
     base = image_id_for(path)
     ds, loc = read_header(base, path)
     ts = str(ds.file_meta.TransferSyntaxUID)
-    try:
-        n = int(ds.get("NumberOfFrames") or 1)
-    except (TypeError, ValueError):
-        n = 1
+    n = number_of_frames(base, ds)
     ids = [base] if n == 1 else [image_id_for(path, k) for k in range(1, n + 1)]
     for k, ident in enumerate(ids):
         module_store.put(ident, build_modules(ds, k, ts))

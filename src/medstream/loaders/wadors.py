@@ -20,6 +20,7 @@ from pydicom.dataset import Dataset
 from ..codecs.frame import FrameInfo
 from ..core.image import Image
 from ..core.runtime import runtime
+from ..dicom.frames import number_of_frames
 from ..dicom.modules import build_modules
 from ..dicom.part10 import (
     check_frame,
@@ -30,6 +31,7 @@ from ..dicom.part10 import (
 )
 from ..dicom.store import module_store
 from ..errors import HTTPStatusError, ImageLoadError, MissingPixelDataError
+from ..limits import check_frames
 from ..redact import redact_url
 from .http import fetch, http_config, stream_chunks
 from .multipart import MultipartError, MultipartReader, parse_multipart_related
@@ -99,13 +101,20 @@ def datasets_from_json(items: list[dict[str, Any]]) -> dict[str, Dataset]:
     return out
 
 
+def _frame_counts(series_url: str, datasets: dict[str, Dataset]) -> dict[str, int]:
+    """NumberOfFrames per instance, checked (each, and their sum) against ``max_frames``
+    before any per-frame ID or module is built."""
+    counts = {uid: number_of_frames(f"{SCHEME}:{series_url}/instances/{uid}", ds)
+              for uid, ds in datasets.items()}
+    check_frames(f"{SCHEME}:{series_url}", "frames in the series metadata", sum(counts.values()))
+    return counts
+
+
 def _image_ids_of(series_url: str, datasets: dict[str, Dataset]) -> list[tuple[str, Dataset, int]]:
     rows = []
+    counts = _frame_counts(series_url, datasets)
     for uid, ds in datasets.items():
-        try:
-            n = int(ds.get("NumberOfFrames") or 1)
-        except (TypeError, ValueError):
-            n = 1
+        n = counts[uid]
         for k in range(1, n + 1):
             rows.append((f"{SCHEME}:{series_url}/instances/{uid}/frames/{k}", ds, k))
     return rows
@@ -124,6 +133,7 @@ async def get_series_metadata(image_id: str, series_url: str, **http: Any) -> di
 
         def build() -> dict[str, Dataset]:
             datasets = datasets_from_json(items)
+            _frame_counts(series_url, datasets)
             register_modules(series_url, datasets)
             return datasets
 
@@ -193,7 +203,7 @@ async def load_wadors(image_id: str, prescale: bool = True, **http: Any) -> Imag
     ds = datasets.get(wid.instance)
     if ds is None:
         raise ImageLoadError(image_id, f"instance {wid.instance} is not in the series metadata")
-    n_frames = int(ds.get("NumberOfFrames") or 1)
+    n_frames = number_of_frames(image_id, ds)
     check_frame(image_id, wid.frame, n_frames)
     modules = module_store.get_modules(image_id)
     if modules is None:
