@@ -17,7 +17,7 @@ from .image import Image
 from .load_object import CancelSignal, ImageLoadObject, LoadObject, VolumeLoadObject
 from .registry import Loader, call_kwargs, image_loaders, volume_loaders
 from .request_pools import RequestType, request_pools
-from .runtime import runtime
+from .runtime import add_exit_hook, runtime
 
 _inflight_lock = threading.Lock()
 _inflight: dict[str, set[LoadObject[Any]]] = {}
@@ -179,6 +179,23 @@ def cancel_load_all() -> int:
     with _inflight_lock:
         objs = [o for s in _inflight.values() for o in s]
     return sum(1 for o in objs if o.cancel())
+
+
+def _cancel_for_exit(wait: float = 1.0) -> None:
+    """At interpreter exit: signal every load in flight and give them a moment to end."""
+    with _inflight_lock:
+        objs = [o for s in _inflight.values() for o in s]
+    for obj in objs:
+        obj._cancel_requested = True
+        obj.signal.set()
+        if runtime._loop is not None:
+            runtime.call_soon(obj._do_cancel)
+    end = time.monotonic() + wait
+    while objs and inflight_count() and time.monotonic() < end:
+        time.sleep(0.01)
+
+
+add_exit_hook(_cancel_for_exit)
 
 
 def inflight_count() -> int:

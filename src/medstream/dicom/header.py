@@ -18,6 +18,7 @@ from pydicom.dataset import Dataset
 from ..codecs.frame import FrameInfo
 from ..errors import DicomParseError, ImageLoadError, MissingPixelDataError
 from .frames import check_frames_fit
+from .regular import open_regular
 from .part10 import _PIXEL_KEYWORDS, frame_info, read_dataset
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
@@ -44,7 +45,7 @@ class PixelLocator:
         """The pixel bytes, or ``size`` of them from ``start`` (one frame of a native file)."""
         if size is None:
             size = -1 if self.length is None else self.length - start
-        with open(self.path, "rb") as f:
+        with open_regular(self.path, self.path) as f:
             f.seek(self.offset + start)
             return f.read(size)
 

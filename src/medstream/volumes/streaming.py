@@ -390,7 +390,7 @@ class StreamingImageVolume:
             try:
                 on_progress(VolumeProgress(self.volume_id, image_id, k, st.frames_loaded,
                                            st.total, len(st.failed), error))
-            except Exception:
+            except BaseException:  # even SystemExit: it would stop the shared loop
                 log.exception("on_progress callback raised; ignored")
 
     def _completed(self) -> StreamingImageVolume:
