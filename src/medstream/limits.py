@@ -13,7 +13,7 @@ import zlib
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .errors import ResourceLimitError
+from .errors import DecodeError, ResourceLimitError
 
 GiB = 1024**3
 
@@ -66,13 +66,19 @@ def inflate(item_id: str, data: bytes | memoryview, limit: int, *, wbits: int = 
     at most ``limit`` bytes, never its full inflated size."""
     d = zlib.decompressobj(wbits)
     out = bytearray()
-    pending = memoryview(data)
+    pending: bytes | memoryview = memoryview(data)
     while True:
-        chunk = d.decompress(pending, step)
+        try:
+            chunk = d.decompress(pending, step)
+        except zlib.error as exc:
+            raise DecodeError(item_id, f"{what}: corrupt compressed data ({exc})") from exc
         out += chunk
         if len(out) > limit:
             raise ResourceLimitError(item_id, what, len(out), limit, "stopped inflating")
-        pending = memoryview(d.unconsumed_tail)
+        pending = d.unconsumed_tail
+        if d.eof and d.unused_data and wbits & 16:  # the next member of a multi-member gzip
+            pending, d = d.unused_data, zlib.decompressobj(wbits)
+            continue
         if d.eof or (not pending and not chunk):
             break
     return bytes(out)
@@ -92,7 +98,7 @@ class BoundedDecoder:
             self._d = "deflate"  # zlib-wrapped or raw: both are seen; told by the first bytes
         else:
             raise ResourceLimitError(item_id, f"unsupported Content-Encoding {enc!r}", 0, 0)
-        self._id, self._limit, self.total = item_id, limit, 0
+        self._id, self._limit, self._enc, self.total = item_id, limit, enc, 0
 
     def feed(self, chunk: bytes) -> list[bytes]:
         out: list[bytes] = []
@@ -105,7 +111,10 @@ class BoundedDecoder:
             self._d = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
         pending = chunk
         while pending:
-            piece = self._d.decompress(pending, 1024**2)
+            try:
+                piece = self._d.decompress(pending, 1024**2)
+            except zlib.error as exc:
+                raise DecodeError(self._id, f"corrupt {self._enc} body ({exc})") from exc
             self._count(len(piece))
             if piece:
                 out.append(piece)

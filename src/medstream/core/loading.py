@@ -59,6 +59,14 @@ async def run_loader(fn: Loader, item_id: str, options: dict[str, Any]) -> Any:
     return result
 
 
+def credentials_key(options: dict[str, Any]) -> str:
+    """Digest of the credentials a load would use: cached results are shared only by loads
+    made with the same ones (a result fetched with a valid token is not served to another)."""
+    from ..loaders.http import http_config
+
+    return http_config(**options).credentials_key()
+
+
 def _as_load_error(image_id: str, exc: BaseException) -> BaseException:
     if isinstance(exc, MedstreamError):
         return exc
@@ -139,10 +147,15 @@ def load_and_cache_image(
     **options: Any,
 ) -> ImageLoadObject:
     """Load through the cache: concurrent calls for one ID share a single load."""
+    creds = credentials_key(options)
     with cache._lock:
         existing = cache.get_live(image_id, "image")
         if existing is not None:
-            return existing  # type: ignore[return-value]
+            if getattr(existing, "credentials", "") == creds:
+                return existing  # type: ignore[return-value]
+            # cached under other credentials: never shared, loaded (uncached) with these
+            return _make_image_load(image_id, image_loaders.resolve(image_id), options,
+                                    request_type, priority)
         loader = image_loaders.resolve(image_id)
 
         def admit(image: Image) -> None:
@@ -163,6 +176,7 @@ def load_and_cache_image(
             on_failure=forget,
             decache=forget,
         )
+        obj.credentials = creds  # type: ignore[attr-defined]
         cache.put(image_id, "image", obj)
         return obj
 
@@ -257,10 +271,15 @@ def load_volume(volume_id: str, **options: Any) -> VolumeLoadObject:
 
 def create_and_cache_volume(volume_id: str, **options: Any) -> VolumeLoadObject:
     """Create (or return the cached) volume; the object resolves once its metadata is known."""
+    creds = credentials_key(options)
     with cache._lock:
         existing = cache.get_live(volume_id, "volume")
         if existing is not None:
-            return existing  # type: ignore[return-value]
+            if getattr(existing, "credentials", "") == creds:
+                return existing  # type: ignore[return-value]
+            return _make_volume_load(volume_id, volume_loaders.resolve(volume_id), options,
+                                     cached=False)
         obj = _make_volume_load(volume_id, volume_loaders.resolve(volume_id), options, cached=True)
+        obj.credentials = creds  # type: ignore[attr-defined]
         cache.put(volume_id, "volume", obj)
         return obj

@@ -121,10 +121,11 @@ def _image_ids_of(series_url: str, datasets: dict[str, Dataset]) -> list[tuple[s
 
 
 async def get_series_metadata(image_id: str, series_url: str, **http: Any) -> dict[str, Dataset]:
+    cfg = http_config(**http)
+
     async def get() -> dict[str, Dataset]:
         resp = await fetch(
-            series_url + "/metadata", image_id, accept="application/dicom+json",
-            config=http_config(**http),
+            series_url + "/metadata", image_id, accept="application/dicom+json", config=cfg,
         )
         try:
             items = resp.json()
@@ -139,7 +140,7 @@ async def get_series_metadata(image_id: str, series_url: str, **http: Any) -> di
 
         return await runtime.to_thread(build)
 
-    return await series_metadata.get(series_url, get)
+    return await series_metadata.get(f"{series_url}\n{cfg.credentials_key()}", get)
 
 
 def register_modules(series_url: str, datasets: dict[str, Dataset], only_missing: bool = False) -> None:
