@@ -216,7 +216,7 @@ async def load_wadors(image_id: str, prescale: bool = True, **http: Any) -> Imag
 
     resp = await fetch(
         wid.frame_url, image_id, accept=FRAME_ACCEPT, config=http_config(**http),
-        ok_statuses=_FALLBACK_STATUSES,
+        ok_statuses=_FALLBACK_STATUSES, max_bytes=_frame_budget(image_id, ds),
     )
     if resp.status_code in _FALLBACK_STATUSES:
         try:
@@ -238,6 +238,16 @@ async def load_wadors(image_id: str, prescale: bool = True, **http: Any) -> Imag
     return await runtime.to_thread(
         decode_to_image, image_id, part.data, info, modules, prescale=prescale, lut_source=ds
     )
+
+
+def _frame_budget(image_id: str, ds: Dataset) -> int | None:
+    """Most bytes a frame response may have: twice the uncompressed frame (a compressed
+    codestream of noise is a little larger than raw) plus room for the multipart envelope."""
+    try:
+        info = _frame_info_for(image_id, ds, EXPLICIT_LE)
+    except ImageLoadError:
+        return None
+    return 2 * info.frame_nbytes() + 64 * 1024
 
 
 _MEDIA_SYNTAX = {

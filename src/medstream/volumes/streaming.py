@@ -191,7 +191,7 @@ class StreamingImageVolume:
         self.geometry = geometry
         self.image_ids = list(geometry.image_ids)
         shape = geometry.shape + ((3,) if color else ())
-        self.scalar_data = np.zeros(shape, dtype=dtype)
+        self.scalar_data = allocate_volume(volume_id, shape, dtype)
         self.color = color
         self.status = VolumeLoadStatus(total=len(self.image_ids))
         self.loaded_mask = np.zeros(len(self.image_ids), dtype=bool)
@@ -442,11 +442,24 @@ class StreamingImageVolume:
 
         return to_nifti(self.scalar_data, self.geometry)
 
-    def save(self, path: Any) -> Any:
-        """Write ``.nii``/``.nii.gz`` (RAS affine), ``.npy`` (array) or ``.npz`` (array+affine)."""
-        from .export import save_volume
+    def save(self, path: Any, *, allow_partial: bool = False) -> Any:
+        """Write ``.nii``/``.nii.gz`` (RAS affine), ``.npy`` (array) or ``.npz`` (array+affine).
 
-        return save_volume(self.scalar_data, self.geometry, path)
+        A volume with slices not loaded raises ``VolumeError``: zeros must not pass for data.
+        ``allow_partial=True`` writes it anyway, with the per-slice mask beside it
+        (``<name>.mask.npy``, True where loaded)."""
+        from .export import save_partial, save_volume
+
+        missing = int(np.count_nonzero(~self.loaded_mask))
+        if missing and not allow_partial:
+            raise VolumeError(
+                f"{self.volume_id}: {missing} of {len(self.loaded_mask)} slices are not loaded; "
+                "load() again, or save(..., allow_partial=True) to write it with its mask",
+                [i for i, ok in zip(self.image_ids, self.loaded_mask) if not ok])
+        out = save_volume(self.scalar_data, self.geometry, path)
+        if missing:
+            save_partial(out, self.loaded_mask)
+        return out
 
 
 class NiftiVolume(StreamingImageVolume):
@@ -485,6 +498,22 @@ class NiftiVolume(StreamingImageVolume):
         for k in load_order(st.total, order):
             self._progress(k, None, on_progress)
         return self._completed()
+
+
+def allocate_volume(volume_id: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """The volume's one array, after checking its size against ``max_volume_bytes``: a header
+    claiming a huge volume gets a ``ResourceLimitError``, never numpy's ``MemoryError``."""
+    from ..errors import ResourceLimitError
+    from ..limits import check_size, limits
+
+    nbytes = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+    check_size(volume_id, f"volume {'x'.join(map(str, shape))} {np.dtype(dtype)}", nbytes,
+               limits().max_volume_bytes)
+    try:
+        return np.zeros(shape, dtype=dtype)
+    except MemoryError:
+        raise ResourceLimitError(volume_id, "volume array", nbytes, nbytes,
+                                 "the allocation failed") from None
 
 
 # -- the streaming volume loader ---------------------------------------------------------------
