@@ -78,10 +78,10 @@ def check_codestream(image_id: str, data: bytes | memoryview, info: FrameInfo) -
     found = codestream_size(data)
     if found is None:
         return
-    sample_bytes = max(1, (max(found.bits, 1) + 7) // 8)
-    check_size(image_id, f"{found.kind} codestream size {found.columns}x{found.rows}",
-               found.rows * found.columns * max(found.components, 1) * sample_bytes)
     if found.columns != info.columns or (found.rows and found.rows != info.rows):
         raise DecodeError(
             image_id, f"{found.kind} codestream is {found.columns}x{found.rows}, the header says "
             f"{info.columns}x{info.rows} (Columns x Rows); not decoded")
+    sample_bytes = max(1, (max(found.bits, 1) + 7) // 8)
+    check_size(image_id, f"{found.kind} codestream size {found.columns}x{found.rows}",
+               found.rows * found.columns * max(found.components, 1) * sample_bytes)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import concurrent.futures.thread  # registers its exit join now, so ours (later) runs first
 import functools
 import os
 import logging

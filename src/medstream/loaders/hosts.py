@@ -38,18 +38,19 @@ class CircuitBreaker:
         self.failures = failures
         self._hosts: dict[str, _State] = {}
 
-    async def admit(self, url: str) -> str | None:
-        """None: go ahead (closed, or this request is the probe). A string: fail fast, why."""
+    async def admit(self, url: str) -> tuple[bool, str | None]:
+        """(is the probe, why to fail fast). Closed: (False, None). Open: the first request is
+        the probe (True, None); the others wait for it and go on if it worked, else fail."""
         st = self._hosts.get(origin_of(url))
         if st is None or st.failures < self.failures:
-            return None
+            return False, None
         if st.probe is None or st.probe.done():
             st.probe = asyncio.get_running_loop().create_future()
-            return None
+            return True, None
         if await asyncio.shield(st.probe):
-            return None
-        return (f"host unreachable ({st.failures} connection failures in a row, "
-                f"last: {st.last_error}); not retried")
+            return False, None
+        return False, (f"host unreachable ({st.failures} connection failures in a row, "
+                       f"last: {st.last_error}); not retried")
 
     def success(self, url: str) -> None:
         st = self._hosts.pop(origin_of(url), None)

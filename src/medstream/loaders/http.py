@@ -273,7 +273,7 @@ async def fetch(
     safe = redact_url(url)
     attempt = 0
     while True:
-        reason = await breaker.admit(url)
+        probe, reason = await breaker.admit(url)
         if reason is not None:
             raise NetworkError(image_id, f"{safe}: {reason}")
         try:
@@ -283,7 +283,7 @@ async def fetch(
                 breaker.failure(url, str(failure.err.cause))
             else:
                 breaker.success(url)
-            if not failure.retry or attempt >= cfg.retries:
+            if not failure.retry or attempt >= cfg.retries or probe:  # a probe is not retried
                 raise failure.err from failure.__cause__
             delay = min(10.0, cfg.backoff * (2**attempt) * (0.75 + 0.5 * random.random()))
             if failure.after is not None:
@@ -310,7 +310,7 @@ async def stream_chunks(
     cfg = config or _config
     limit = max_bytes or limits().max_volume_bytes
     safe = redact_url(url)
-    reason = await breaker.admit(url)
+    _, reason = await breaker.admit(url)
     if reason is not None:
         raise NetworkError(image_id, f"{safe}: {reason}")
     try:
