@@ -556,3 +556,45 @@ def test_cancel_reports_what_happened():
     finished = ms.load_image("instant:1")
     finished.result(10)
     assert finished.cancel() is False and not finished.cancelled()
+
+
+def test_presigned_style_query_strings_work(server, tmp_path):
+    """A DICOMweb series URL and a NIfTI URL carrying their credentials in the query: the query
+    stays on every derived URL (metadata, frames) and never shows in errors."""
+    import nibabel as nib
+
+    ds = pydicom.dcmread(find("CT_small.dcm"))
+    meta = ds.to_json_dict()
+    meta.pop("7FE00010", None)
+    boundary = "B0UND"
+    frame = (f"--{boundary}\r\nContent-Type: application/octet-stream; "
+             f"transfer-syntax=1.2.840.10008.1.2.1\r\n\r\n").encode() + ds.PixelData + \
+        f"\r\n--{boundary}--\r\n".encode()
+    root = "/dw/studies/1/series/2"
+    uid = ds.SOPInstanceUID
+
+    def need_token(body: bytes, ctype: str):
+        def route(h) -> None:  # noqa: ANN001
+            ok = "access_token=t0k" in h.path.partition("?")[2].split("&")
+            send(h, body if ok else b"denied", status=200 if ok else 401, ctype=ctype)
+        return route
+
+    server.routes[f"{root}/metadata"] = need_token(json.dumps([meta]).encode(),
+                                                   "application/dicom+json")
+    server.routes[f"{root}/instances/{uid}/frames/1"] = need_token(
+        frame, f'multipart/related; type="application/octet-stream"; boundary={boundary}')
+    volume = ms.open_volume(f"{server.url}{root}?access_token=t0k", retries=0)
+    assert volume.shape == (1, ds.Rows, ds.Columns)
+    assert np.array_equal(volume.scalar_data[0], ms.load_image(
+        ms.dicomfile_image_id(find("CT_small.dcm"))).result(10).get_pixel_data())
+    with pytest.raises(ms.MedstreamError) as err:
+        ms.open_volume(f"{server.url}{root}?access_token=wr0ng", retries=0)
+    assert "401" in str(err.value) and "wr0ng" not in str(err.value)
+
+    nii = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(np.arange(24, dtype=np.int16).reshape(2, 3, 4), np.eye(4)), nii)
+    data = nii.read_bytes()
+    server.routes["/v.nii.gz"] = need_token(data, "application/gzip")
+    vol = ms.open_volume(f"nifti:{server.url}/v.nii.gz?X-Amz-Signature=abc&access_token=t0k",
+                         retries=0)
+    assert vol.shape == (4, 3, 2)

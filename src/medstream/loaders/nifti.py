@@ -12,7 +12,6 @@ import os
 import zlib
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
 import numpy as np
 
@@ -42,16 +41,30 @@ class NiftiData:
     key: str = ""  # source and credentials digest: what the shared results are keyed by
 
 
+_OWN_PARAMS = ("slice", "volume")
+
+
 def parse_id(item_id: str) -> tuple[str, dict[str, int]]:
+    """(source, medstream's own parameters). Any other query parameter (the signature of a
+    pre-signed URL) stays in the source, byte for byte and in order."""
     rest = item_id[len(SCHEME) + 1 :] if item_id.startswith(SCHEME + ":") else item_id
-    source, _, query = rest.partition("?")
+    base, _, query = rest.partition("?")
     params: dict[str, int] = {}
-    for key, values in parse_qs(query).items():
+    kept: list[str] = []
+    for item in query.split("&") if query else []:
+        key, _, value = item.partition("=")
+        if key not in _OWN_PARAMS:
+            kept.append(item)
+            continue
         try:
-            params[key] = int(values[0])
+            params[key] = int(value)
         except ValueError as exc:
-            raise ImageLoadError(item_id, f"invalid {key} {values[0]!r}") from exc
-    return source, params
+            raise ImageLoadError(item_id, f"invalid {key} {value!r}") from exc
+    return base + ("?" + "&".join(kept) if kept else ""), params
+
+
+def with_param(source: str, key: str, value: int) -> str:
+    return f"{source}{'&' if '?' in source else '?'}{key}={value}"
 
 
 def _is_url(source: str) -> bool:
@@ -155,7 +168,7 @@ def nifti_geometry(item_id: str, img: Any, source: str) -> VolumeGeometry:
     positions = affine[:3, 3] + np.outer(np.arange(nk), cols[:, 2])
     tilt = float(np.degrees(np.arccos(min(1.0, abs(float(direction[:, 2] @ normal))))))
     return VolumeGeometry(
-        image_ids=[f"{SCHEME}:{source}?slice={k}" for k in range(nk)],
+        image_ids=[f"{SCHEME}:{with_param(source, 'slice', k)}" for k in range(nk)],
         shape=(nk, nj, ni), origin=affine[:3, 3].copy(), spacing=spacing,  # type: ignore[arg-type]
         direction=direction, affine=affine, positions=positions, offsets=positions @ normal,
         normal=normal, tilt_degrees=tilt, regular=True,

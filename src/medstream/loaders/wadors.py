@@ -52,6 +52,13 @@ _ID_RE = re.compile(
 )
 
 
+def url_join(url: str, suffix: str) -> str:
+    """``suffix`` appended to the path of ``url``, before its query: a pre-signed or
+    token-in-query URL keeps its query on every URL derived from it."""
+    base, sep, query = url.partition("?")
+    return base.rstrip("/") + suffix + sep + query
+
+
 @dataclass(frozen=True)
 class WadorsId:
     root: str
@@ -59,28 +66,31 @@ class WadorsId:
     series: str
     instance: str
     frame: int
+    query: str = ""  # kept on every URL (access_token=..., signatures)
 
     @property
     def series_url(self) -> str:
-        return f"{self.root}/studies/{self.study}/series/{self.series}"
+        return f"{self.root}/studies/{self.study}/series/{self.series}" + (
+            f"?{self.query}" if self.query else "")
 
     @property
     def instance_url(self) -> str:
-        return f"{self.series_url}/instances/{self.instance}"
+        return url_join(self.series_url, f"/instances/{self.instance}")
 
     @property
     def frame_url(self) -> str:
-        return f"{self.instance_url}/frames/{self.frame}"
+        return url_join(self.instance_url, f"/frames/{self.frame}")
 
 
 def parse_image_id(image_id: str) -> WadorsId:
     url = image_id[len(SCHEME) + 1 :] if image_id.startswith(SCHEME + ":") else image_id
-    m = _ID_RE.match(url)
+    path, _, query = url.partition("?")
+    m = _ID_RE.match(path)
     if not m:
         raise ImageLoadError(
             image_id, "not a wadors frame ID (<root>/studies/S/series/Se/instances/I/frames/N)"
         )
-    return WadorsId(m["root"], m["study"], m["series"], m["instance"], int(m["frame"]))
+    return WadorsId(m["root"], m["study"], m["series"], m["instance"], int(m["frame"]), query)
 
 
 # -- series metadata -------------------------------------------------------------------------
@@ -104,7 +114,7 @@ def datasets_from_json(items: list[dict[str, Any]]) -> dict[str, Dataset]:
 def _frame_counts(series_url: str, datasets: dict[str, Dataset]) -> dict[str, int]:
     """NumberOfFrames per instance, checked (each, and their sum) against ``max_frames``
     before any per-frame ID or module is built."""
-    counts = {uid: number_of_frames(f"{SCHEME}:{series_url}/instances/{uid}", ds)
+    counts = {uid: number_of_frames(f"{SCHEME}:{url_join(series_url, f'/instances/{uid}')}", ds)
               for uid, ds in datasets.items()}
     check_frames(f"{SCHEME}:{series_url}", "frames in the series metadata", sum(counts.values()))
     return counts
@@ -116,7 +126,7 @@ def _image_ids_of(series_url: str, datasets: dict[str, Dataset]) -> list[tuple[s
     for uid, ds in datasets.items():
         n = counts[uid]
         for k in range(1, n + 1):
-            rows.append((f"{SCHEME}:{series_url}/instances/{uid}/frames/{k}", ds, k))
+            rows.append((f"{SCHEME}:{url_join(series_url, f'/instances/{uid}/frames/{k}')}", ds, k))
     return rows
 
 
@@ -125,7 +135,8 @@ async def get_series_metadata(image_id: str, series_url: str, **http: Any) -> di
 
     async def get() -> dict[str, Dataset]:
         resp = await fetch(
-            series_url + "/metadata", image_id, accept="application/dicom+json", config=cfg,
+            url_join(series_url, "/metadata"), image_id, accept="application/dicom+json",
+            config=cfg,
         )
         try:
             items = resp.json()
@@ -153,7 +164,7 @@ def register_modules(series_url: str, datasets: dict[str, Dataset], only_missing
 async def wadors_image_ids_async(series_url: str, **http: Any) -> list[str]:
     """Frame image IDs of a DICOMweb series URL (``<root>/studies/S/series/Se``), multi-frame
     aware, in InstanceNumber order (volumes sort by position themselves)."""
-    series_url = series_url.rstrip("/")
+    series_url = url_join(series_url, "")
     if series_url.startswith(SCHEME + ":"):
         series_url = series_url[len(SCHEME) + 1 :]
     datasets = await get_series_metadata(f"{SCHEME}:{series_url}", series_url, **http)
@@ -296,7 +307,7 @@ async def retrieve_series_bulk(
                 parsed = await runtime.to_thread(parse_part10, f"{SCHEME}:{series_url}", data)
                 uid = str(parsed.dataset.get("SOPInstanceUID", ""))
                 for k in range(1, parsed.info.number_of_frames + 1):
-                    frame_id = f"{SCHEME}:{series_url}/instances/{uid}/frames/{k}"
+                    frame_id = f"{SCHEME}:{url_join(series_url, f'/instances/{uid}/frames/{k}')}"
                     if frame_id in ids:
                         modules = module_store.get_modules(frame_id)
                         if parsed.info.photometric_interpretation == "PALETTE COLOR":
