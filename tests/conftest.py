@@ -23,6 +23,10 @@ def clean_state():
     breaker.reset()
     for t, n in DEFAULT_MAX.items():
         ms.request_pools.set_max_simultaneous_requests(t, n)
+    if hasattr(ms.request_pools, "set_max_per_host"):
+        from medstream.core.request_pools import DEFAULT_MAX_PER_HOST
+
+        ms.request_pools.set_max_per_host(DEFAULT_MAX_PER_HOST)
 
 
 @pytest.fixture(scope="session")

@@ -598,3 +598,29 @@ def test_presigned_style_query_strings_work(server, tmp_path):
     vol = ms.open_volume(f"nifti:{server.url}/v.nii.gz?X-Amz-Signature=abc&access_token=t0k",
                          retries=0)
     assert vol.shape == (4, 3, 2)
+
+
+def test_a_stalled_host_does_not_starve_local_files(tmp_path):
+    """Interaction requests pile up on a server that never answers; a local-file volume (and a
+    local interaction load) still load at once: a host may hold only part of each pool."""
+    from series import write_series
+
+    write_series(tmp_path / "s", 40, size=32)
+    hole = Blackhole()
+    try:
+        stalled = [ms.load_image(f"{hole.url}/x{i}.png", timeout=10, retries=0)
+                   for i in range(12)]
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        volume = ms.open_volume(tmp_path / "s", order="sequential")
+        ms.load_image(ms.dicomfile_image_id(tmp_path / "s" / sorted(
+            os.listdir(tmp_path / "s"))[0])).result(10)
+        took = time.monotonic() - t0
+        assert not any(o.done() for o in stalled)  # still stalled: they held their slots
+    finally:
+        for o in stalled:
+            o.cancel()
+        hole.close()
+    MEASURED["40-slice local volume while 12 requests stall on another server"] = (
+        f"loaded in {took:.2f} s")
+    assert volume.loaded_mask.all() and took < 5

@@ -60,6 +60,7 @@ def _limit_requests(max_requests: int | None) -> None:
         from .core.request_pools import RequestType, request_pools
 
         request_pools.set_max_simultaneous_requests(RequestType.PREFETCH, max_requests)
+        request_pools.set_max_per_host(max_requests)  # the budget is for the one PACS
 
 
 def convert_one(source: str, out_dir: str, fmt: str = "nii.gz",
