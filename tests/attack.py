@@ -27,6 +27,25 @@ import medstream as ms
 ms.register_image_loader("warm", lambda i: ms.Image.from_array(i, np.zeros((2, 2), np.uint8)))
 ms.load_image("warm:1").result(10)
 ARG = json.loads(sys.argv[1])
+
+
+def register_waiting(scheme, seconds):
+    """A sync loader for ``scheme`` that waits ``seconds`` unless its load is cancelled."""
+    def wait(image_id, signal=None):
+        signal.wait(seconds)
+        signal.raise_if_cancelled()
+    ms.register_image_loader(scheme, wait)
+
+
+def errors_of(objs, timeout=30):
+    """The messages of the loads in ``objs`` that failed with a medstream error."""
+    out = []
+    for o in objs:
+        try:
+            o.result(timeout)
+        except ms.MedstreamError as exc:
+            out.append(str(exc))
+    return out
 '''
 
 _AFTER = r'''

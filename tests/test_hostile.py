@@ -334,14 +334,7 @@ def attack(_):
     def nested(image_id):  # a sync loader blocking on another load: would hold a worker
         return ms.load_image("warm:inner").result()
     ms.register_image_loader("nested", nested)
-    objs = [ms.load_image("nested:%d" % i) for i in range(4)]
-    errors = []
-    for o in objs:
-        try:
-            o.result(10)
-        except ms.ImageLoadError as exc:
-            errors.append(str(exc))
-    return errors
+    return errors_of([ms.load_image("nested:%d" % i) for i in range(4)], 10)
 """
     out = run_attack(body, timeout=20)
     record("sync loaders blocking on result() in every worker", out)
@@ -352,10 +345,7 @@ def attack(_):
 def test_result_timeout_names_the_id():
     body = """
 def attack(_):
-    def slow(image_id, signal=None):
-        signal.wait(10)
-        signal.raise_if_cancelled()
-    ms.register_image_loader("slow", slow)
+    register_waiting("slow", 10)
     obj = ms.load_image("slow:https://u:pw@h/x?token=SECRET")
     try:
         obj.result(0.2)
@@ -372,10 +362,7 @@ def attack(_):
 def test_exit_with_loads_in_flight_is_prompt():
     body = """
 def attack(_):
-    def stubborn(image_id, signal=None):
-        signal.wait(60)
-        signal.raise_if_cancelled()
-    ms.register_image_loader("stubborn", stubborn)
+    register_waiting("stubborn", 60)
     global KEEP
     KEEP = [ms.load_image("stubborn:%d" % i) for i in range(4)]
     time.sleep(0.2)
@@ -393,14 +380,8 @@ def test_circuit_breaker_fails_queued_requests_fast():
     try:
         body = """
 def attack(url):
-    objs = [ms.load_image(f"{url}/x{i}.png", retries=2, backoff=0.05) for i in range(30)]
-    errors = []
-    for o in objs:
-        try:
-            o.result(30)
-        except ms.NetworkError as exc:
-            errors.append(str(exc))
-    return errors
+    return errors_of([ms.load_image(f"{url}/x{i}.png", retries=2, backoff=0.05)
+                      for i in range(30)])
 """
         out = run_attack(body, refuser.url, timeout=40)
     finally:
