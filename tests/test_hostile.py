@@ -497,6 +497,9 @@ def test_httpx_logs_and_errors_are_redacted(server, caplog):
     assert all(secret not in r.getMessage() for r in caplog.records)
     assert secret not in str(err.value) and secret not in repr(err.value)
     assert secret not in str(pickle.loads(pickle.dumps(err.value)))
+    tblib = pytest.importorskip("tblib.pickling_support")  # as Dask does: tracebacks, causes
+    tblib.install()
+    assert secret not in str(pickle.loads(pickle.dumps(err.value)))  # no context cycle
 
 
 # -- partial results and errors -----------------------------------------------------------------

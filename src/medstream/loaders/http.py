@@ -155,7 +155,15 @@ class _Failure(Exception):
 
     def __init__(self, err: MedstreamError, retry: bool, after: float | None = None,
                  connection: bool = False) -> None:
+        super().__init__(str(err))  # not err itself: err.__context__ is this (a pickling cycle)
         self.err, self.retry, self.after, self.connection = err, retry, after, connection
+
+    def typed(self) -> MedstreamError:
+        """The typed error to raise, its cause kept and no context pointing back here."""
+        self.err.__cause__ = self.__cause__
+        self.err.__context__ = None
+        self.err.__suppress_context__ = True
+        return self.err
 
 
 def _headers(cfg: HttpConfig, accept: str | None, url: str) -> dict[str, str]:
@@ -276,27 +284,29 @@ async def fetch(
         probe, reason = await breaker.admit(url)
         if reason is not None:
             raise NetworkError(image_id, f"{safe}: {reason}")
+        failure: _Failure | None = None
         try:
             body = await _attempt(client, url, image_id, cfg, accept, ok_statuses, limit)
-        except _Failure as failure:
-            if failure.connection:
-                breaker.failure(url, str(failure.err.cause))
-            else:
-                breaker.success(url)
-            if not failure.retry or attempt >= cfg.retries or probe:  # a probe is not retried
-                raise failure.err from failure.__cause__
-            delay = min(10.0, cfg.backoff * (2**attempt) * (0.75 + 0.5 * random.random()))
-            if failure.after is not None:
-                delay = min(10.0, failure.after)
-            attempt += 1
-            log.info("retrying %s in %.2fs (attempt %d): %s", safe, delay, attempt, failure.err)
-            await asyncio.sleep(delay)
-            continue
+        except _Failure as exc:
+            failure = exc
         except BaseException:
             breaker.release(url)
             raise
-        breaker.success(url)
-        return body
+        if failure is None:
+            breaker.success(url)
+            return body
+        if failure.connection:
+            breaker.failure(url, str(failure.err.cause))
+        else:
+            breaker.success(url)
+        if not failure.retry or attempt >= cfg.retries or probe:  # a probe is not retried
+            raise failure.typed()  # (outside the except: no context cycle back to failure)
+        delay = min(10.0, cfg.backoff * (2**attempt) * (0.75 + 0.5 * random.random()))
+        if failure.after is not None:
+            delay = min(10.0, failure.after)
+        attempt += 1
+        log.info("retrying %s in %.2fs (attempt %d): %s", safe, delay, attempt, failure.err)
+        await asyncio.sleep(delay)
 
 
 async def stream_chunks(
@@ -313,6 +323,7 @@ async def stream_chunks(
     _, reason = await breaker.admit(url)
     if reason is not None:
         raise NetworkError(image_id, f"{safe}: {reason}")
+    failure: _Failure | None = None
     try:
         async with asyncio.timeout(cfg.timeout):  # until the headers are in
             resp = await _open(_client(cfg.verify), url, cfg, accept, image_id)
@@ -324,8 +335,8 @@ async def stream_chunks(
                 yield ctype, chunk
         finally:
             await resp.aclose()
-    except _Failure as failure:
-        raise failure.err from failure.__cause__
+    except _Failure as exc:
+        failure = exc
     except (TimeoutError, httpx.TimeoutException) as exc:
         breaker.failure(url, "timeout")
         raise NetworkError(image_id, f"timed out after {cfg.timeout:g} s: {safe}") from exc
@@ -335,6 +346,12 @@ async def stream_chunks(
     except BaseException:
         breaker.release(url)
         raise
+    if failure is not None:
+        if failure.connection:
+            breaker.failure(url, str(failure.err.cause))
+        else:
+            breaker.release(url)
+        raise failure.typed()  # (outside the except: no context cycle back to failure)
     breaker.success(url)
 
 
