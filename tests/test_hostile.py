@@ -614,3 +614,18 @@ def test_a_stalled_host_does_not_starve_local_files(tmp_path):
     MEASURED["40-slice local volume while 12 requests stall on another server"] = (
         f"loaded in {took:.2f} s")
     assert volume.loaded_mask.all() and took < 5
+
+
+@pytest.mark.parametrize("text,secret", [
+    ("HTTPS://user:pa55word@pacs.example.org/dicom-web", "pa55word"),
+    ("https://s3.amazonaws.com/b/k.nii.gz?X-Amz-Security-Token=tok1&X-Amz-Credential=c", "tok1"),
+    ("https://storage.googleapis.com/b/o?X-Goog-Signature=sig2", "sig2"),
+    ("wadors:https://h/studies/1/series/2?my_api_key=k3y", "k3y"),
+    ("https://h/viewer#access_token=frag4", "frag4"),
+    ("sent Authorization: Bearer abcdef123456", "abcdef123456"),
+    ("query was session_token=s5&x=1", "s5"),
+])
+def test_redaction_by_pattern(text, secret):
+    from medstream.redact import redact_text
+
+    assert secret not in redact_text(text)

@@ -17,7 +17,6 @@ from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
 from pydicom.tag import Tag
 
 from ..codecs.frame import FrameInfo
-from ..errors import ResourceLimitError
 from ..limits import check_size, inflate, limits
 from .frames import pixel_bytes_needed
 
@@ -90,5 +89,3 @@ def _implied_size(image_id: str, prefix: bytes) -> int | None:
     check_size(image_id, "deflated dataset size implied by its header", size)
     return size
 
-
-__all__ = ["DEFLATED", "ResourceLimitError", "read_deflated"]
