@@ -23,7 +23,7 @@ from ..core.cache import cache
 from ..core.events import Events, events
 from ..core.image import Image
 from ..core.load_object import CancelSignal, LoadObject
-from ..core.loading import _as_load_error, run_loader
+from ..core.loading import _as_load_error, _track, run_loader
 from ..core.metadata import metadata
 from ..core.registry import Loader, call_kwargs, image_loaders, scheme_of
 from ..core.request_pools import RequestType, request_pools
@@ -268,6 +268,7 @@ class StreamingImageVolume:
             obj: LoadObject[StreamingImageVolume] = LoadObject(
                 self.volume_id, lambda signal: self._run(signal, on_progress, order, timeout)
             )
+            _track(obj)  # in flight: cancel_load_all() and interpreter exit reach it
             self._load = obj
             return obj
 
