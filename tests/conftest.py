@@ -16,8 +16,17 @@ def clean_state():
     ms.purge_cache()
     ms.cache.set_max_cache_size(DEFAULT_MAX_CACHE_SIZE)
     ms.events.remove_all_listeners()
+    try:
+        from medstream.loaders.hosts import breaker
+    except ImportError:  # (running the suite against an older medstream)
+        return
+    breaker.reset()
     for t, n in DEFAULT_MAX.items():
         ms.request_pools.set_max_simultaneous_requests(t, n)
+    if hasattr(ms.request_pools, "set_max_per_host"):
+        from medstream.core.request_pools import DEFAULT_MAX_PER_HOST
+
+        ms.request_pools.set_max_per_host(DEFAULT_MAX_PER_HOST)
 
 
 @pytest.fixture(scope="session")

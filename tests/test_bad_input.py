@@ -152,7 +152,7 @@ def test_missing_tags_zero_rows_and_huge_sizes(tmp_path):
         ds = pydicom.dcmread(find(SOURCES["native"]))
         ds.Rows, ds.Columns, ds.NumberOfFrames = rows, 65535, frames
         path = _write(ds, tmp_path / f"{name}.dcm")
-        assert outcome(path, name) in ("DecodeError", "MissingPixelDataError")
+        assert outcome(path, name) in ("DecodeError", "MissingPixelDataError", "ResourceLimitError")
         ds = pydicom.dcmread(find(SOURCES["j2k"]))
         ds.Rows, ds.Columns = rows, 65535
         assert outcome(_write(ds, tmp_path / f"j2k-{name}.dcm"), f"J2K {name}") != "image"

@@ -96,3 +96,11 @@ def test_cli_convert_many(sources, tmp_path):
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert [r["error"] is None for r in manifest] == [True, True, False]
     assert all(os.path.exists(r["output"]) for r in manifest[:2])
+
+
+def test_same_source_twice_is_converted_once(client, tmp_path):
+    write_series(tmp_path / "s", 4, size=16)
+    rows = msd.convert_many([str(tmp_path / "s")] * 2, tmp_path / "out", client=client,
+                            series_timeout=60)
+    assert len(rows) == 2 and rows[0] == rows[1] and rows[0]["error"] is None
+    assert os.listdir(tmp_path / "out") == [os.path.basename(rows[0]["output"])]

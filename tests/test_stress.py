@@ -142,7 +142,7 @@ def _rss() -> int:
 def test_tokens_never_in_errors_logs_or_reprs(caplog):
     secret = "SECRET-token-9f8e7d"
     caplog.set_level(logging.DEBUG, logger="medstream")
-    ms.configure_http(token=secret)
+    ms.configure_http(token=secret, base_url="http://127.0.0.1:9")
     try:
         assert secret not in repr(ms.loaders.http.http_config())
         urls = [
@@ -157,7 +157,7 @@ def test_tokens_never_in_errors_logs_or_reprs(caplog):
             assert secret not in str(err.value) and secret not in repr(err.value)
             assert secret not in repr(obj)
     finally:
-        ms.configure_http(token=None)
+        ms.configure_http(token=None, base_url=None)
     assert caplog.records, "expected retry logs"
     assert all(secret not in r.getMessage() for r in caplog.records)
 

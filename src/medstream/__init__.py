@@ -30,6 +30,7 @@ from .core.runtime import runtime
 from .codecs.registry import decoders
 from .loaders import wadors_image_ids
 from .loaders.dicomfile import image_id_for as dicomfile_image_id
+from .limits import configure_limits
 from .loaders.http import configure_http
 from .loaders.wadors import wadors_image_ids_async
 from .volumes import (
@@ -62,10 +63,12 @@ from .errors import (
     GeometryError,
     HTTPStatusError,
     ImageLoadError,
+    LoadTimeoutError,
     MedstreamError,
     MissingPixelDataError,
     NetworkError,
     PixelRangeError,
+    ResourceLimitError,
     UnknownSchemeError,
     UnsupportedTransferSyntaxError,
     VolumeError,
@@ -122,6 +125,9 @@ __all__ = [
     "ImageLoadError",
     "PixelRangeError",
     "ImageLoadObject",
+    "LoadTimeoutError",
+    "ResourceLimitError",
+    "configure_limits",
     "LoadObject",
     "MedstreamError",
     "MetadataRegistry",

@@ -21,6 +21,8 @@ import numpy as np
 
 import medstream as ms
 
+from .redact import redact_text
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(ms.__version__, prog_name="medstream")
@@ -45,10 +47,14 @@ def _errors(ctx: click.Context) -> Iterator[None]:
     except KeyboardInterrupt:
         click.echo("cancelled", err=True)
         sys.exit(130)
+    except MemoryError:  # a safety net: budgets are checked before allocating
+        click.echo("error: out of memory (raise the budget with care, or use a bigger machine)",
+                   err=True)
+        sys.exit(1)
     except (ms.MedstreamError, ValueError, OSError) as exc:
         if ctx.obj and ctx.obj.get("debug"):
             raise
-        message = _cli_words(" ".join(str(exc).split()))
+        message = _cli_words(redact_text(" ".join(str(exc).split())))
         click.echo(f"error: {message}", err=True)
         sys.exit(1)
 
@@ -84,13 +90,27 @@ def _source_kind(source: str) -> str:
     return "image"
 
 
-def _http(token: str | None, insecure: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+DEFAULT_TIMEOUT = 10.0  # a dead or stalled server is reported in seconds, not minutes
+DEFAULT_RETRIES = 1
+
+
+def _net_options(fn: Any) -> Any:
+    """--token, --timeout and --retries for every command that may reach a server."""
+    fn = click.option("--retries", type=click.IntRange(0, 10), default=DEFAULT_RETRIES,
+                      show_default=True, help="Retries of a failed HTTP request.")(fn)
+    fn = click.option("--timeout", type=click.FloatRange(0.1, None), default=DEFAULT_TIMEOUT,
+                      show_default=True, help="Seconds for each HTTP request as a whole.")(fn)
+    return click.option("--token", default=None, help="Bearer token for the source's server.")(fn)
+
+
+def _http(token: str | None, timeout: float | None = None, retries: int | None = None,
+          insecure: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"timeout": timeout, "retries": retries}
     if token:
         out["token"] = token
     if insecure:
         out["verify"] = False
-    return out
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def _load(volume: ms.StreamingImageVolume | ms.DynamicVolume, console: Any, label: str, order: str) -> float:
@@ -177,15 +197,16 @@ def demo(ctx: click.Context, out: Path | None) -> None:
 @main.command()
 @click.argument("source")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--token", default=None, help="Bearer token for DICOMweb.")
+@_net_options
 @click.pass_context
-def info(ctx: click.Context, source: str, as_json: bool, token: str | None) -> None:
+def info(ctx: click.Context, source: str, as_json: bool, token: str | None, timeout: float,
+         retries: int) -> None:
     """Series of a folder / DICOMweb study or series URL, or the metadata of one image."""
     from rich.table import Table
 
     console = _console()
     with _errors(ctx):
-        http = _http(token)
+        http = _http(token, timeout, retries)
         kind = _source_kind(source)
         if kind == "image":
             image_id = _image_id(source)
@@ -229,16 +250,16 @@ def info(ctx: click.Context, source: str, as_json: bool, token: str | None) -> N
 @click.option("--window", nargs=2, type=float, default=None, metavar="CENTER WIDTH",
               help="VOI window (default: the image's own).")
 @click.option("--frame", type=int, default=None, help="Frame of a multi-frame file (1-based).")
-@click.option("--token", default=None, help="Bearer token for HTTP sources.")
+@_net_options
 @click.pass_context
 def render(ctx: click.Context, image_id: str, out: Path, window: tuple[float, float] | None,
-           frame: int | None, token: str | None) -> None:
+           frame: int | None, token: str | None, timeout: float, retries: int) -> None:
     """Write one image as a PNG with its VOI applied (MONOCHROME1 inverted, colour as is)."""
     from .render import image_to_uint8, save_png
 
     with _errors(ctx):
         ident = _image_id(image_id, frame)
-        image = ms.load_image(ident, **_http(token)).result()
+        image = ms.load_image(ident, **_http(token, timeout, retries)).result()
         out.parent.mkdir(parents=True, exist_ok=True)
         save_png(image_to_uint8(image, window), out)
         click.echo(f"wrote {out} ({image.columns}x{image.rows}, {image.photometric_interpretation})")
@@ -256,10 +277,13 @@ def render(ctx: click.Context, image_id: str, out: Path, window: tuple[float, fl
 @click.option("--tilt", type=click.Choice(["shear", "raise"]), default="shear", help="Gantry tilt.")
 @click.option("--dynamic", is_flag=True,
               help="Every acquisition of the series (time points, echoes) as one 4D output.")
-@click.option("--token", default=None, help="Bearer token for DICOMweb.")
+@click.option("--allow-partial", is_flag=True,
+              help="Write a volume with failed slices anyway, with its slice mask beside it.")
+@_net_options
 @click.pass_context
 def volume(ctx: click.Context, source: str, out: Path, order: str, series: str | None,
-           spacing: str, tilt: str, dynamic: bool, token: str | None) -> None:
+           spacing: str, tilt: str, dynamic: bool, allow_partial: bool, token: str | None,
+           timeout: float, retries: int) -> None:
     """Load a folder, DICOMweb series/study URL or NIfTI as a volume and write it out."""
     console = _console()
     with _errors(ctx):
@@ -267,9 +291,17 @@ def volume(ctx: click.Context, source: str, out: Path, order: str, series: str |
             raise ValueError(f"{out}: unknown output format (use .nii, .nii.gz, .npy or .npz)")
         chosen: str | int | None = int(series) if series and series.isdigit() else series
         vol = ms.open_volume(source, load=False, series=chosen, spacing=spacing, tilt=tilt,
-                             dynamic=dynamic, **_http(token))
-        seconds = _load(vol, console, "loading", order)
-        vol.save(out)
+                             dynamic=dynamic, **_http(token, timeout, retries))
+        try:
+            seconds = _load(vol, console, "loading", order)
+        except ms.VolumeLoadError:
+            if not allow_partial:
+                raise
+            seconds = vol.status.seconds or 0.0
+        written = vol.save(out, allow_partial=allow_partial)
+        if not vol.loaded_mask.all():
+            click.echo(f"warning: {int((~vol.loaded_mask).sum())} slices missing; mask written "
+                       f"beside {written}", err=True)
         for line in _geometry_lines(vol):
             console.print(line)
         console.print(f"wrote {out} in {seconds:.2f} s")
@@ -285,11 +317,14 @@ def volume(ctx: click.Context, source: str, out: Path, order: str, series: str |
 @click.option("--workers", type=int, default=None, help="LocalCluster worker processes.")
 @click.option("--max-requests", type=int, default=6, help="Frame requests in flight per worker.")
 @click.option("--max-series", type=int, default=None, help="Series loading at once, cluster-wide.")
-@click.option("--token", default=None, help="Bearer token for DICOMweb.")
+@click.option("--series-timeout", type=click.FloatRange(0.1, None), default=None,
+              help="Deadline in seconds for each series' pixel load.")
+@_net_options
 @click.pass_context
 def convert_many(ctx: click.Context, sources: tuple[str, ...], out_dir: Path, fmt: str,
                  scheduler: str | None, workers: int | None, max_requests: int,
-                 max_series: int | None, token: str | None) -> None:
+                 max_series: int | None, series_timeout: float | None, token: str | None,
+                 timeout: float, retries: int) -> None:
     """Convert many series (folders, DICOMweb series URLs, NIfTI) on a Dask cluster."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -313,18 +348,18 @@ def convert_many(ctx: click.Context, sources: tuple[str, ...], out_dir: Path, fm
                 task = progress.add_task("converting", total=len(sources))
                 rows = msd.convert_many(
                     list(sources), out_dir, client=client, fmt=fmt, max_requests=max_requests,
-                    max_series=max_series, on_done=lambda r: progress.advance(task),
-                    **_http(token))
+                    max_series=max_series, series_timeout=series_timeout,
+                    on_done=lambda r: progress.advance(task), **_http(token, timeout, retries))
         finally:
             cluster = None if scheduler else client.cluster
             client.close()
             if cluster is not None:
                 cluster.close()
         manifest = out_dir / "manifest.json"
-        manifest.write_text(json.dumps(rows, indent=1))
+        manifest.write_text(redact_text(json.dumps(rows, indent=1)))
         failed = [r for r in rows if r["error"]]
         for r in failed:
-            click.echo(f"failed: {r['source']}: {r['error']}", err=True)
+            click.echo(redact_text(f"failed: {r['source']}: {r['error']}"), err=True)
         console.print(f"{len(rows) - len(failed)} of {len(rows)} series converted; "
                       f"manifest: {manifest}")
         if failed:

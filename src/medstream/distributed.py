@@ -60,11 +60,16 @@ def _limit_requests(max_requests: int | None) -> None:
         from .core.request_pools import RequestType, request_pools
 
         request_pools.set_max_simultaneous_requests(RequestType.PREFETCH, max_requests)
+        request_pools.set_max_per_host(max_requests)  # the budget is for the one PACS
 
 
 def convert_one(source: str, out_dir: str, fmt: str = "nii.gz",
-                max_requests: int | None = None, **options: Any) -> dict[str, Any]:
-    """Load one series and write it to ``out_dir`` (runs on a worker; never raises)."""
+                max_requests: int | None = None, series_timeout: float | None = None,
+                **options: Any) -> dict[str, Any]:
+    """Load one series and write it to ``out_dir`` (runs on a worker; never raises).
+
+    ``series_timeout`` bounds the pixel load (the metadata is bounded by the HTTP timeout); a
+    series not complete by then is a failure, and nothing partial is written."""
     import time
 
     import medstream as ms
@@ -73,7 +78,8 @@ def convert_one(source: str, out_dir: str, fmt: str = "nii.gz",
     t0 = time.perf_counter()
     try:
         _limit_requests(max_requests)
-        volume = ms.open_volume(source, **options)
+        volume = ms.open_volume(source, load=False, **options)
+        volume.load(timeout=series_timeout).result()
         path = os.path.join(out_dir, output_name(source, fmt))
         volume.save(path)
         row.output = path
@@ -122,11 +128,14 @@ def convert_many(
     fmt: str = "nii.gz",
     max_requests: int | None = 6,
     max_series: int | None = None,
+    series_timeout: float | None = None,
     on_done: Callable[[dict[str, Any]], Any] | None = None,
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Convert every source (folder, DICOMweb series URL, NIfTI) to ``out_dir``; returns the
     manifest in ``sources`` order. ``client`` defaults to a LocalCluster made (and closed) here.
+    A source given twice is converted once (one writer per output file); ``series_timeout``
+    is each series' deadline.
     """
     from distributed import as_completed
 
@@ -134,24 +143,25 @@ def convert_many(
     os.makedirs(out, exist_ok=True)
     client, owned = _client(client)
     try:
+        unique = list(dict.fromkeys(os.fspath(s) for s in sources))
         futures = [
-            client.submit(_guarded, convert_one, max_series, os.fspath(s), out, fmt, max_requests,
-                          pure=False, key=f"medstream-convert-{i}-{output_name(os.fspath(s), fmt)}",
-                          **options)
-            for i, s in enumerate(sources)
+            client.submit(_guarded, convert_one, max_series, s, out, fmt, max_requests,
+                          series_timeout, pure=False,
+                          key=f"medstream-convert-{i}-{output_name(s, fmt)}", **options)
+            for i, s in enumerate(unique)
         ]
         index = {f.key: i for i, f in enumerate(futures)}
-        rows: list[dict[str, Any] | None] = [None] * len(futures)
+        done: dict[str, dict[str, Any]] = {}
         for future in as_completed(futures):
+            source = unique[index[future.key]]
             try:
                 row = future.result()
             except Exception as exc:  # the worker itself died
-                row = ManifestRow(source=os.fspath(sources[index[future.key]]),
-                                  error=f"{type(exc).__name__}: {exc}").to_dict()
-            rows[index[future.key]] = row
+                row = ManifestRow(source=source, error=f"{type(exc).__name__}: {exc}").to_dict()
+            done[source] = row
             if on_done is not None:
                 on_done(row)
-        return [r for r in rows if r is not None]
+        return [dict(done[os.fspath(s)]) for s in sources if os.fspath(s) in done]
     finally:
         if owned:
             cluster = client.cluster

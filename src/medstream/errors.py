@@ -49,10 +49,11 @@ class UnsupportedTransferSyntaxError(ImageLoadError):
         self.transfer_syntax_uid = transfer_syntax_uid
         name = _uid_name(transfer_syntax_uid)
         msg = f"unsupported transfer syntax {transfer_syntax_uid}{name}"
+        self.detail = detail
         ImageLoadError.__init__(self, image_id, msg + (f" ({detail})" if detail else ""))
 
     def __reduce__(self):
-        return (self.__class__, (self.image_id, self.transfer_syntax_uid))
+        return (self.__class__, (self.image_id, self.transfer_syntax_uid, self.detail))
 
 
 class DecodeError(ImageLoadError):
@@ -65,15 +66,57 @@ class HTTPStatusError(ImageLoadError):
     def __init__(self, image_id: str, status_code: int, url: str, detail: str = "") -> None:
         self.status_code = status_code
         self.url = url
+        self.detail = detail
         msg = f"HTTP {status_code} from {url}" + (f": {detail}" if detail else "")
         ImageLoadError.__init__(self, image_id, msg)
 
     def __reduce__(self):
-        return (self.__class__, (self.image_id, self.status_code, self.url))
+        return (self.__class__, (self.image_id, self.status_code, self.url, self.detail))
 
 
 class NetworkError(ImageLoadError):
     """The request did not complete: connection refused or reset, timeout, truncated body."""
+
+
+class ResourceLimitError(ImageLoadError):
+    """A size claimed by the input (header, Content-Length, codestream, inflated stream) is over
+    the byte budget or does not fit the bytes actually there; raised before allocating."""
+
+    def __init__(self, image_id: str, what: str, size: int, limit: int, detail: str = "",
+                 unit: str = "bytes") -> None:
+        self.what = what
+        self.size = int(size)
+        self.limit = int(limit)
+        self.detail = detail
+        self.unit = unit
+        show = _mb if unit == "bytes" else (lambda n: f"{n} {unit}")
+        ImageLoadError.__init__(
+            self, image_id,
+            f"{what}: {show(self.size)} over the limit of {show(self.limit)}"
+            + (f" ({detail})" if detail else ""))
+
+    def __reduce__(self):
+        return (self.__class__,
+                (self.image_id, self.what, self.size, self.limit, self.detail, self.unit))
+
+
+class LoadTimeoutError(MedstreamError, TimeoutError):
+    """``result(timeout)`` returned before the load finished (the load itself goes on)."""
+
+    def __init__(self, key: str, timeout: float | None) -> None:
+        from .redact import redact_text
+
+        self.image_id = key
+        self.timeout = timeout
+        super().__init__(f"{redact_text(key)}: not finished within {timeout:g} s"
+                         if timeout is not None else f"{redact_text(key)}: timed out")
+
+    def __reduce__(self):
+        return (self.__class__, (self.image_id, self.timeout))
+
+
+def _mb(n: int) -> str:
+    return f"{n} bytes" if n < 10 * 1024**2 else f"{n / 1024**2:.0f} MiB"
 
 
 class CacheSizeExceededError(MedstreamError):

@@ -1,4 +1,5 @@
-"""Event bus with Cornerstone's event names. A raising handler is logged and never breaks a load."""
+"""Event bus with Cornerstone's event names. A raising handler is logged and never breaks a load,
+whatever it raises (even ``SystemExit``: handlers run on the shared loop)."""
 
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ class EventBus:
         for handler in handlers:
             try:
                 handler(ev)
-            except Exception:
+            except BaseException:  # SystemExit too: it would stop the loop every load runs on
                 log.exception("event handler %r for %s raised; ignored", handler, event.value)
 
 

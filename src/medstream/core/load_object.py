@@ -10,9 +10,12 @@ from collections.abc import Callable, Coroutine, Generator
 from typing import Any, Generic, TypeVar
 
 from .image import Image
-from .runtime import chain_to_caller, runtime
+from ..errors import LoadTimeoutError
+from ..redact import redact_text
+from .runtime import chain_to_caller, in_worker_thread, runtime
 
 T = TypeVar("T")
+_CANCEL_WAIT_S = 2.0  # how long cancel() waits to learn whether the load ended cancelled
 
 
 class CancelSignal:
@@ -121,25 +124,47 @@ class LoadObject(Generic[T]):
 
         A timeout does not cancel the load (it may be shared); call ``cancel()`` for that.
         """
-        if runtime.in_loop_thread() and not self._future.done():
-            raise RuntimeError(f"{self.key}: blocking result() on the medstream loop; use await")
-        return self._future.result(timeout)
+        if not self._future.done() and (runtime.in_loop_thread() or in_worker_thread()):
+            raise RuntimeError(
+                f"{redact_text(self.key)}: blocking result() in a medstream loop or worker thread "
+                "would wait on itself; use await (an async loader) instead")
+        try:
+            return self._future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            if self._future.done():
+                raise  # the load itself timed out: its own error
+            raise LoadTimeoutError(self.key, timeout) from None
 
     def cancel(self) -> bool:
-        """Abort the load. Returns False if it had already finished."""
+        """Abort the load. True only if it ends cancelled: False if it had already finished (or
+        finished before the cancel reached it)."""
         if self._future.done():
             return False
         self._cancel_requested = True
         self.signal.set()
+        if runtime.in_loop_thread():
+            return self._do_cancel()
+        reached = threading.Event()
+        verdict: list[bool] = []
 
-        def do_cancel() -> None:
-            if self._task is not None:
-                self._task.cancel()
-            elif not self._future.done():
-                self._future.cancel()
+        def on_loop() -> None:
+            verdict.append(self._do_cancel())
+            reached.set()
 
-        runtime.call_soon(do_cancel)
-        return True
+        runtime.call_soon(on_loop)
+        if not reached.wait(_CANCEL_WAIT_S) or not verdict[0]:
+            return bool(verdict and verdict[0]) or not reached.is_set()
+        try:  # (futures.wait is not woken by cancel(); the condition is)
+            self._future.exception(_CANCEL_WAIT_S)
+        except (concurrent.futures.CancelledError, concurrent.futures.TimeoutError):
+            pass
+        return self._future.cancelled() or not self._future.done()
+
+    def _do_cancel(self) -> bool:
+        """On the loop: cancel the task (or the not yet started load); False if already over."""
+        if self._task is not None:
+            return self._task.cancel()
+        return self._future.cancel()
 
     def decache(self) -> None:
         """Remove this object from the cache (no-op for uncached loads)."""
@@ -174,8 +199,6 @@ class LoadObject(Generic[T]):
 
     def __repr__(self) -> str:
         state = "cancelled" if self.cancelled() else "done" if self.done() else "pending"
-        from ..redact import redact_text
-
         return f"<{type(self).__name__} {redact_text(self.key)!r} {state}>"
 
 

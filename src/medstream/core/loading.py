@@ -17,7 +17,7 @@ from .image import Image
 from .load_object import CancelSignal, ImageLoadObject, LoadObject, VolumeLoadObject
 from .registry import Loader, call_kwargs, image_loaders, volume_loaders
 from .request_pools import RequestType, request_pools
-from .runtime import runtime
+from .runtime import add_exit_hook, runtime
 
 _inflight_lock = threading.Lock()
 _inflight: dict[str, set[LoadObject[Any]]] = {}
@@ -57,6 +57,14 @@ async def run_loader(fn: Loader, item_id: str, options: dict[str, Any]) -> Any:
     if inspect.isawaitable(result):
         return await result
     return result
+
+
+def credentials_key(options: dict[str, Any]) -> str:
+    """Digest of the credentials a load would use: cached results are shared only by loads
+    made with the same ones (a result fetched with a valid token is not served to another)."""
+    from ..loaders.http import http_config
+
+    return http_config(**options).credentials_key()
 
 
 def _as_load_error(image_id: str, exc: BaseException) -> BaseException:
@@ -139,10 +147,15 @@ def load_and_cache_image(
     **options: Any,
 ) -> ImageLoadObject:
     """Load through the cache: concurrent calls for one ID share a single load."""
+    creds = credentials_key(options)
     with cache._lock:
         existing = cache.get_live(image_id, "image")
         if existing is not None:
-            return existing  # type: ignore[return-value]
+            if getattr(existing, "credentials", "") == creds:
+                return existing  # type: ignore[return-value]
+            # cached under other credentials: never shared, loaded (uncached) with these
+            return _make_image_load(image_id, image_loaders.resolve(image_id), options,
+                                    request_type, priority)
         loader = image_loaders.resolve(image_id)
 
         def admit(image: Image) -> None:
@@ -163,6 +176,7 @@ def load_and_cache_image(
             on_failure=forget,
             decache=forget,
         )
+        obj.credentials = creds  # type: ignore[attr-defined]
         cache.put(image_id, "image", obj)
         return obj
 
@@ -179,6 +193,23 @@ def cancel_load_all() -> int:
     with _inflight_lock:
         objs = [o for s in _inflight.values() for o in s]
     return sum(1 for o in objs if o.cancel())
+
+
+def _cancel_for_exit(wait: float = 1.0) -> None:
+    """At interpreter exit: signal every load in flight and give them a moment to end."""
+    with _inflight_lock:
+        objs = [o for s in _inflight.values() for o in s]
+    for obj in objs:
+        obj._cancel_requested = True
+        obj.signal.set()
+        if runtime._loop is not None:
+            runtime.call_soon(obj._do_cancel)
+    end = time.monotonic() + wait
+    while objs and inflight_count() and time.monotonic() < end:
+        time.sleep(0.01)
+
+
+add_exit_hook(_cancel_for_exit)
 
 
 def inflight_count() -> int:
@@ -253,10 +284,15 @@ def create_and_cache_volume(volume_id: str, **options: Any) -> VolumeLoadObject:
     ``device="cuda"`` puts the array in GPU memory (``medstream[gpu]``); the volume ID is the
     cache key, so give a GPU volume its own ID (``open_volume`` appends ``@cuda``)."""
     _check_device(options)
+    creds = credentials_key(options)
     with cache._lock:
         existing = cache.get_live(volume_id, "volume")
         if existing is not None:
-            return existing  # type: ignore[return-value]
+            if getattr(existing, "credentials", "") == creds:
+                return existing  # type: ignore[return-value]
+            return _make_volume_load(volume_id, volume_loaders.resolve(volume_id), options,
+                                     cached=False)
         obj = _make_volume_load(volume_id, volume_loaders.resolve(volume_id), options, cached=True)
+        obj.credentials = creds  # type: ignore[attr-defined]
         cache.put(volume_id, "volume", obj)
         return obj

@@ -1,8 +1,10 @@
 """Request pools: what the user looks at now beats thumbnails, prefetch and compute.
 
 Types are served strictly in order interaction > thumbnail > prefetch > compute: a lower type only
-starts a request while every higher type has nothing queued. Within a type, a lower ``priority``
-number starts first and equal priorities are FIFO. Each type has its own concurrency cap. All
+starts a request while every higher type has nothing queued that could start. Within a type, a
+lower ``priority`` number starts first and equal priorities are FIFO. Each type has its own
+concurrency cap, and each server (the origin named in the request's ID) a cap across all types,
+so one stalled server cannot hold every slot while local files and other servers wait. All
 bookkeeping happens on the medstream loop, so no locks are needed there.
 """
 
@@ -12,6 +14,7 @@ import asyncio
 import concurrent.futures
 import heapq
 import itertools
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -38,6 +41,19 @@ DEFAULT_MAX = {
 }
 
 
+DEFAULT_MAX_PER_HOST = 4  # of the 6 slots of a type: 2 stay free for other sources
+_URL_IN_ID = re.compile(r"https?://[^/?#\s]+", re.IGNORECASE)
+
+
+def host_of(details: dict[str, Any]) -> str | None:
+    """The origin a request goes to (from the URL inside its ID), None for local sources."""
+    m = _URL_IN_ID.search(str(details.get("id", "")))
+    if m is None:
+        return None
+    netloc = m.group(0).split("://", 1)[1].rsplit("@", 1)[-1].lower()
+    return f"{m.group(0).split('://', 1)[0].lower()}://{netloc}"
+
+
 @dataclass(order=True)
 class _Queued:
     priority: float
@@ -45,13 +61,17 @@ class _Queued:
     type: RequestType = field(compare=False)
     details: dict[str, Any] = field(compare=False)
     gate: asyncio.Future[None] = field(compare=False)
+    host: str | None = field(compare=False, default=None)
 
 
 class RequestPoolManager:
     def __init__(self) -> None:
         self._max = dict(DEFAULT_MAX)
-        self._queues: dict[RequestType, list[_Queued]] = {t: [] for t in _ORDER}
+        # one heap per (type, host): a capped host's backlog never hides the others' requests
+        self._queues: dict[RequestType, dict[str | None, list[_Queued]]] = {t: {} for t in _ORDER}
         self._running: dict[RequestType, int] = {t: 0 for t in _ORDER}
+        self._host_running: dict[str, int] = {}
+        self.max_per_host = DEFAULT_MAX_PER_HOST
         self._running_tasks: dict[asyncio.Task[Any], tuple[RequestType, dict[str, Any]]] = {}
         self._seq = itertools.count()
 
@@ -64,9 +84,16 @@ class RequestPoolManager:
     def get_max_simultaneous_requests(self, request_type: RequestType | str) -> int:
         return self._max[RequestType(request_type)]
 
+    def set_max_per_host(self, n: int) -> None:
+        """Requests in flight to one server, across all types."""
+        self.max_per_host = max(1, int(n))
+        if runtime._loop is not None:
+            runtime.call_soon(self._dispatch)
+
     def get_request_pool(self) -> dict[RequestType, int]:
         """Queued (not started) requests per type."""
-        return {t: sum(1 for q in self._queues[t] if not q.gate.done()) for t in _ORDER}
+        return {t: sum(1 for heap in list(self._queues[t].values()) for q in list(heap)
+                       if not q.gate.done()) for t in _ORDER}
 
     def get_running(self) -> dict[RequestType, int]:
         return dict(self._running)
@@ -85,14 +112,16 @@ class RequestPoolManager:
         """
         rtype = RequestType(request_type)
         loop = asyncio.get_running_loop()
-        item = _Queued(priority, next(self._seq), rtype, details or {}, loop.create_future())
-        heapq.heappush(self._queues[rtype], item)
+        details = details or {}
+        item = _Queued(priority, next(self._seq), rtype, details, loop.create_future(),
+                       host_of(details))
+        heapq.heappush(self._queues[rtype].setdefault(item.host, []), item)
         self._dispatch()
         try:
             await item.gate
         except asyncio.CancelledError:
             if item.gate.done() and not item.gate.cancelled():
-                self._finish(rtype)  # got a slot in the same tick we were cancelled
+                self._finish(rtype, item.host)  # got a slot in the same tick we were cancelled
             else:
                 item.gate.cancel()
             raise
@@ -103,7 +132,7 @@ class RequestPoolManager:
             return await fn()
         finally:
             self._running_tasks.pop(task, None)
-            self._finish(rtype)
+            self._finish(rtype, item.host)
 
     def add_request(
         self,
@@ -119,25 +148,43 @@ class RequestPoolManager:
 
         return runtime.submit(go())
 
-    def _finish(self, rtype: RequestType) -> None:
+    def _finish(self, rtype: RequestType, host: str | None = None) -> None:
         self._running[rtype] -= 1
+        if host is not None:
+            left = self._host_running.get(host, 0) - 1
+            if left > 0:
+                self._host_running[host] = left
+            else:
+                self._host_running.pop(host, None)
         self._dispatch()
+
+    def _next(self, rtype: RequestType) -> list[_Queued] | None:
+        """The heap whose head starts next: the best head among hosts under their cap."""
+        best: list[_Queued] | None = None
+        queues = self._queues[rtype]
+        for host in list(queues):
+            heap = queues[host]
+            while heap and heap[0].gate.done():  # drop cancelled entries
+                heapq.heappop(heap)
+            if not heap:
+                del queues[host]
+                continue
+            if host is not None and self._host_running.get(host, 0) >= self.max_per_host:
+                continue
+            if best is None or heap[0] < best[0]:
+                best = heap
+        return best
 
     def _dispatch(self) -> None:
         for rtype in _ORDER:
-            queue = self._queues[rtype]
-            while queue and queue[0].gate.done():  # drop cancelled entries
-                heapq.heappop(queue)
-            while queue and self._running[rtype] < self._max[rtype]:
-                item = heapq.heappop(queue)
-                if item.gate.done():
-                    continue
+            while (heap := self._next(rtype)) is not None:
+                if self._running[rtype] >= self._max[rtype]:
+                    return  # strict ordering: lower types wait while this type has a backlog
+                item = heapq.heappop(heap)
                 self._running[rtype] += 1
+                if item.host is not None:
+                    self._host_running[item.host] = self._host_running.get(item.host, 0) + 1
                 item.gate.set_result(None)
-            while queue and queue[0].gate.done():
-                heapq.heappop(queue)
-            if queue:
-                return  # strict ordering: lower types wait while this type has a backlog
 
     # -- cancelling ----------------------------------------------------------------------------
     def clear_request_stack(self, request_type: RequestType | str) -> None:
@@ -145,9 +192,10 @@ class RequestPoolManager:
         rtype = RequestType(request_type)
 
         def clear() -> None:
-            for item in self._queues[rtype]:
-                item.gate.cancel()
-            self._queues[rtype] = []
+            for heap in self._queues[rtype].values():
+                for item in heap:
+                    item.gate.cancel()
+            self._queues[rtype] = {}
             self._dispatch()
 
         runtime.call_soon(clear)
@@ -157,9 +205,10 @@ class RequestPoolManager:
 
         def go() -> None:
             for rtype in _ORDER:
-                for item in self._queues[rtype]:
-                    if not item.gate.done() and predicate(item.details):
-                        item.gate.cancel()
+                for heap in self._queues[rtype].values():
+                    for item in heap:
+                        if not item.gate.done() and predicate(item.details):
+                            item.gate.cancel()
             for task, (_, details) in list(self._running_tasks.items()):
                 if predicate(details):
                     task.cancel()

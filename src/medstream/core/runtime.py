@@ -13,13 +13,26 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import concurrent.futures.thread  # registers its exit join now, so ours (later) runs first
 import functools
 import os
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger("medstream.runtime")
+_worker = threading.local()
+
+
+def _mark_worker() -> None:
+    _worker.is_worker = True
+
+
+def in_worker_thread() -> bool:
+    """Whether the caller runs in a medstream worker thread (a sync loader, a decode)."""
+    return getattr(_worker, "is_worker", False)
 
 
 class Runtime:
@@ -48,7 +61,12 @@ class Runtime:
                 def run() -> None:
                     asyncio.set_event_loop(loop)
                     loop.call_soon(ready.set)
-                    loop.run_forever()
+                    while True:  # a callback raising SystemExit must not end every later load
+                        try:
+                            loop.run_forever()
+                            return
+                        except BaseException:
+                            log.exception("medstream loop: a callback raised; loop kept running")
 
                 thread = threading.Thread(target=run, name="medstream-loop", daemon=True)
                 thread.start()
@@ -68,7 +86,8 @@ class Runtime:
             with self._lock:
                 if self._executor is None:
                     self._executor = concurrent.futures.ThreadPoolExecutor(
-                        max_workers=self._workers, thread_name_prefix="medstream-worker"
+                        max_workers=self._workers, thread_name_prefix="medstream-worker",
+                        initializer=_mark_worker,
                     )
         return self._executor
 
@@ -109,9 +128,10 @@ class Runtime:
 
     def run_sync(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Block the calling thread on a coroutine run by the medstream loop."""
-        if self.in_loop_thread():
+        if self.in_loop_thread() or in_worker_thread():
             coro.close()
-            raise RuntimeError("blocking medstream call made from the medstream loop; use await")
+            raise RuntimeError("blocking medstream call made from a medstream loop or worker "
+                               "thread (it would wait on itself); use await or an async loader")
         fut = self.submit(coro)
         try:
             return fut.result(timeout)
@@ -127,6 +147,28 @@ class Runtime:
 
 runtime = Runtime()
 atexit.register(runtime.shutdown)
+_exit_hooks: list[Callable[[], Any]] = []
+
+
+def add_exit_hook(fn: Callable[[], Any]) -> None:
+    """``fn()`` runs at interpreter exit before the worker threads are joined (so loads in
+    flight can be cancelled instead of holding the exit)."""
+    _exit_hooks.append(fn)
+
+
+def _before_thread_join() -> None:
+    for fn in _exit_hooks:
+        try:
+            fn()
+        except BaseException:  # pragma: no cover - exit must go on
+            pass
+    runtime.shutdown()
+
+
+try:  # runs before concurrent.futures joins its workers (registered earlier, run later)
+    threading._register_atexit(_before_thread_join)  # type: ignore[attr-defined]
+except (AttributeError, RuntimeError):  # pragma: no cover - other interpreters
+    pass
 
 
 def chain_to_caller(

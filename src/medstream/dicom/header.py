@@ -19,6 +19,8 @@ from pydicom.dataset import Dataset
 
 from ..codecs.frame import FrameInfo
 from ..errors import DicomParseError, ImageLoadError, MissingPixelDataError
+from .frames import check_frames_fit
+from .regular import open_regular
 from .fastheader import FastHeader, read_fast_header
 from .part10 import _PIXEL_KEYWORDS, frame_info, read_dataset
 
@@ -46,7 +48,7 @@ class PixelLocator:
         """The pixel bytes, or ``size`` of them from ``start`` (one frame of a native file)."""
         if size is None:
             size = -1 if self.length is None else self.length - start
-        with open(self.path, "rb") as f:
+        with open_regular(self.path, self.path) as f:
             f.seek(self.offset + start)
             return f.read(size)
 
@@ -78,10 +80,15 @@ def read_header(image_id: str, path: str) -> tuple[Dataset | FastHeader, PixelLo
     info = frame_info(image_id, ds, ts)
     raw = ds.get_item(kw, keep_deferred=True)
     tell = getattr(raw, "value_tell", None)
-    if ts == DEFLATED or tell is None or getattr(raw, "value", None) is not None:
-        return ds, None
     length = getattr(raw, "length", None)
     undefined = length in (None, 0xFFFFFFFF)
+    value = getattr(raw, "value", None)
+    if value is not None:
+        check_frames_fit(image_id, info, len(value))
+    elif ts != DEFLATED and tell is not None:
+        check_frames_fit(image_id, info, st.st_size - tell if undefined else length)
+    if ts == DEFLATED or tell is None or value is not None:
+        return ds, None
     if not undefined and tell + length > st.st_size:
         raise MissingPixelDataError(
             image_id, f"pixel data truncated: {length} bytes declared, "

@@ -21,6 +21,9 @@ from ..codecs.frame import FrameInfo
 from ..codecs.pixels import frame_to_image
 from ..codecs.registry import decode_frame, decoders
 from ..core.image import Image
+from .deflate import read_deflated
+from .frames import check_frames_fit, number_of_frames
+from .regular import open_regular
 from ..errors import (
     DecodeError,
     DicomParseError,
@@ -160,7 +163,12 @@ def _read_forced(source: Any, **kwargs: Any) -> Dataset | None:
 def _read_strict(image_id: str, source: Any, **kwargs: Any) -> Dataset:
     """``dcmread`` with every failure turned into a typed error naming the image and the cause."""
     try:
-        return dcmread(source, force=False, **kwargs)
+        if isinstance(source, (str, os.PathLike)):
+            with open_regular(image_id, source) as fp:
+                return _read(image_id, fp, os.fspath(source), **kwargs)
+        return _read(image_id, source, getattr(source, "name", None), **kwargs)
+    except ImageLoadError:
+        raise
     except FileNotFoundError as exc:
         raise ImageLoadError(image_id, f"file not found: {exc.filename}") from exc
     except IsADirectoryError as exc:
@@ -173,6 +181,18 @@ def _read_strict(image_id: str, source: Any, **kwargs: Any) -> Dataset:
         raise DicomParseError(image_id, f"truncated or malformed DICOM ({type(exc).__name__}: {exc})") from exc
     except Exception as exc:  # pydicom raises a variety of errors on broken input
         raise DicomParseError(image_id, f"unreadable DICOM ({type(exc).__name__}: {exc})") from exc
+
+
+def _read(image_id: str, fp: Any, name: Any, **kwargs: Any) -> Dataset:
+    """Deflated objects are inflated under a bound; everything else goes to ``dcmread``."""
+    ds = read_deflated(image_id, fp, name, **kwargs)
+    if ds is not None:
+        return ds
+    ds = dcmread(fp, force=False, **kwargs)
+    if isinstance(name, str):  # deferred values are read again from the path, not the closed fd
+        ds.filename, ds.fileobj_type, ds.buffer = name, open, None
+        ds.timestamp = os.stat(name).st_mtime
+    return ds
 
 
 def parse_part10(image_id: str, source: str | os.PathLike[str] | bytes) -> ParsedDicom:
@@ -193,6 +213,7 @@ def parse_part10(image_id: str, source: str | os.PathLike[str] | bytes) -> Parse
         raise DicomParseError(image_id, f"pixel data unreadable ({type(exc).__name__}: {exc})") from exc
     if not pixel_bytes:
         raise MissingPixelDataError(image_id, "the pixel data element is empty")
+    check_frames_fit(image_id, info, len(pixel_bytes))
     return ParsedDicom(ds, info, pixel_bytes, len(pixel_bytes))
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from ..core.metadata import metadata
 from ..core.runtime import runtime
 from ..errors import GeometryError, MedstreamError
+from ..dicom.regular import is_regular
 from ..loaders.dicomfile import read_headers
 from ..volumes.geometry import SliceInfo, VolumeGeometry, compute_geometry, split_series
 
@@ -73,7 +74,8 @@ def _walk(root: str, recursive: bool) -> list[str]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         out.extend(os.path.join(dirpath, f) for f in sorted(filenames)
-                   if not f.startswith(".") and f not in _SKIP_NAMES)
+                   if not f.startswith(".") and f not in _SKIP_NAMES
+                   and is_regular(os.path.join(dirpath, f)))  # a FIFO would block the scan
         if not recursive:
             break
     return [os.path.abspath(p) for p in out]

@@ -15,7 +15,7 @@ from ..core.runtime import runtime
 from ..errors import MedstreamError, VolumeError
 from ..loaders.dicomfile import read_file_header
 from ..loaders.http import fetch, http_config
-from ..loaders.wadors import wadors_image_ids_async
+from ..loaders.wadors import url_join, wadors_image_ids_async
 from ..volumes.dynamic import DynamicVolume
 from ..volumes.streaming import StreamingImageVolume, VolumeProgress
 from .folder import SeriesInfo, scan_folder_async
@@ -35,8 +35,9 @@ def dicomweb_url(source: str) -> tuple[str, str] | None:
     url = source[len("wadors:"):] if source.startswith("wadors:") else source
     if not url.startswith(("http://", "https://")):
         return None
-    url = url.rstrip("/")
-    kind = "study" if _STUDY_RE.search(url) else "series" if _SERIES_RE.search(url) else "other"
+    url = url_join(url, "")  # no trailing slash; a query (access_token=...) is kept
+    path = url.split("?", 1)[0]
+    kind = "study" if _STUDY_RE.search(path) else "series" if _SERIES_RE.search(path) else "other"
     return kind, url
 
 
@@ -88,7 +89,7 @@ async def resolve_source(source: str | os.PathLike[str] | Sequence[str], *,
         kind, url = web
         if kind == "study":
             listing = await _study_series(url, **http)
-            url = f"{url}/series/{listing[_pick(listing, series, url)][0]}"
+            url = url_join(url, f"/series/{listing[_pick(listing, series, url)][0]}")
         elif kind != "series":
             raise VolumeError(f"{src}: not a DICOMweb study or series URL "
                               "(<root>/studies/S[/series/Se])")
@@ -122,7 +123,7 @@ async def describe_source_async(source: str | os.PathLike[str], **http: Any) -> 
     if web is not None:
         kind, url = web
         if kind == "study":
-            urls = [f"{url}/series/{uid}" for uid, _ in await _study_series(url, **http)]
+            urls = [url_join(url, f"/series/{uid}") for uid, _ in await _study_series(url, **http)]
         elif kind == "series":
             urls = [url]
         else:
@@ -140,7 +141,7 @@ async def describe_source_async(source: str | os.PathLike[str], **http: Any) -> 
 
 async def _study_series(study_url: str, **http: Any) -> list[tuple[str, int]]:
     """(SeriesInstanceUID, number of instances) of a study, via QIDO-RS."""
-    resp = await fetch(f"{study_url}/series", f"wadors:{study_url}",
+    resp = await fetch(url_join(study_url, "/series"), f"wadors:{study_url}",
                        accept="application/dicom+json", config=http_config(**http))
     out = []
     for item in resp.json() or []:

@@ -19,6 +19,7 @@ from ..codecs.registry import decode_frame
 from ..core.image import Image
 from ..core.runtime import runtime
 from ..dicom.fastheader import read_fast_header
+from ..dicom.frames import number_of_frames
 from ..dicom.header import PixelLocator, locators, read_header
 from ..dicom.modules import build_modules
 from ..dicom.mosaic import mosaic_layout, tile_modules
@@ -208,10 +209,7 @@ def read_file_header(path: str) -> tuple[list[str], PixelLocator | None]:
     base = image_id_for(path)
     ds, loc = read_header(base, path)
     ts = str(ds.file_meta.TransferSyntaxUID)
-    try:
-        n = int(ds.get("NumberOfFrames") or 1)
-    except (TypeError, ValueError):
-        n = 1
+    n = number_of_frames(base, ds)
     layout = mosaic_layout(base, ds)
     if layout is not None:
         whole = build_modules(ds, 0, ts)

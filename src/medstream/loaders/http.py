@@ -1,26 +1,43 @@
 """Shared async HTTP: one httpx client per TLS setting, retries with backoff, typed errors.
 
-Credentials (Authorization headers, tokens in query strings, user:password in URLs) never appear in
-errors or logs: every URL is redacted before it is shown.
+Every request is bounded: ``timeout`` is a deadline for the whole request (connect, headers and
+body), not per read, so a server dripping one byte at a time cannot hold a load; bodies are
+streamed against a byte budget (Content-Length checked first, gzip/deflate inflated in capped
+steps); redirects are followed here, so credentials never go to another origin.
+
+Credentials (Authorization headers, tokens in query strings, user:password in URLs) never appear
+in errors or logs: every URL is redacted before it is shown, and httpx's own loggers are filtered.
+A token set with ``configure_http`` is sent only to the hosts it is configured for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import ipaddress
+import json
 import logging
 import random
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
-from ..errors import HTTPStatusError, NetworkError
-from ..redact import redact_url
+from ..errors import HTTPStatusError, MedstreamError, NetworkError
+from ..limits import BoundedDecoder, check_size, limits
+from ..redact import install_log_filter, redact_url
+from .hosts import breaker, origin_of
 
 log = logging.getLogger("medstream.http")
+install_log_filter()
 
 RETRY_STATUS = frozenset({429, 502, 503, 504})
+MAX_REDIRECTS = 5
+MIN_RATE = 1024  # bytes per `timeout` window below which a streamed body counts as stalled
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True)
@@ -28,31 +45,72 @@ class HttpConfig:
     headers: dict[str, str] = field(default_factory=dict)
     token: str | None = None
     verify: bool | str = True
-    timeout: float = 30.0
+    timeout: float = 30.0  # seconds for each request as a whole
     retries: int = 3
     backoff: float = 0.25
+    max_bytes: int | None = None  # per body; None: the global budget (limits.max_bytes)
+    base_url: str | None = None  # the origin the configured token and headers belong to
+    token_hosts: tuple[str, ...] | None = None  # origins for the token; None: any (per load)
 
     def __repr__(self) -> str:  # never show the token or header values
         return (
             f"HttpConfig(headers={sorted(self.headers)}, token={'***' if self.token else None}, "
-            f"verify={self.verify}, timeout={self.timeout}, retries={self.retries})"
+            f"verify={self.verify}, timeout={self.timeout}, retries={self.retries}, "
+            f"token_hosts={self.token_hosts})"
         )
+
+    def credentials_key(self) -> str:
+        """A digest of the credentials, so results fetched with one set are never served to a
+        load made with another."""
+        if not self.token and not self.headers:
+            return ""
+        blob = json.dumps([self.token, sorted(self.headers.items())]).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def credentials_for(self, url: str) -> bool:
+        """Whether the token and configured headers may be sent to ``url``."""
+        if self.token_hosts is None:
+            return True
+        return origin_of(url) in self.token_hosts
 
 
 _config = HttpConfig()
 _clients: dict[tuple[int, bool | str], httpx.AsyncClient] = {}
 
 
+def _scope(base_url: str | None, hosts: Any) -> tuple[str, ...]:
+    """Origins a configured token belongs to: ``base_url``'s, and each of ``token_hosts``
+    (a bare host name means https only: a token never goes out in clear text by accident)."""
+    out = [origin_of(base_url)] if base_url else []
+    for h in hosts or ():
+        out.append(origin_of(h if "://" in h else f"https://{h}"))
+    return tuple(o for o in out if o)
+
+
 def configure_http(**changes: Any) -> HttpConfig:
-    """Set defaults for every HTTP load: headers, token (bearer), verify, timeout, retries."""
+    """Set defaults for every HTTP load: headers, token (bearer), verify, timeout, retries,
+    max_bytes. A token or headers need ``base_url=`` (or ``token_hosts=[...]``): they are sent
+    only to those origins, never to a host that an image ID happens to name."""
     global _config
-    _config = replace(_config, **changes)
+    if "token_hosts" in changes or "base_url" in changes:
+        changes["token_hosts"] = _scope(changes.get("base_url", _config.base_url),
+                                        changes.get("token_hosts"))
+    new = replace(_config, **changes)
+    if (new.token or new.headers) and not new.token_hosts:
+        raise ValueError("configure_http: a token or headers need base_url= or token_hosts= "
+                         "(the hosts they are for); per load, pass token= to the load instead")
+    _config = new
     return _config
 
 
 def http_config(**overrides: Any) -> HttpConfig:
-    """The defaults with per-load overrides (None values are ignored)."""
+    """The defaults with per-load overrides (None values are ignored). A token or headers given
+    per load belong to that load's own URLs, so they are not host-scoped."""
     kw = {k: v for k, v in overrides.items() if v is not None and k in HttpConfig.__dataclass_fields__}
+    if "token" in kw or "headers" in kw:  # per-load credentials replace the configured ones
+        kw.setdefault("token", None)
+        kw.setdefault("headers", {})
+        kw["token_hosts"] = None
     return replace(_config, **kw) if kw else _config
 
 
@@ -65,10 +123,141 @@ def _client(verify: bool | str) -> httpx.AsyncClient:
         client = httpx.AsyncClient(
             verify=verify,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-            follow_redirects=True,
+            follow_redirects=False,  # followed in _open, where credentials are re-scoped
         )
         _clients[key] = client
     return client
+
+
+@dataclass
+class Body:
+    """A fully read response: status, headers, the (decoded, size-checked) body."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+    url: str
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class _Failure(Exception):
+    """One attempt's failure: the typed error, and whether a retry may help."""
+
+    def __init__(self, err: MedstreamError, retry: bool, after: float | None = None,
+                 connection: bool = False) -> None:
+        super().__init__(str(err))  # not err itself: err.__context__ is this (a pickling cycle)
+        self.err, self.retry, self.after, self.connection = err, retry, after, connection
+
+    def typed(self) -> MedstreamError:
+        """The typed error to raise, its cause kept and no context pointing back here."""
+        self.err.__cause__ = self.__cause__
+        self.err.__context__ = None
+        self.err.__suppress_context__ = True
+        return self.err
+
+
+def _headers(cfg: HttpConfig, accept: str | None, url: str) -> dict[str, str]:
+    headers = {"Accept-Encoding": "gzip, deflate"}
+    if cfg.credentials_for(url):
+        headers.update(cfg.headers)
+        if cfg.token:
+            headers["Authorization"] = f"Bearer {cfg.token}"
+    if accept:
+        headers["Accept"] = accept
+    return headers
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+async def _open(client: httpx.AsyncClient, url: str, cfg: HttpConfig, accept: str | None,
+                image_id: str) -> httpx.Response:
+    """Send the GET and follow redirects by hand: on a change of origin, the token and every
+    configured header are dropped (httpx drops only Authorization)."""
+    first = origin_of(url)
+    for _ in range(MAX_REDIRECTS + 1):
+        headers = _headers(cfg, accept, url) if origin_of(url) == first else (
+            {"Accept": accept} if accept else {})
+        request = client.build_request("GET", url, headers=headers, timeout=cfg.timeout)
+        resp = await client.send(request, stream=True)
+        if resp.status_code not in _REDIRECTS or "location" not in resp.headers:
+            return resp
+        await resp.aclose()
+        nxt = str(resp.url.join(resp.headers["location"]))
+        if urlsplit(url).scheme == "https" and urlsplit(nxt).scheme != "https" and not _is_loopback(nxt):
+            raise _Failure(NetworkError(image_id, f"refused redirect from https to "
+                                                  f"{redact_url(nxt)}"), retry=False)
+        url = nxt
+    raise _Failure(NetworkError(image_id, f"more than {MAX_REDIRECTS} redirects"), retry=False)
+
+
+async def _read(resp: httpx.Response, image_id: str, limit: int, cfg: HttpConfig,
+                safe: str) -> AsyncIterator[bytes]:
+    """The decoded body in chunks, checked against ``limit`` (Content-Length first) and against
+    a stall rule: less than MIN_RATE bytes in a ``timeout`` window is a stalled body."""
+    try:
+        declared = int(resp.headers.get("content-length", ""))
+    except ValueError:
+        declared = None
+    if declared is not None:
+        check_size(image_id, f"Content-Length of {safe}", declared, limit)
+    decoder = BoundedDecoder(image_id, resp.headers.get("content-encoding", ""), limit)
+    window_start, window_bytes = time.monotonic(), 0
+    async for raw in resp.aiter_raw():
+        window_bytes += len(raw)
+        now = time.monotonic()
+        if now - window_start >= cfg.timeout:
+            if window_bytes < MIN_RATE:
+                raise _Failure(NetworkError(image_id, f"body stalled ({window_bytes} bytes in "
+                                                      f"{now - window_start:.1f} s): {safe}"),
+                               retry=True, connection=True)
+            window_start, window_bytes = now, 0
+        for piece in decoder.feed(raw):
+            yield piece
+
+
+async def _attempt(client: httpx.AsyncClient, url: str, image_id: str, cfg: HttpConfig,
+                   accept: str | None, ok_statuses: tuple[int, ...], limit: int) -> Body:
+    safe = redact_url(url)
+    try:
+        async with asyncio.timeout(cfg.timeout):
+            resp = await _open(client, url, cfg, accept, image_id)
+            try:
+                if not (resp.is_success or resp.status_code in ok_statuses):
+                    detail = await _error_detail(resp)
+                    raise _Failure(HTTPStatusError(image_id, resp.status_code, safe, detail),
+                                   retry=resp.status_code in RETRY_STATUS,
+                                   after=_retry_after_header(resp))
+                chunks = [c async for c in _read(resp, image_id, limit, cfg, safe)]
+            finally:
+                await resp.aclose()
+    except TimeoutError as exc:
+        raise _Failure(NetworkError(image_id, f"timed out after {cfg.timeout:g} s: {safe}"),
+                       retry=True, connection=True) from exc
+    except httpx.TimeoutException as exc:
+        raise _Failure(NetworkError(image_id, f"timed out after {cfg.timeout:g} s: {safe}"),
+                       retry=True, connection=True) from exc
+    except httpx.TransportError as exc:
+        raise _Failure(NetworkError(image_id, f"{type(exc).__name__} for {safe}: {_msg(exc)}"),
+                       retry=True, connection=True) from exc
+    content = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    del chunks
+    return Body(resp.status_code, resp.headers, content, url)
 
 
 async def fetch(
@@ -78,76 +267,107 @@ async def fetch(
     accept: str | None = None,
     config: HttpConfig | None = None,
     ok_statuses: tuple[int, ...] = (),
-) -> httpx.Response:
-    """GET ``url`` and read the whole body. Retries transient failures with jittered backoff.
+    max_bytes: int | None = None,
+) -> Body:
+    """GET ``url`` and read the whole body (at most ``max_bytes``, default the configured
+    budget). Retries transient failures with jittered backoff.
 
-    Returns the response for 2xx or a status in ``ok_statuses``; raises ``HTTPStatusError``
-    or ``NetworkError`` otherwise. Cancellation aborts the request at once.
+    Returns the body for 2xx or a status in ``ok_statuses``; raises ``HTTPStatusError``,
+    ``NetworkError`` or ``ResourceLimitError`` otherwise. Cancellation aborts the request.
     """
     cfg = config or _config
-    headers = _headers(cfg, accept)
+    limit = max_bytes or cfg.max_bytes or limits().max_bytes
     client = _client(cfg.verify)
     safe = redact_url(url)
     attempt = 0
     while True:
+        probe, reason = await breaker.admit(url)
+        if reason is not None:
+            raise NetworkError(image_id, f"{safe}: {reason}")
+        failure: _Failure | None = None
         try:
-            resp = await client.get(url, headers=headers, timeout=cfg.timeout)
-        except httpx.TimeoutException as exc:
-            err: Exception = NetworkError(image_id, f"timed out after {cfg.timeout:g} s: {safe}")
-            cause: BaseException = exc
-        except httpx.TransportError as exc:
-            err = NetworkError(image_id, f"{type(exc).__name__} for {safe}: {_msg(exc)}")
-            cause = exc
+            body = await _attempt(client, url, image_id, cfg, accept, ok_statuses, limit)
+        except _Failure as exc:
+            failure = exc
+        except BaseException:
+            breaker.release(url)
+            raise
+        if failure is None:
+            breaker.success(url)
+            return body
+        if failure.connection:
+            breaker.failure(url, str(failure.err.cause))
         else:
-            if resp.is_success or resp.status_code in ok_statuses:
-                return resp
-            err = HTTPStatusError(image_id, resp.status_code, safe, _detail(resp))
-            cause = None  # type: ignore[assignment]
-            retry_after = _retry_after_header(resp)
-            if resp.status_code not in RETRY_STATUS:
-                raise err
-        if attempt >= cfg.retries:
-            if cause is not None:
-                raise err from cause
-            raise err
+            breaker.success(url)
+        if not failure.retry or attempt >= cfg.retries or probe:  # a probe is not retried
+            raise failure.typed()  # (outside the except: no context cycle back to failure)
         delay = min(10.0, cfg.backoff * (2**attempt) * (0.75 + 0.5 * random.random()))
-        if cause is None and retry_after is not None:
-            delay = min(10.0, retry_after)
+        if failure.after is not None:
+            delay = min(10.0, failure.after)
         attempt += 1
-        log.info("retrying %s in %.2fs (attempt %d): %s", safe, delay, attempt, err)
+        log.info("retrying %s in %.2fs (attempt %d): %s", safe, delay, attempt, failure.err)
         await asyncio.sleep(delay)
 
 
-def _headers(cfg: HttpConfig, accept: str | None) -> dict[str, str]:
-    headers = dict(cfg.headers)
-    if cfg.token:
-        headers["Authorization"] = f"Bearer {cfg.token}"
-    if accept:
-        headers["Accept"] = accept
-    return headers
-
-
 async def stream_chunks(
-    url: str, image_id: str, *, accept: str | None = None, config: HttpConfig | None = None
+    url: str, image_id: str, *, accept: str | None = None, config: HttpConfig | None = None,
+    max_bytes: int | None = None,
 ) -> AsyncIterator[tuple[str, bytes]]:
     """GET ``url`` and yield (content type, chunk) as the body arrives; no retries (the caller
-    falls back to smaller requests). Errors are ``HTTPStatusError`` / ``NetworkError``."""
+    falls back to smaller requests). The body is bounded by ``max_bytes`` (default: the volume
+    budget) and the stall rule; the caller's own deadline bounds the total time.
+    Errors are ``HTTPStatusError`` / ``NetworkError`` / ``ResourceLimitError``."""
     cfg = config or _config
+    limit = max_bytes or limits().max_volume_bytes
     safe = redact_url(url)
+    _, reason = await breaker.admit(url)
+    if reason is not None:
+        raise NetworkError(image_id, f"{safe}: {reason}")
+    failure: _Failure | None = None
     try:
-        async with _client(cfg.verify).stream(
-            "GET", url, headers=_headers(cfg, accept), timeout=cfg.timeout
-        ) as resp:
+        async with asyncio.timeout(cfg.timeout):  # until the headers are in
+            resp = await _open(_client(cfg.verify), url, cfg, accept, image_id)
+        try:
             if not resp.is_success:
-                await resp.aread()
-                raise HTTPStatusError(image_id, resp.status_code, safe, _detail(resp))
+                raise HTTPStatusError(image_id, resp.status_code, safe, await _error_detail(resp))
             ctype = resp.headers.get("content-type", "")
-            async for chunk in resp.aiter_bytes():
+            async for chunk in _read(resp, image_id, limit, cfg, safe):
                 yield ctype, chunk
-    except httpx.TimeoutException as exc:
+        finally:
+            await resp.aclose()
+    except _Failure as exc:
+        failure = exc
+    except (TimeoutError, httpx.TimeoutException) as exc:
+        breaker.failure(url, "timeout")
         raise NetworkError(image_id, f"timed out after {cfg.timeout:g} s: {safe}") from exc
     except httpx.TransportError as exc:
+        breaker.failure(url, type(exc).__name__)
         raise NetworkError(image_id, f"{type(exc).__name__} for {safe}: {_msg(exc)}") from exc
+    except BaseException:
+        breaker.release(url)
+        raise
+    if failure is not None:
+        if failure.connection:
+            breaker.failure(url, str(failure.err.cause))
+        else:
+            breaker.release(url)
+        raise failure.typed()  # (outside the except: no context cycle back to failure)
+    breaker.success(url)
+
+
+async def _error_detail(resp: httpx.Response) -> str:
+    """The start of a plain error body (at most 4 kB read), for the message."""
+    if resp.headers.get("content-encoding", "identity").lower() != "identity":
+        return ""
+    data = b""
+    try:
+        async for chunk in resp.aiter_raw():
+            data += chunk
+            if len(data) > 4096:
+                break
+    except (httpx.HTTPError, OSError):
+        pass
+    return data[:4096].decode("utf-8", "replace").strip().replace("\n", " ")[:200]
 
 
 def _retry_after_header(resp: httpx.Response) -> float | None:
@@ -159,14 +379,6 @@ def _retry_after_header(resp: httpx.Response) -> float | None:
 
 def _msg(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    return text[:200]
-
-
-def _detail(resp: httpx.Response) -> str:
-    try:
-        text = resp.text.strip().replace("\n", " ")
-    except Exception:
-        return ""
     return text[:200]
 
 

@@ -30,9 +30,17 @@ class MultipartError(ValueError):
 
 class MultipartReader:
     """Incremental multipart reader: ``feed`` chunks as they arrive and get each part as soon as
-    its closing boundary is in, so a series response can be decoded while it downloads."""
+    its closing boundary is in, so a series response can be decoded while it downloads.
 
-    def __init__(self, content_type: str) -> None:
+    Each search resumes where the last one stopped (a body without boundaries costs linear time,
+    not quadratic), and the preamble, part headers and part bodies are capped: an endless part
+    raises ``MultipartError`` instead of growing the buffer without end.
+    """
+
+    def __init__(self, content_type: str, max_part: int | None = None,
+                 max_header: int | None = None) -> None:
+        from ..limits import limits
+
         boundary = content_type_param(content_type, "boundary")
         if not boundary:
             raise MultipartError("multipart response without a boundary")
@@ -40,7 +48,21 @@ class MultipartReader:
         self._buf = bytearray()
         self._started = False
         self._done = False
-        self._scan = 0  # where to resume looking for the next boundary in a large part
+        self._scan = 0  # where to resume the current search (the buffer before it was searched)
+        self._max_part = max_part or limits().max_bytes
+        self._max_header = max_header or limits().max_header_bytes
+
+    def _find(self, needle: bytes, start: int, cap: int, what: str) -> int:
+        """Find ``needle`` from the resume point; remember how far was searched; enforce ``cap``."""
+        buf = self._buf
+        pos = buf.find(needle, max(start, self._scan))
+        if pos < 0:
+            self._scan = max(start, len(buf) - len(needle) + 1)
+            if len(buf) - start > cap:
+                raise MultipartError(f"multipart {what} over {cap} bytes (no boundary found)")
+            return -1
+        self._scan = 0
+        return pos
 
     def feed(self, chunk: bytes) -> list[Part]:
         self._buf += chunk
@@ -48,7 +70,7 @@ class MultipartReader:
         delim, buf = self._delim, self._buf
         while not self._done:
             if not self._started:
-                pos = buf.find(delim)
+                pos = self._find(delim, 0, self._max_header, "preamble")
                 if pos < 0:
                     return parts
                 del buf[: pos + len(delim)]
@@ -58,13 +80,15 @@ class MultipartReader:
             if buf[:2] == b"--":
                 self._done = True
                 break
-            header_end = buf.find(b"\r\n\r\n")
+            header_end = self._header_end
             if header_end < 0:
-                return parts
+                header_end = self._find(b"\r\n\r\n", 0, self._max_header, "part header")
+                if header_end < 0:
+                    return parts
+                self._header_end = header_end
             start = header_end + 4
-            nxt = buf.find(b"\r\n" + delim, max(start, self._scan))
+            nxt = self._find(b"\r\n" + delim, start, self._max_part, "part")
             if nxt < 0:
-                self._scan = max(start, len(buf) - len(delim) - 2)
                 return parts
             ctype = "application/octet-stream"
             for line in bytes(buf[:header_end]).decode("latin-1").strip().split("\r\n"):
@@ -73,8 +97,10 @@ class MultipartReader:
                     ctype = value.strip()
             parts.append(Part(ctype, bytes(buf[start:nxt])))
             del buf[: nxt + 2 + len(delim)]
-            self._scan = 0
+            self._header_end = -1
         return parts
+
+    _header_end = -1
 
     def close(self) -> None:
         if not self._started:
@@ -83,11 +109,12 @@ class MultipartReader:
             raise MultipartError("truncated multipart body (no closing boundary)")
 
 
-def parse_multipart_related(body: bytes, content_type: str) -> list[Part]:
+def parse_multipart_related(body: bytes, content_type: str,
+                            max_part: int | None = None) -> list[Part]:
     """Split a whole multipart body into parts; a non-multipart body is one part."""
     if not content_type.lower().startswith("multipart/"):
         return [Part(content_type, body)]
-    reader = MultipartReader(content_type)
+    reader = MultipartReader(content_type, max_part=max_part)
     parts = reader.feed(body)
     reader.close()
     return parts

@@ -8,11 +8,10 @@ array is (slices, rows, columns) like every medstream volume.
 
 from __future__ import annotations
 
-import gzip
 import os
+import zlib
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
 import numpy as np
 
@@ -20,7 +19,9 @@ from ..codecs.pixels import rescale
 from ..core.image import Image
 from ..core.runtime import runtime
 from ..dicom.store import module_store
+from ..dicom.regular import is_regular, open_regular
 from ..errors import ImageLoadError, VolumeError
+from ..limits import check_size, inflate
 from ..volumes.geometry import LPS_TO_RAS, VolumeGeometry
 from .http import fetch, http_config
 from .shared import SharedResults
@@ -37,29 +38,92 @@ class NiftiData:
     n_volumes: int
     slope: float
     inter: float
+    key: str = ""  # source and credentials digest: what the shared results are keyed by
+
+
+_OWN_PARAMS = ("slice", "volume")
 
 
 def parse_id(item_id: str) -> tuple[str, dict[str, int]]:
+    """(source, medstream's own parameters). Any other query parameter (the signature of a
+    pre-signed URL) stays in the source, byte for byte and in order."""
     rest = item_id[len(SCHEME) + 1 :] if item_id.startswith(SCHEME + ":") else item_id
-    source, _, query = rest.partition("?")
+    base, _, query = rest.partition("?")
     params: dict[str, int] = {}
-    for key, values in parse_qs(query).items():
+    kept: list[str] = []
+    for item in query.split("&") if query else []:
+        key, _, value = item.partition("=")
+        if key not in _OWN_PARAMS:
+            kept.append(item)
+            continue
         try:
-            params[key] = int(values[0])
+            params[key] = int(value)
         except ValueError as exc:
-            raise ImageLoadError(item_id, f"invalid {key} {values[0]!r}") from exc
-    return source, params
+            raise ImageLoadError(item_id, f"invalid {key} {value!r}") from exc
+    return base + ("?" + "&".join(kept) if kept else ""), params
+
+
+def with_param(source: str, key: str, value: int) -> str:
+    return f"{source}{'&' if '?' in source else '?'}{key}={value}"
 
 
 def _is_url(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
 
-def _open_bytes(item_id: str, data: bytes) -> Any:
+_GZIP = b"\x1f\x8b"
+_SLACK = 64 * 1024  # extensions and padding a header does not count
+
+
+def claimed_size(item_id: str, prefix: bytes) -> int:
+    """Bytes a NIfTI header says its file holds (vox_offset + voxels x voxel size), checked
+    against the budget; ``ImageLoadError`` if ``prefix`` holds no NIfTI header."""
+    import io
+
     import nibabel as nib
 
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
+    for cls in (nib.Nifti1Header, nib.Nifti2Header):
+        try:
+            hdr = cls.from_fileobj(io.BytesIO(prefix), check=False)
+            shape = hdr.get_data_shape()
+            itemsize = hdr.get_data_dtype().itemsize
+            offset = int(hdr.get_data_offset())
+        except Exception:
+            continue
+        voxels = 1
+        for n in shape:
+            voxels *= max(int(n), 0)
+        size = offset + voxels * itemsize
+        check_size(item_id, f"NIfTI data {'x'.join(map(str, shape))} claimed by the header", size)
+        return size
+    raise ImageLoadError(item_id, "not a NIfTI-1 or NIfTI-2 file")
+
+
+def _gunzip_head(item_id: str, data: bytes) -> bytes:
+    try:
+        return zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(data, 1024)
+    except zlib.error as exc:
+        raise ImageLoadError(item_id, f"not a readable .nii.gz ({exc})") from exc
+
+
+def _check_holds(item_id: str, claimed: int, have: int) -> None:
+    if have < claimed:
+        raise ImageLoadError(item_id, f"truncated NIfTI: the header claims {claimed} bytes, "
+                                      f"there are {have}")
+
+
+def _open_bytes(item_id: str, data: bytes) -> Any:
+    """A NIfTI from a body: gunzipped only up to the size its header claims (no bomb), and the
+    claim compared with what arrived before nibabel allocates anything."""
+    import nibabel as nib
+
+    if data[:2] == _GZIP:
+        claimed = claimed_size(item_id, _gunzip_head(item_id, data))
+        data = inflate(item_id, data, claimed + _SLACK, wbits=zlib.MAX_WBITS | 16,
+                       what="gunzipped NIfTI")
+    else:
+        claimed = claimed_size(item_id, data[:1024])
+    _check_holds(item_id, claimed, len(data))
     for cls in (nib.Nifti1Image, nib.Nifti2Image):
         try:
             return cls.from_bytes(data)
@@ -73,6 +137,14 @@ def _open_path(item_id: str, path: str) -> Any:
 
     if not os.path.exists(path):
         raise ImageLoadError(item_id, f"file not found: {path}")
+    if not is_regular(path):
+        raise ImageLoadError(item_id, f"not a regular file: {path}")
+    with open_regular(item_id, path) as f:
+        head = f.read(1024)
+    if head[:2] == _GZIP:
+        claimed_size(item_id, _gunzip_head(item_id, head))  # the budget; nibabel reads what is really there
+    else:
+        _check_holds(item_id, claimed_size(item_id, head), os.path.getsize(path))
     try:
         img = nib.load(path)
     except Exception as exc:
@@ -96,7 +168,7 @@ def nifti_geometry(item_id: str, img: Any, source: str) -> VolumeGeometry:
     positions = affine[:3, 3] + np.outer(np.arange(nk), cols[:, 2])
     tilt = float(np.degrees(np.arccos(min(1.0, abs(float(direction[:, 2] @ normal))))))
     return VolumeGeometry(
-        image_ids=[f"{SCHEME}:{source}?slice={k}" for k in range(nk)],
+        image_ids=[f"{SCHEME}:{with_param(source, 'slice', k)}" for k in range(nk)],
         shape=(nk, nj, ni), origin=affine[:3, 3].copy(), spacing=spacing,  # type: ignore[arg-type]
         direction=direction, affine=affine, positions=positions, offsets=positions @ normal,
         normal=normal, tilt_degrees=tilt, regular=True,
@@ -106,11 +178,13 @@ def nifti_geometry(item_id: str, img: Any, source: str) -> VolumeGeometry:
 async def open_nifti(item_id: str, **http: Any) -> NiftiData:
     """Header and lazy data; a URL is fetched once (shared by its volume and slice IDs)."""
     source, params = parse_id(item_id)
+    creds = http_config(**http).credentials_key() if _is_url(source) else ""
 
     async def get() -> NiftiData:
         if _is_url(source):
-            resp = await fetch(source, item_id, config=http_config(**http))
-            img = await runtime.to_thread(_open_bytes, item_id, resp.content)
+            body = (await fetch(source, item_id, config=http_config(**http))).content
+            img = await runtime.to_thread(_open_bytes, item_id, body)
+            del body
         else:
             img = await runtime.to_thread(_open_path, item_id, source)
         geometry = nifti_geometry(item_id, img, source)
@@ -122,10 +196,11 @@ async def open_nifti(item_id: str, **http: Any) -> NiftiData:
         data = NiftiData(source, img, geometry, 0, n_vol,
                          1.0 if slope is None or not np.isfinite(slope) else float(slope),
                          0.0 if inter is None or not np.isfinite(inter) else float(inter))
+        data.key = f"{source}\n{creds}"
         _register_slice_metadata(data)
         return data
 
-    data = await _opened.get(source, get)
+    data = await _opened.get(f"{source}\n{creds}", get)  # never shared across credentials
     t = params.get("volume", 0)
     if not 0 <= t < data.n_volumes:
         raise ImageLoadError(item_id, f"volume {t} out of range 0..{data.n_volumes - 1}")
@@ -183,7 +258,7 @@ async def volume_array(item_id: str, **http: Any) -> tuple[NiftiData, np.ndarray
     async def get() -> np.ndarray:
         return await runtime.to_thread(read_volume, data, t)
 
-    return data, await _arrays.get(f"{data.source}#{t}", get)
+    return data, await _arrays.get(f"{data.key}#{t}", get)  # per source and credentials
 
 
 async def load_nifti_slice(image_id: str, **http: Any) -> Image:

@@ -20,6 +20,7 @@ from ..codecs.frame import FrameInfo
 from ..core.image import Image
 from ..core.runtime import runtime
 from ..dicom.jsonmeta import JsonDataset
+from ..dicom.frames import number_of_frames
 from ..dicom.modules import build_modules
 from ..dicom.part10 import (
     check_frame,
@@ -31,6 +32,7 @@ from ..dicom.part10 import (
 )
 from ..dicom.store import module_store
 from ..errors import HTTPStatusError, ImageLoadError, MissingPixelDataError
+from ..limits import check_frames
 from ..redact import redact_url
 from .http import fetch, http_config, stream_chunks
 from .multipart import MultipartError, MultipartReader, parse_multipart_related
@@ -51,6 +53,13 @@ _ID_RE = re.compile(
 )
 
 
+def url_join(url: str, suffix: str) -> str:
+    """``suffix`` appended to the path of ``url``, before its query: a pre-signed or
+    token-in-query URL keeps its query on every URL derived from it."""
+    base, sep, query = url.partition("?")
+    return base.rstrip("/") + suffix + sep + query
+
+
 @dataclass(frozen=True)
 class WadorsId:
     root: str
@@ -58,28 +67,31 @@ class WadorsId:
     series: str
     instance: str
     frame: int
+    query: str = ""  # kept on every URL (access_token=..., signatures)
 
     @property
     def series_url(self) -> str:
-        return f"{self.root}/studies/{self.study}/series/{self.series}"
+        return f"{self.root}/studies/{self.study}/series/{self.series}" + (
+            f"?{self.query}" if self.query else "")
 
     @property
     def instance_url(self) -> str:
-        return f"{self.series_url}/instances/{self.instance}"
+        return url_join(self.series_url, f"/instances/{self.instance}")
 
     @property
     def frame_url(self) -> str:
-        return f"{self.instance_url}/frames/{self.frame}"
+        return url_join(self.instance_url, f"/frames/{self.frame}")
 
 
 def parse_image_id(image_id: str) -> WadorsId:
     url = image_id[len(SCHEME) + 1 :] if image_id.startswith(SCHEME + ":") else image_id
-    m = _ID_RE.match(url)
+    path, _, query = url.partition("?")
+    m = _ID_RE.match(path)
     if not m:
         raise ImageLoadError(
             image_id, "not a wadors frame ID (<root>/studies/S/series/Se/instances/I/frames/N)"
         )
-    return WadorsId(m["root"], m["study"], m["series"], m["instance"], int(m["frame"]))
+    return WadorsId(m["root"], m["study"], m["series"], m["instance"], int(m["frame"]), query)
 
 
 # -- series metadata -------------------------------------------------------------------------
@@ -99,23 +111,32 @@ def datasets_from_json(items: list[dict[str, Any]]) -> dict[str, JsonDataset]:
     return out
 
 
+def _frame_counts(series_url: str, datasets: dict[str, JsonDataset]) -> dict[str, int]:
+    """NumberOfFrames per instance, checked (each, and their sum) against ``max_frames``
+    before any per-frame ID or module is built."""
+    counts = {uid: number_of_frames(f"{SCHEME}:{url_join(series_url, f'/instances/{uid}')}", ds)
+              for uid, ds in datasets.items()}
+    check_frames(f"{SCHEME}:{series_url}", "frames in the series metadata", sum(counts.values()))
+    return counts
+
+
 def _image_ids_of(series_url: str, datasets: dict[str, JsonDataset]) -> list[tuple[str, JsonDataset, int]]:
     rows = []
+    counts = _frame_counts(series_url, datasets)
     for uid, ds in datasets.items():
-        try:
-            n = int(ds.get("NumberOfFrames") or 1)
-        except (TypeError, ValueError):
-            n = 1
+        n = counts[uid]
         for k in range(1, n + 1):
-            rows.append((f"{SCHEME}:{series_url}/instances/{uid}/frames/{k}", ds, k))
+            rows.append((f"{SCHEME}:{url_join(series_url, f'/instances/{uid}/frames/{k}')}", ds, k))
     return rows
 
 
 async def get_series_metadata(image_id: str, series_url: str, **http: Any) -> dict[str, JsonDataset]:
+    cfg = http_config(**http)
+
     async def get() -> dict[str, JsonDataset]:
         resp = await fetch(
-            series_url + "/metadata", image_id, accept="application/dicom+json",
-            config=http_config(**http),
+            url_join(series_url, "/metadata"), image_id, accept="application/dicom+json",
+            config=cfg,
         )
         try:
             items = resp.json()
@@ -124,12 +145,13 @@ async def get_series_metadata(image_id: str, series_url: str, **http: Any) -> di
 
         def build() -> dict[str, JsonDataset]:
             datasets = datasets_from_json(items)
+            _frame_counts(series_url, datasets)
             register_modules(series_url, datasets)
             return datasets
 
         return await runtime.to_thread(build)
 
-    return await series_metadata.get(series_url, get)
+    return await series_metadata.get(f"{series_url}\n{cfg.credentials_key()}", get)
 
 
 def register_modules(series_url: str, datasets: dict[str, JsonDataset], only_missing: bool = False) -> None:
@@ -142,7 +164,7 @@ def register_modules(series_url: str, datasets: dict[str, JsonDataset], only_mis
 async def wadors_image_ids_async(series_url: str, **http: Any) -> list[str]:
     """Frame image IDs of a DICOMweb series URL (``<root>/studies/S/series/Se``), multi-frame
     aware, in InstanceNumber order (volumes sort by position themselves)."""
-    series_url = series_url.rstrip("/")
+    series_url = url_join(series_url, "")
     if series_url.startswith(SCHEME + ":"):
         series_url = series_url[len(SCHEME) + 1 :]
     datasets = await get_series_metadata(f"{SCHEME}:{series_url}", series_url, **http)
@@ -193,7 +215,8 @@ async def load_wadors(image_id: str, prescale: bool = True, **http: Any) -> Imag
     ds = datasets.get(wid.instance)
     if ds is None:
         raise ImageLoadError(image_id, f"instance {wid.instance} is not in the series metadata")
-    check_frame(image_id, wid.frame, number_of_frames(image_id, ds))
+    n_frames = number_of_frames(image_id, ds)
+    check_frame(image_id, wid.frame, n_frames)
     modules = module_store.get_modules(image_id)
     if modules is None:
         modules = build_modules(ds, wid.frame - 1)
@@ -204,7 +227,7 @@ async def load_wadors(image_id: str, prescale: bool = True, **http: Any) -> Imag
 
     resp = await fetch(
         wid.frame_url, image_id, accept=FRAME_ACCEPT, config=http_config(**http),
-        ok_statuses=_FALLBACK_STATUSES,
+        ok_statuses=_FALLBACK_STATUSES, max_bytes=_frame_budget(image_id, ds),
     )
     if resp.status_code in _FALLBACK_STATUSES:
         try:
@@ -228,6 +251,16 @@ async def load_wadors(image_id: str, prescale: bool = True, **http: Any) -> Imag
         lut_source=ds.dataset() if modules["modalityLutModule"].get("has_modality_lut_sequence")
         else ds
     )
+
+
+def _frame_budget(image_id: str, ds: JsonDataset) -> int | None:
+    """Most bytes a frame response may have: twice the uncompressed frame (a compressed
+    codestream of noise is a little larger than raw) plus room for the multipart envelope."""
+    try:
+        info = _frame_info_for(image_id, ds, EXPLICIT_LE)
+    except ImageLoadError:
+        return None
+    return 2 * info.frame_nbytes() + 64 * 1024
 
 
 _MEDIA_SYNTAX = {
@@ -276,7 +309,7 @@ async def retrieve_series_bulk(
                 parsed = await runtime.to_thread(parse_part10, f"{SCHEME}:{series_url}", data)
                 uid = str(parsed.dataset.get("SOPInstanceUID", ""))
                 for k in range(1, parsed.info.number_of_frames + 1):
-                    frame_id = f"{SCHEME}:{series_url}/instances/{uid}/frames/{k}"
+                    frame_id = f"{SCHEME}:{url_join(series_url, f'/instances/{uid}/frames/{k}')}"
                     if frame_id in ids:
                         modules = module_store.get_modules(frame_id)
                         if parsed.info.photometric_interpretation == "PALETTE COLOR":

@@ -40,8 +40,10 @@ def split_frame(url: str) -> tuple[str, int | None]:
 async def fetch_part10(image_id: str, url: str, accept: str | None, **http: Any) -> ParsedDicom:
     """Fetch and parse (in the worker pool) one Part 10 object, shared by URL."""
 
+    cfg = http_config(**http)
+
     async def get() -> ParsedDicom:
-        resp = await fetch(url, image_id, accept=accept, config=http_config(**http))
+        resp = await fetch(url, image_id, accept=accept, config=cfg)
         body = resp.content
         if accept and accept.startswith("multipart/"):
             from .multipart import MultipartError, parse_multipart_related
@@ -55,7 +57,7 @@ async def fetch_part10(image_id: str, url: str, accept: str | None, **http: Any)
             body = parts[0].data
         return await runtime.to_thread(parse_part10, image_id, body)
 
-    return await objects.get(url, get)
+    return await objects.get(f"{url}\n{cfg.credentials_key()}", get)  # per credentials
 
 
 async def load_wadouri(image_id: str, prescale: bool = True, **http: Any) -> Image:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..core.load_object import CancelSignal, LoadObject
 from ..core.metadata import metadata
-from ..errors import GeometryError
+from ..errors import GeometryError, VolumeError
 from .geometry import SliceInfo, VolumeGeometry, split_series
 from .streaming import (
     Order,
@@ -27,6 +27,7 @@ from .streaming import (
     VolumeLoadStatus,
     VolumeProgress,
     _slice_modules,
+    allocate_volume,
     streaming_volume_loader,
 )
 
@@ -51,7 +52,7 @@ class DynamicVolume:
         dtype = np.result_type(*(v.dtype for v in time_points))
         self.volume_id = volume_id
         self.time_points = list(time_points)
-        self.scalar_data = np.zeros((len(time_points), *first.shape), dtype=dtype)
+        self.scalar_data = allocate_volume(volume_id, (len(time_points), *first.shape), dtype)
         for t, vol in enumerate(time_points):
             self.scalar_data[t] = vol.scalar_data  # frames already loaded, if any
             vol.scalar_data = self.scalar_data[t]  # every later frame lands in the 4D array
@@ -150,11 +151,23 @@ class DynamicVolume:
 
         return to_nifti(self.scalar_data, self.geometry, time_axis=True)
 
-    def save(self, path: Any) -> Any:
-        """4D NIfTI (x, y, z, t), or .npy / .npz (array (t, z, y, x) + affine)."""
-        from .export import save_volume
+    def save(self, path: Any, *, allow_partial: bool = False) -> Any:
+        """4D NIfTI (x, y, z, t), or .npy / .npz (array (t, z, y, x) + affine). Slices not
+        loaded raise ``VolumeError`` unless ``allow_partial`` (mask (t, z) written beside)."""
+        from .export import save_partial, save_volume
 
-        return save_volume(self.scalar_data, self.geometry, path, time_axis=True)
+        mask = self.loaded_mask
+        missing = int(np.count_nonzero(~mask))
+        if missing and not allow_partial:
+            raise VolumeError(
+                f"{self.volume_id}: {missing} of {mask.size} slices are not loaded; load() "
+                "again, or save(..., allow_partial=True) to write it with its mask",
+                [i for v in self.time_points for i, ok in zip(v.image_ids, v.loaded_mask)
+                 if not ok])
+        out = save_volume(self.scalar_data, self.geometry, path, time_axis=True)
+        if missing:
+            save_partial(out, mask)
+        return out
 
 
 async def dynamic_volume_loader(volume_id: str, image_ids: Sequence[str] | None = None,

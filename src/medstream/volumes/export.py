@@ -63,3 +63,15 @@ def save_volume(data: np.ndarray, geometry: VolumeGeometry, path: str | os.PathL
     else:
         raise ValueError(f"{path}: unknown volume format (use .nii, .nii.gz, .npy or .npz)")
     return path
+
+
+def save_partial(path: Path, loaded_mask: np.ndarray) -> Path:
+    """Write the per-slice mask of a partially loaded volume beside its output."""
+    name = path.name
+    for suffix in (".nii.gz", ".nii", ".npy", ".npz"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    mask = path.with_name(name + ".mask.npy")
+    np.save(mask, np.asarray(loaded_mask, dtype=bool))
+    return mask

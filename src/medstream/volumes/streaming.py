@@ -23,7 +23,7 @@ from ..core.cache import cache
 from ..core.events import Events, events
 from ..core.image import Image
 from ..core.load_object import CancelSignal, LoadObject
-from ..core.loading import _as_load_error, run_loader
+from ..core.loading import _as_load_error, _track, run_loader
 from ..core.metadata import metadata
 from ..core.registry import Loader, call_kwargs, image_loaders, scheme_of
 from ..core.request_pools import RequestType, request_pools
@@ -183,8 +183,9 @@ class StreamingImageVolume:
         self.acquired_geometry: VolumeGeometry | None = None  # set when resampled
 
     def _allocate(self, shape: tuple[int, ...], dtype: np.dtype) -> Any:
-        """The one array every frame lands in (a GPU volume allocates device memory instead)."""
-        return np.zeros(shape, dtype=dtype)
+        """The one array every frame lands in, within the volume budget (a GPU volume allocates
+        device memory instead)."""
+        return allocate_volume(self.volume_id, shape, dtype)
 
     # -- description -------------------------------------------------------------------------
     device = "cpu"
@@ -252,6 +253,7 @@ class StreamingImageVolume:
             obj: LoadObject[StreamingImageVolume] = LoadObject(
                 self.volume_id, lambda signal: self._run(signal, on_progress, order, timeout)
             )
+            _track(obj)  # in flight: cancel_load_all() and interpreter exit reach it
             self._load = obj
             return obj
 
@@ -395,7 +397,7 @@ class StreamingImageVolume:
             try:
                 on_progress(VolumeProgress(self.volume_id, image_id, k, st.frames_loaded,
                                            st.total, len(st.failed), error))
-            except Exception:
+            except BaseException:  # even SystemExit: it would stop the shared loop
                 log.exception("on_progress callback raised; ignored")
 
     def _completed(self) -> StreamingImageVolume:
@@ -449,11 +451,24 @@ class StreamingImageVolume:
 
         return to_nifti(self.scalar_data, self.geometry)
 
-    def save(self, path: Any) -> Any:
-        """Write ``.nii``/``.nii.gz`` (RAS affine), ``.npy`` (array) or ``.npz`` (array+affine)."""
-        from .export import save_volume
+    def save(self, path: Any, *, allow_partial: bool = False) -> Any:
+        """Write ``.nii``/``.nii.gz`` (RAS affine), ``.npy`` (array) or ``.npz`` (array+affine).
 
-        return save_volume(self.scalar_data, self.geometry, path)
+        A volume with slices not loaded raises ``VolumeError``: zeros must not pass for data.
+        ``allow_partial=True`` writes it anyway, with the per-slice mask beside it
+        (``<name>.mask.npy``, True where loaded)."""
+        from .export import save_partial, save_volume
+
+        missing = int(np.count_nonzero(~self.loaded_mask))
+        if missing and not allow_partial:
+            raise VolumeError(
+                f"{self.volume_id}: {missing} of {len(self.loaded_mask)} slices are not loaded; "
+                "load() again, or save(..., allow_partial=True) to write it with its mask",
+                [i for i, ok in zip(self.image_ids, self.loaded_mask) if not ok])
+        out = save_volume(self.scalar_data, self.geometry, path)
+        if missing:
+            save_partial(out, self.loaded_mask)
+        return out
 
 
 class NiftiVolume(StreamingImageVolume):
@@ -492,6 +507,22 @@ class NiftiVolume(StreamingImageVolume):
         for k in load_order(st.total, order):
             self._progress(k, None, on_progress)
         return self._completed()
+
+
+def allocate_volume(volume_id: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """The volume's one array, after checking its size against ``max_volume_bytes``: a header
+    claiming a huge volume gets a ``ResourceLimitError``, never numpy's ``MemoryError``."""
+    from ..errors import ResourceLimitError
+    from ..limits import check_size, limits
+
+    nbytes = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+    check_size(volume_id, f"volume {'x'.join(map(str, shape))} {np.dtype(dtype)}", nbytes,
+               limits().max_volume_bytes)
+    try:
+        return np.zeros(shape, dtype=dtype)
+    except MemoryError:
+        raise ResourceLimitError(volume_id, "volume array", nbytes, nbytes,
+                                 "the allocation failed") from None
 
 
 # -- the streaming volume loader ---------------------------------------------------------------
