@@ -68,8 +68,9 @@ def frame_payload(image_id: str, info: FrameInfo, pixel_bytes: bytes | memoryvie
 
 
 def check_encapsulated(image_id: str, data: bytes | memoryview) -> None:
-    """Every item of encapsulated pixel data is whole and the sequence delimiter is there: a
-    truncated file must not decode as a silently shorter codestream (some decoders accept one)."""
+    """Every item of encapsulated pixel data is whole: a truncated file must not decode as a
+    silently shorter codestream (some decoders accept one). A missing sequence delimiter after
+    whole items is tolerated, as pydicom does (real files end so)."""
     view = memoryview(data)
     pos, end = 0, len(view)
     while pos + 8 <= end:
@@ -80,8 +81,10 @@ def check_encapsulated(image_id: str, data: bytes | memoryview) -> None:
         if tag != 0xFFFEE000 or pos + 8 + length > end:
             break
         pos += 8 + length
+    if pos == end:
+        return
     raise DecodeError(image_id, f"encapsulated pixel data truncated or malformed at byte {pos} "
-                                f"of {end} (no sequence delimiter)")
+                                f"of {end}")
 
 
 def frame_info(image_id: str, ds: Dataset, transfer_syntax_uid: str) -> FrameInfo:
