@@ -54,6 +54,7 @@ from .discovery import (
     scan_folder,
     scan_folder_async,
 )
+from .interop import volume_from_array, volume_from_nifti, volume_from_sitk
 from .errors import (
     CacheSizeExceededError,
     DecodeError,
@@ -71,6 +72,9 @@ from .errors import (
 )
 
 __version__ = "0.1.0"
+
+#: ``ms.Volume.from_array(...)``, ``ms.Volume.from_sitk(...)``: the volume class by its short name.
+Volume = StreamingImageVolume
 
 
 def set_max_cache_size(n_bytes: int) -> None:
@@ -98,6 +102,10 @@ __all__ = [
     "VolumeLoadError",
     "VolumeLoadStatus",
     "VolumeProgress",
+    "Volume",
+    "volume_from_array",
+    "volume_from_nifti",
+    "volume_from_sitk",
     "compute_geometry",
     "describe_source",
     "open_volume",
