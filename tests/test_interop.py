@@ -187,3 +187,53 @@ def test_monai_reader_loads_folders_and_nifti(tmp_path):
     again = loader(str(tmp_path / "ct.nii.gz"))
     np.testing.assert_allclose(np.asarray(again.affine), vol.geometry.affine_ras, atol=1e-5)
     assert monai is not None
+
+
+# -- plain paths and option checking ------------------------------------------------------------
+def test_plain_paths_are_image_ids_and_missing_ones_say_so(tmp_path):
+    paths, vol = _series(tmp_path)
+    image = ms.load_image(str(paths[0])).result(30)
+    assert image.image_id == ms.dicomfile_image_id(paths[0])
+    assert ms.load_and_cache_image(paths[1]).result(30).image_id == ms.dicomfile_image_id(paths[1])
+    listed = ms.open_volume([str(p) for p in paths])
+    np.testing.assert_array_equal(np.asarray(listed), vol.scalar_data)
+    for missing in (str(tmp_path / "nope.dcm"), "nope.dcm", tmp_path / "nope.dcm"):
+        with pytest.raises(ms.ImageLoadError, match="no such file") as err:
+            ms.load_image(missing)
+        assert "scheme" not in str(err.value)
+    with pytest.raises(ms.ImageLoadError, match="no such file"):
+        ms.open_volume([str(paths[0]), str(tmp_path / "gone.dcm")])
+    with pytest.raises(ms.UnknownSchemeError):
+        ms.load_image("custom9://x/y")
+
+
+def test_unknown_options_and_bad_values_name_the_option(tmp_path):
+    paths, _ = _series(tmp_path)
+    with pytest.raises(TypeError, match="'toekn'.*did you mean 'token'"):
+        ms.open_volume(tmp_path / "ct", toekn="x")
+    with pytest.raises(TypeError, match="'prescal'.*did you mean 'prescale'"):
+        ms.load_image(str(paths[0]), prescal=False)
+    with pytest.raises(ValueError, match="spacing='kep'.*did you mean spacing='keep'"):
+        ms.open_volume(tmp_path / "ct", spacing="kep")
+    with pytest.raises(ms.OptionError, match="order="):
+        ms.open_volume(tmp_path / "ct", order="random")
+    with pytest.raises(TypeError, match="'tilted'"):
+        ms.create_and_cache_volume("v", image_ids=[ms.dicomfile_image_id(paths[0])], tilted="x")
+
+    def custom(image_id, *, gain=1):  # a custom loader's own options are accepted
+        return ms.Image.from_array(image_id, np.full((2, 2), gain, np.uint8))
+
+    ms.register_image_loader("gainy", custom)
+    assert ms.load_image("gainy:1", gain=3).result(10).pixel_data[0, 0] == 3
+    with pytest.raises(TypeError, match="'gian'"):
+        ms.load_image("gainy:1", gian=3)
+
+
+def test_result_options_are_part_of_the_volume_cache_key(tmp_path):
+    _series(tmp_path)
+    hu = ms.open_volume(tmp_path / "ct")
+    stored = ms.open_volume(tmp_path / "ct", prescale=False)
+    assert stored is not hu and stored.volume_id != hu.volume_id
+    assert int(hu.scalar_data.min()) == int(stored.scalar_data.min()) - 1024
+    assert ms.open_volume(tmp_path / "ct") is hu
+    assert ms.open_volume(tmp_path / "ct", prescale=True, spacing="raise") is hu

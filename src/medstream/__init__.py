@@ -54,6 +54,7 @@ from .discovery import (
     scan_folder,
     scan_folder_async,
 )
+from .options import OptionError
 from .interop import volume_from_array, volume_from_nifti, volume_from_sitk
 from .errors import (
     CacheSizeExceededError,
@@ -136,6 +137,7 @@ __all__ = [
     "UnknownSchemeError",
     "UnsupportedTransferSyntaxError",
     "VolumeError",
+    "OptionError",
     "VolumeLoadObject",
     "cache",
     "configure_http",

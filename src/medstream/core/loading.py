@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -126,8 +127,9 @@ def load_image(
     priority: float = 0,
     **options: Any,
 ) -> ImageLoadObject:
-    """Load an image without caching it. Raises ``UnknownSchemeError`` at once for a bad scheme."""
-    loader = image_loaders.resolve(image_id)
+    """Load an image without caching it. Raises ``UnknownSchemeError`` at once for a bad scheme
+    and ``OptionError`` for an option the loader does not take. A plain path is a file ID."""
+    image_id, loader = _checked_image("load_image", image_id, options)
     return _make_image_load(image_id, loader, options, request_type, priority)
 
 
@@ -139,11 +141,11 @@ def load_and_cache_image(
     **options: Any,
 ) -> ImageLoadObject:
     """Load through the cache: concurrent calls for one ID share a single load."""
+    image_id, loader = _checked_image("load_and_cache_image", image_id, options)
     with cache._lock:
         existing = cache.get_live(image_id, "image")
         if existing is not None:
             return existing  # type: ignore[return-value]
-        loader = image_loaders.resolve(image_id)
 
         def admit(image: Image) -> None:
             cache.admit(image_id, image.size_in_bytes)
@@ -165,6 +167,24 @@ def load_and_cache_image(
         )
         cache.put(image_id, "image", obj)
         return obj
+
+
+def _checked_image(where: str, image_id: str | os.PathLike[str], options: dict[str, Any],
+                   ) -> tuple[str, Loader]:
+    from ..options import as_image_id, check_options
+
+    image_id = as_image_id(image_id)
+    loader = image_loaders.resolve(image_id)
+    check_options(where, options, "load_image", loader)
+    return image_id, loader
+
+
+def _checked_volume(where: str, volume_id: str, options: dict[str, Any]) -> Loader:
+    from ..options import check_options
+
+    loader = volume_loaders.resolve(volume_id)
+    check_options(where, options, "volume", loader)
+    return loader
 
 
 def cancel_load_image(image_id: str) -> int:
@@ -235,15 +255,17 @@ def _make_volume_load(
 
 def load_volume(volume_id: str, **options: Any) -> VolumeLoadObject:
     """Create a volume with the loader for its scheme (or the unknown-volume loader), uncached."""
-    return _make_volume_load(volume_id, volume_loaders.resolve(volume_id), options, cached=False)
+    return _make_volume_load(volume_id, _checked_volume("load_volume", volume_id, options),
+                             options, cached=False)
 
 
 def create_and_cache_volume(volume_id: str, **options: Any) -> VolumeLoadObject:
     """Create (or return the cached) volume; the object resolves once its metadata is known."""
+    loader = _checked_volume("create_and_cache_volume", volume_id, options)
     with cache._lock:
         existing = cache.get_live(volume_id, "volume")
         if existing is not None:
             return existing  # type: ignore[return-value]
-        obj = _make_volume_load(volume_id, volume_loaders.resolve(volume_id), options, cached=True)
+        obj = _make_volume_load(volume_id, loader, options, cached=True)
         cache.put(volume_id, "volume", obj)
         return obj

@@ -75,7 +75,9 @@ async def resolve_source(source: str | os.PathLike[str] | Sequence[str], *,
     """
     prefix = "dynamic:" if dynamic else "volume:"
     if not isinstance(source, (str, os.PathLike)):
-        ids = list(source)
+        from ..options import as_image_id
+
+        ids = [as_image_id(s) for s in source]
         digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
         return f"{prefix}{digest}", ids
     src = os.fspath(source)
@@ -169,10 +171,14 @@ async def open_volume_async(
     ``options`` go to the volume loader (``spacing``, ``tilt``, ``prescale``) and to HTTP
     (``token``, ``headers``, ``verify``, ``timeout``). Cancelling the caller cancels the load.
     """
-    http = {k: v for k, v in options.items() if k in ("token", "headers", "verify", "timeout",
-                                                      "retries")}
+    from ..options import HTTP_OPTIONS, check_options, variant_suffix
+
+    check_options("open_volume", dict(options, series=series, dynamic=dynamic, load=load,
+                                      order=order), "open_volume")
+    http = {k: v for k, v in options.items() if k in HTTP_OPTIONS}
     volume_id, image_ids = await resolve_source(source, series=series, dynamic=dynamic, **http)
-    if image_ids is not None:
+    if image_ids is not None:  # result-changing options make a different cached volume
+        volume_id += variant_suffix(options)
         options = dict(options, image_ids=image_ids)
     created = create_and_cache_volume(volume_id, **options)
     volume: StreamingImageVolume | DynamicVolume = await created
