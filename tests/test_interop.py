@@ -237,3 +237,55 @@ def test_result_options_are_part_of_the_volume_cache_key(tmp_path):
     assert int(hu.scalar_data.min()) == int(stored.scalar_data.min()) - 1024
     assert ms.open_volume(tmp_path / "ct") is hu
     assert ms.open_volume(tmp_path / "ct", prescale=True, spacing="raise") is hu
+
+
+# -- metadata by keyword and the extra Cornerstone modules -------------------------------------
+def test_any_header_element_by_keyword_and_pet_modules(tmp_path):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    paths = write_series(tmp_path / "pet", 3, size=16, extra={
+        "KVP": "120", "Units": "BQML", "DecayCorrection": "START",
+        "CorrectedImage": ["DECY", "ATTN"], "PatientWeight": "72.5", "PatientSex": "F",
+        "PatientAge": "054Y", "FrameReferenceTime": "1234.5", "ActualFrameDuration": 180000,
+        "FrameTime": "33.3",
+    })
+    import pydicom
+
+    for p in paths:  # a radiopharmaceutical sequence and an overlay plane
+        ds = pydicom.dcmread(p)
+        item = Dataset()
+        item.RadionuclideTotalDose = "370000000"
+        item.RadionuclideHalfLife = "6586.2"
+        item.RadiopharmaceuticalStartTime = "101500"
+        ds.RadiopharmaceuticalInformationSequence = Sequence([item])
+        ov = np.zeros((16, 16), np.uint8)
+        ov[2, 5] = 1
+        ds.add_new((0x6000, 0x0010), "US", 16)
+        ds.add_new((0x6000, 0x0011), "US", 16)
+        ds.add_new((0x6000, 0x0040), "CS", "G")
+        ds.add_new((0x6000, 0x0050), "SS", [1, 1])
+        ds.add_new((0x6000, 0x0100), "US", 1)
+        ds.add_new((0x6000, 0x3000), "OW", np.packbits(ov.ravel(), bitorder="little").tobytes())
+        ds.save_as(p)
+    image_id = ms.dicomfile_image_id(paths[0])
+    ms.load_image(image_id).result(30)
+    assert ms.metadata.get("KVP", image_id) == 120.0
+    instance = ms.metadata.get("instance", image_id)
+    assert instance["KVP"] == 120.0 and instance["PatientSex"] == "F"
+    assert instance["Modality"] == "CT" and "PixelData" not in instance
+    assert instance["RadiopharmaceuticalInformationSequence"][0]["RadionuclideHalfLife"] == 6586.2
+    iso = ms.metadata.get("petIsotopeModule", image_id)["radiopharmaceutical_info"]
+    assert iso["radionuclide_total_dose"] == 370000000.0 and iso["radiopharmaceutical_start_time"] == "101500"
+    assert ms.metadata.get("petSeriesModule", image_id) == {
+        "corrected_image": ["DECY", "ATTN"], "units": "BQML", "decay_correction": "START",
+        "series_type": None}
+    assert ms.metadata.get("petImageModule", image_id)["frame_reference_time"] == 1234.5
+    assert ms.metadata.get("patientStudyModule", image_id)["patient_weight"] == 72.5
+    assert ms.metadata.get("cineModule", image_id)["frame_time"] == 33.3
+    overlay = ms.metadata.get("overlayPlaneModule", image_id)["overlays"][0]
+    assert overlay["pixel_data"].shape == (16, 16) and overlay["pixel_data"][2, 5] == 1
+    assert int(overlay["pixel_data"].sum()) == 1
+    assert ms.metadata.get("calibrationModule", image_id)["sequence_of_ultrasound_regions"] is None
+    assert ms.metadata.get("NotAKeyword", image_id) is None
+    assert ms.metadata.get("KVP", "dicomfile:/nope.dcm") is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..core.loading import register_image_loader
 from ..core.metadata import metadata
+from ..dicom import instance as _instance  # noqa: F401  (registers the by-keyword provider)
 from ..core.loading import register_volume_loader
 from .dicomfile import load_dicomfile, preload_dicomfile_metadata
 from .nifti import load_nifti_slice, nifti_volume_loader, preload_nifti_metadata
