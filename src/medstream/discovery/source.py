@@ -59,9 +59,16 @@ def _pick(candidates: list[tuple[str, int]], series: str | int | None, where: st
         if not 0 <= series < len(names):
             raise VolumeError(f"{where}: series index {series} out of range 0..{len(names) - 1}")
         return series
-    matches = [i for i, n in enumerate(names) if n == series or n.split("#")[0] == series]
+    exact = [i for i, n in enumerate(names) if n == series]
+    if exact:
+        return exact[0]
+    matches = [i for i, n in enumerate(names) if n.split("#")[0] == series]
     if not matches:
         raise VolumeError(f"{where}: series {series!r} not found")
+    if len(matches) > 1:  # one UID split into stacks: never silently the first
+        listing = "; ".join(f"{names[i]} ({sizes[i]} images)" for i in matches)
+        raise VolumeError(f"{where}: series {series!r} is split into {len(matches)} stacks "
+                          f"(size, orientation or acquisition differ); choose one: {listing}")
     return matches[0]
 
 
