@@ -174,6 +174,7 @@ def demo(ctx: click.Context, out: Path | None) -> None:
         for name, paths in series.items():
             t0 = time.perf_counter()
             volume = ms.open_volume(paths[0].parent, load=False)  # header scan + geometry
+            assert isinstance(volume, ms.StreamingImageVolume)
             _load(volume, console, f"loading {name}", "interleaved")
             seconds = time.perf_counter() - t0
             data = volume.scalar_data

@@ -21,7 +21,7 @@ def _png_tag(pixels: np.ndarray, height: int = THUMB_PX) -> str:
     pic = PILImage.fromarray(pixels)
     if pic.height > height:
         pic = pic.resize((max(1, round(pic.width * height / pic.height)), height),
-                         PILImage.BILINEAR)
+                         PILImage.Resampling.BILINEAR)
     buf = io.BytesIO()
     pic.save(buf, format="PNG")
     data = base64.b64encode(buf.getvalue()).decode("ascii")

@@ -230,7 +230,7 @@ def _make_volume_load(
 ) -> VolumeLoadObject:
     holder: list[VolumeLoadObject] = []  # referenced only while the load runs: no cycle after
 
-    def forget(obj: VolumeLoadObject) -> None:
+    def forget(obj: LoadObject[Any]) -> None:
         with cache._lock:
             if cache.get_volume_load_object(volume_id) is obj:
                 cache.remove(volume_id)
