@@ -95,9 +95,12 @@ def test_a_uid_split_into_stacks_is_refused_with_its_keys(tmp_path):
     uid = generate_uid()
     write_series(tmp_path / "m" / "a", 4, size=16, series_uid=uid)
     write_series(tmp_path / "m" / "b", 4, size=24, series_uid=uid)  # another size: split
+    proc = run("info", str(tmp_path / "m"), "--json")
+    stacks = {s["key"]: s.get("stack") for s in json.loads(proc.stdout)["series"]}
+    assert stacks == {f"{uid}#1": "size=16x16", f"{uid}#2": "size=24x24"}
     with pytest.raises(ms.VolumeError, match=rf"split into 2 stacks.*{uid}#1.*{uid}#2"):
         ms.open_volume(tmp_path / "m", series=uid, load=False)
-    assert ms.open_volume(tmp_path / "m", series=f"{uid}#2", load=False).shape[0] == 4
+    assert ms.open_volume(tmp_path / "m", series=f"{uid}#2", load=False).shape == (4, 24, 24)
 
 
 def test_notebook_html_for_volumes_and_images(tmp_path):

@@ -234,9 +234,9 @@ def info(ctx: click.Context, source: str, as_json: bool, token: str | None) -> N
             found = [{"key": volume.volume_id, "images": volume.shape[0], **volume.geometry.summary()}]
         elif os.path.isdir(source):
             scan = ms.scan_folder(source)
-            found, skipped = [s.summary() for s in scan.series], scan.skipped
+            found, skipped = _summaries(scan.series), scan.skipped
         else:
-            found = [s.summary() for s in ms.describe_source(source, **http)]
+            found = _summaries(ms.describe_source(source, **http))
         if as_json:
             click.echo(json.dumps({"source": source, "series": found, "skipped": skipped},
                                   default=str))
@@ -248,11 +248,21 @@ def info(ctx: click.Context, source: str, as_json: bool, token: str | None) -> N
         for col in ("series", "modality", "description", "images", "shape", "spacing mm", "warnings"):
             table.add_column(col)
         for s in found:
-            table.add_row(str(s.get("key")), str(s.get("modality") or ""),
+            stack = f"\nstack: {s['stack']}" if s.get("stack") else ""
+            table.add_row(str(s.get("key")) + stack, str(s.get("modality") or ""),
                           str(s.get("description") or ""), str(s.get("images")),
                           str(s.get("shape")), str(s.get("spacing")),
                           "\n".join(s.get("warnings") or []) or "-")
         console.print(table)
+
+
+def _summaries(series: list[ms.SeriesInfo]) -> list[dict[str, Any]]:
+    """Series summaries; the parts of a split series say which keys tell them apart."""
+    from .discovery.report import stack_keys
+
+    keys = stack_keys(series)
+    return [dict(s.summary(), **({"stack": keys[s.key]} if s.key in keys else {}))
+            for s in series]
 
 
 def _print_skipped(console: Any, source: str, found: list[Any], skipped: dict[str, str],
