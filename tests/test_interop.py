@@ -145,7 +145,7 @@ def test_ras_layout_for_monai_and_torchio_matches_the_affine(tmp_path):
     paths, vol = _series(tmp_path)
     arr, meta = monai_meta(vol)
     assert arr.shape == (32, 32, 10) and tuple(meta["spatial_shape"]) == (32, 32, 10)
-    assert meta["space"] == "RAS" and meta["original_channel_dim"] == "no_channel"
+    assert meta["space"] == "RAS" and np.isnan(meta["original_channel_dim"])
     import pydicom
 
     ds = pydicom.dcmread(paths[3])
@@ -289,3 +289,51 @@ def test_any_header_element_by_keyword_and_pet_modules(tmp_path):
     assert ms.metadata.get("calibrationModule", image_id)["sequence_of_ultrasound_regions"] is None
     assert ms.metadata.get("NotAKeyword", image_id) is None
     assert ms.metadata.get("KVP", "dicomfile:/nope.dcm") is None
+
+
+def test_monai_reader_logic_with_a_stand_in_image_reader(tmp_path, monkeypatch):
+    """MedstreamReader's own logic (suffixes, URLs folded by pathlib, lists, channel stacking)
+    with a stand-in for MONAI's abstract ImageReader, so it runs where MONAI is not installed."""
+    import abc
+    import importlib
+    import sys
+    import types
+
+    if importlib.util.find_spec("monai") is None:
+        fake = types.ModuleType("monai")
+        data = types.ModuleType("monai.data")
+
+        class ImageReader(abc.ABC):  # the three abstract methods MONAI's LoadImage calls
+            @abc.abstractmethod
+            def verify_suffix(self, filename): ...
+
+            @abc.abstractmethod
+            def read(self, data, **kwargs): ...
+
+            @abc.abstractmethod
+            def get_data(self, img): ...
+
+        data.ImageReader = ImageReader
+        fake.data = data
+        monkeypatch.setitem(sys.modules, "monai", fake)
+        monkeypatch.setitem(sys.modules, "monai.data", data)
+        monkeypatch.delitem(sys.modules, "medstream.monai", raising=False)
+    from medstream.monai import MedstreamReader, _source
+
+    paths, vol = _series(tmp_path)
+    reader = MedstreamReader()
+    assert reader.verify_suffix(str(tmp_path / "ct")) and reader.verify_suffix([str(paths[0])])
+    assert not reader.verify_suffix("notes.txt")
+    assert _source("https:/pacs/dicom-web/studies/1") == "https://pacs/dicom-web/studies/1"
+    assert _source("wadors:https:/pacs/x") == "wadors:https://pacs/x"
+    arr, meta = reader.get_data(reader.read(str(tmp_path / "ct")))
+    assert arr.shape == (32, 32, 10) and np.isnan(meta["original_channel_dim"])
+    np.testing.assert_allclose(meta["affine"], vol.geometry.affine_ras, atol=1e-6)
+    listed, _ = reader.get_data(reader.read([str(p) for p in paths]))  # files: one volume
+    np.testing.assert_array_equal(listed, arr)
+    vol.save(tmp_path / "a.nii.gz")
+    vol.save(tmp_path / "b.nii.gz")
+    both, meta2 = reader.get_data(reader.read([tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"]))
+    assert both.shape == (2, 32, 32, 10) and meta2["original_channel_dim"] == 0
+    with pytest.raises(TypeError, match="spacng"):
+        MedstreamReader(spacng="keep")

@@ -255,12 +255,18 @@ def monai_meta(volume: Any) -> tuple[np.ndarray, dict[str, Any]]:
         "affine": affine.copy(),
         "original_affine": affine.copy(),
         "spatial_shape": np.asarray(spatial),
-        "original_channel_dim": 0 if color else (-1 if arr.ndim == 4 else "no_channel"),
+        # MONAI's own readers write NaN for "no channel axis" (older ones "no_channel")
+        "original_channel_dim": 0 if color else (-1 if arr.ndim == 4 else float("nan")),
         "space": "RAS",
         "spacing": np.asarray(volume.geometry.spacing),
         "filename_or_obj": getattr(volume, "volume_id", ""),
     }
     return arr, meta
+
+
+def _no_channel(meta: dict[str, Any]) -> bool:
+    dim = meta["original_channel_dim"]
+    return isinstance(dim, float) and math.isnan(dim)
 
 
 def to_metatensor(volume: Any, *, channel_first: bool = True) -> Any:
@@ -269,7 +275,7 @@ def to_metatensor(volume: Any, *, channel_first: bool = True) -> Any:
     monai_data = _require("monai.data")
     arr, meta = monai_meta(volume)
     tensor = _tensor(volume, arr)
-    if channel_first and meta["original_channel_dim"] == "no_channel":
+    if channel_first and _no_channel(meta):
         tensor = tensor[None]
     elif channel_first and meta["original_channel_dim"] == -1:  # 4D: time becomes the channel
         tensor = tensor.permute(3, 0, 1, 2)
@@ -282,7 +288,7 @@ def to_torchio(volume: Any, *, label: bool = False) -> Any:
     tio = _require("torchio")
     arr, meta = monai_meta(volume)
     tensor = _tensor(volume, arr)
-    if meta["original_channel_dim"] == "no_channel":
+    if _no_channel(meta):
         tensor = tensor[None]
     elif meta["original_channel_dim"] == -1:
         tensor = tensor.permute(3, 0, 1, 2)
