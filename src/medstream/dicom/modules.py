@@ -292,39 +292,37 @@ def extra_modules(ds: Dataset) -> dict[str, Any]:
     }) for r in ds.get("SequenceOfUltrasoundRegions") or []]
     return {
         "petIsotopeModule": {"radiopharmaceutical_info": radio_info},
-        "petSeriesModule": {
-            "corrected_image": _strs(ds.get("CorrectedImage")),
-            "units": _str(ds.get("Units")),
-            "decay_correction": _str(ds.get("DecayCorrection")),
-            "series_type": _strs(ds.get("SeriesType")),
-        },
-        "petImageModule": {
-            "frame_reference_time": _num(ds.get("FrameReferenceTime")),
-            "actual_frame_duration": _num(ds.get("ActualFrameDuration")),
-            "decay_factor": _num(ds.get("DecayFactor")),
-            "acquisition_date": _str(ds.get("AcquisitionDate")),
-            "acquisition_time": _str(ds.get("AcquisitionTime")),
-        },
-        "patientStudyModule": {
-            "patient_age": _str(ds.get("PatientAge")),
-            "patient_size": _num(ds.get("PatientSize")),
-            "patient_weight": _num(ds.get("PatientWeight")),
-            "patient_sex": _str(ds.get("PatientSex")),
-        },
+        "petSeriesModule": _item_values(ds, {
+            "corrected_image": ("CorrectedImage", _strs),
+            "units": ("Units", _str),
+            "decay_correction": ("DecayCorrection", _str),
+            "series_type": ("SeriesType", _strs),
+        }),
+        "petImageModule": _item_values(ds, {
+            "frame_reference_time": ("FrameReferenceTime", _num),
+            "actual_frame_duration": ("ActualFrameDuration", _num),
+            "decay_factor": ("DecayFactor", _num),
+            "acquisition_date": ("AcquisitionDate", _str),
+            "acquisition_time": ("AcquisitionTime", _str),
+        }),
+        "patientStudyModule": _item_values(ds, {
+            "patient_age": ("PatientAge", _str),
+            "patient_size": ("PatientSize", _num),
+            "patient_weight": ("PatientWeight", _num),
+            "patient_sex": ("PatientSex", _str),
+        }),
         "overlayPlaneModule": {"overlays": _overlays(ds)},
-        "cineModule": {
-            "frame_time": _num(ds.get("FrameTime")),
-            "cine_rate": _num(ds.get("CineRate")),
-            "recommended_display_frame_rate": _num(ds.get("RecommendedDisplayFrameRate")),
-            "number_of_frames": _int(ds.get("NumberOfFrames")),
-        },
-        "calibrationModule": {
-            "sequence_of_ultrasound_regions": regions or None,
-            "pixel_spacing_calibration_type": _str(ds.get("PixelSpacingCalibrationType")),
-            "pixel_spacing_calibration_description": _str(
-                ds.get("PixelSpacingCalibrationDescription")),
-            "imager_pixel_spacing": _nums(ds.get("ImagerPixelSpacing")),
-            "estimated_radiographic_magnification_factor": _num(
-                ds.get("EstimatedRadiographicMagnificationFactor")),
-        },
+        "cineModule": _item_values(ds, {
+            "frame_time": ("FrameTime", _num),
+            "cine_rate": ("CineRate", _num),
+            "recommended_display_frame_rate": ("RecommendedDisplayFrameRate", _num),
+            "number_of_frames": ("NumberOfFrames", _int),
+        }),
+        "calibrationModule": {"sequence_of_ultrasound_regions": regions or None, **_item_values(ds, {
+            "pixel_spacing_calibration_type": ("PixelSpacingCalibrationType", _str),
+            "pixel_spacing_calibration_description": ("PixelSpacingCalibrationDescription", _str),
+            "imager_pixel_spacing": ("ImagerPixelSpacing", _nums),
+            "estimated_radiographic_magnification_factor": (
+                "EstimatedRadiographicMagnificationFactor", _num),
+        })},
     }
