@@ -337,3 +337,21 @@ def test_monai_reader_logic_with_a_stand_in_image_reader(tmp_path, monkeypatch):
     assert both.shape == (2, 32, 32, 10) and meta2["original_channel_dim"] == 0
     with pytest.raises(TypeError, match="spacng"):
         MedstreamReader(spacng="keep")
+
+
+@pytest.mark.orthanc
+def test_keyword_metadata_and_sitk_from_dicomweb(orthanc, tmp_path):
+    paths = write_series(tmp_path / "web", 4, size=16, extra={"KVP": "100", "PatientWeight": "80"})
+    for p in paths:
+        info = orthanc.upload(p)
+    study, series, _ = orthanc.uids(info["ID"])
+    url = f"{orthanc.dicomweb}/studies/{study}/series/{series}"
+    ids = ms.wadors_image_ids(url)
+    assert ms.metadata.get("KVP", ids[0]) == 100.0
+    assert ms.metadata.get("patientStudyModule", ids[0])["patient_weight"] == 80.0
+    assert ms.metadata.get("instance", ids[0])["SeriesInstanceUID"] == series
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ms.GeometryWarning)
+        web, local = ms.open_volume(url), ms.open_volume(tmp_path / "web")
+    np.testing.assert_allclose(web.affine, local.affine, atol=1e-6)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(web.to_sitk()), np.asarray(local))
