@@ -282,6 +282,7 @@ def test_any_header_element_by_keyword_and_pet_modules(tmp_path):
         "series_type": None}
     assert ms.metadata.get("petImageModule", image_id)["frame_reference_time"] == 1234.5
     assert ms.metadata.get("patientStudyModule", image_id)["patient_weight"] == 72.5
+    assert ms.metadata.get("patient_study_module", image_id)["patient_age"] == "054Y"
     assert ms.metadata.get("cineModule", image_id)["frame_time"] == 33.3
     overlay = ms.metadata.get("overlayPlaneModule", image_id)["overlays"][0]
     assert overlay["pixel_data"].shape == (16, 16) and overlay["pixel_data"][2, 5] == 1

@@ -22,6 +22,7 @@ from pydicom.valuerep import PersonName
 
 from ..core.metadata import metadata
 from .modules import EXTRA_MODULES, extra_modules
+from .store import _camel
 
 MAX_HEADERS = 256
 _BINARY_LIMIT = 256  # bytes: larger binary values (overlays, LUTs) are left out of "instance"
@@ -127,7 +128,8 @@ def provider(module: str, image_id: str) -> Any:
     if module == "instance":
         ds = header_of(image_id)
         return None if ds is None else naturalize(ds)
-    if module in EXTRA_MODULES:
+    if _camel(module) in EXTRA_MODULES:  # "pet_isotope_module" works too, as for the others
+        module = _camel(module)
         ds = header_of(image_id)
         return None if ds is None else extra_modules(ds)[module]
     if module[:1].isupper() and tag_for_keyword(module) is not None:
