@@ -123,6 +123,8 @@ def test_from_array_with_an_affine_a_geometry_or_a_volume(tmp_path):
     derived = ms.volume_from_array(mask, vol, volume_id="mask")  # same grid as vol
     np.testing.assert_allclose(derived.affine, vol.affine, atol=1e-12)
     assert ms.cache.get_volume("mask") is derived and np.asarray(derived) is mask
+    same = ms.Volume.from_array(mask, vol.geometry, cache=False)
+    np.testing.assert_allclose(same.affine, vol.affine, atol=1e-12)
     ras = ms.volume_from_array(mask, vol.geometry.affine_ras, ras=True, cache=False)
     np.testing.assert_allclose(ras.affine, vol.affine, atol=1e-12)
     derived.save(tmp_path / "mask.nii.gz")

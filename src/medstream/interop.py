@@ -142,11 +142,14 @@ def _put_in_cache(volume_id: str, volume: Any) -> None:
     async def ready(_: str, **__: Any) -> Any:
         return volume
 
+    from .core.runtime import runtime
+
     with cache._lock:
         cache.remove(volume_id)
         obj = _make_volume_load(volume_id, ready, {}, cached=True)
         cache.put(volume_id, "volume", obj)
-    obj.result(30)
+    if not runtime.in_loop_thread():  # resolves at once; on the loop itself it cannot be waited on
+        obj.result(30)
 
 
 # -- SimpleITK -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ bad value raises :class:`OptionError` (a ``TypeError`` and a ``ValueError``) nam
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import os
 from collections.abc import Callable, Mapping
@@ -42,16 +43,17 @@ class OptionError(MedstreamError, TypeError, ValueError):
     """An unknown option name or a value out of its choices."""
 
 
-def _loader_params(loader: Callable[..., Any] | None) -> tuple[set[str], bool]:
+@functools.lru_cache(maxsize=256)
+def _loader_params(loader: Callable[..., Any] | None) -> tuple[frozenset[str], bool]:
     """(named keyword parameters, whether unknown names are welcome): a loader of another
     package that takes ``**kwargs`` may consume any option; medstream's own never do."""
     if loader is None:
-        return set(), False
+        return frozenset(), False
     try:
         params = inspect.signature(loader).parameters.values()
     except (TypeError, ValueError):
-        return set(), True
-    names = {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        return frozenset(), True
+    names = frozenset(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
     var_kw = any(p.kind is p.VAR_KEYWORD for p in params)
     own = (getattr(loader, "__module__", "") or "").startswith("medstream.")
     return names, var_kw and not own
@@ -62,7 +64,10 @@ def check_options(where: str, options: Mapping[str, Any], api: str,
     """Raise :class:`OptionError` for a name ``where`` (the public call) does not take, or a
     value out of its choices. ``api`` picks the known set; ``loader``'s own keyword parameters
     are accepted too (custom loaders take custom options)."""
-    named, anything = _loader_params(loader)
+    try:
+        named, anything = _loader_params(loader)
+    except TypeError:  # an unhashable callable
+        named, anything = _loader_params.__wrapped__(loader)
     known = KNOWN[api] | named
     for name in options:
         if name not in known and not anything:
