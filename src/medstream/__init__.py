@@ -56,6 +56,8 @@ from .discovery import (
     scan_folder_async,
 )
 from .gpu import GpuMemoryError, GpuUnavailableError, gpu_available
+from .options import OptionError
+from .interop import volume_from_array, volume_from_nifti, volume_from_sitk
 from .errors import (
     CacheSizeExceededError,
     DecodeError,
@@ -75,6 +77,9 @@ from .errors import (
 )
 
 __version__ = "0.1.0"
+
+#: ``ms.Volume.from_array(...)``, ``ms.Volume.from_sitk(...)``: the volume class by its short name.
+Volume = StreamingImageVolume
 
 
 def set_max_cache_size(n_bytes: int) -> None:
@@ -105,6 +110,10 @@ __all__ = [
     "VolumeLoadError",
     "VolumeLoadStatus",
     "VolumeProgress",
+    "Volume",
+    "volume_from_array",
+    "volume_from_nifti",
+    "volume_from_sitk",
     "compute_geometry",
     "describe_source",
     "open_volume",
@@ -138,6 +147,7 @@ __all__ = [
     "UnknownSchemeError",
     "UnsupportedTransferSyntaxError",
     "VolumeError",
+    "OptionError",
     "VolumeLoadObject",
     "cache",
     "configure_http",

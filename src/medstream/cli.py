@@ -27,10 +27,34 @@ from .redact import redact_text
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(ms.__version__, prog_name="medstream")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'",
+              help="HTTP header for every request (repeatable).")
+@click.option("--insecure", is_flag=True, help="Do not verify TLS certificates.")
 @click.pass_context
-def main(ctx: click.Context, debug: bool) -> None:
-    """Load medical images and volumes from any source by ID."""
+def main(ctx: click.Context, debug: bool, headers: tuple[str, ...], insecure: bool) -> None:
+    """Load medical images and volumes from any source by ID.
+
+    The bearer token for DICOMweb is read from MEDSTREAM_TOKEN (a --token on the command
+    line is visible to other users in `ps`). --header and --insecure go before the command:
+    medstream --insecure --header 'X-Api-Key: k' info URL
+    """
     ctx.obj = {"debug": debug}
+    http: dict[str, Any] = {}
+    if headers:
+        http["headers"] = dict(_header(h) for h in headers)
+    if insecure:
+        http["verify"] = False
+    if os.environ.get("MEDSTREAM_TOKEN"):
+        http["token"] = os.environ["MEDSTREAM_TOKEN"]
+    if http:
+        ms.configure_http(**http)
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise click.BadParameter(f"{text!r}: use 'Name: value'", param_hint="--header")
+    return name.strip(), value.strip()
 
 
 def _console() -> Any:
@@ -170,6 +194,7 @@ def demo(ctx: click.Context, out: Path | None) -> None:
         for name, paths in series.items():
             t0 = time.perf_counter()
             volume = ms.open_volume(paths[0].parent, load=False)  # header scan + geometry
+            assert isinstance(volume, ms.StreamingImageVolume)
             _load(volume, console, f"loading {name}", "interleaved")
             seconds = time.perf_counter() - t0
             data = volume.scalar_data
@@ -224,23 +249,53 @@ def info(ctx: click.Context, source: str, as_json: bool, token: str | None, time
                         table.add_row(module, key, str(value))
             console.print(table)
             return
+        skipped: dict[str, str] = {}
         if kind == "nifti":
             volume = ms.open_volume(source, load=False, **http)
             found = [{"key": volume.volume_id, "images": volume.shape[0], **volume.geometry.summary()}]
+        elif os.path.isdir(source):
+            scan = ms.scan_folder(source)
+            found, skipped = _summaries(scan.series), scan.skipped
         else:
-            found = [s.summary() for s in ms.describe_source(source, **http)]
+            found = _summaries(ms.describe_source(source, **http))
         if as_json:
-            click.echo(json.dumps({"source": source, "series": found}, default=str))
+            click.echo(json.dumps({"source": source, "series": found, "skipped": skipped},
+                                  default=str))
+            return
+        _print_skipped(console, source, found, skipped)
+        if not found:
             return
         table = Table(title=source)
         for col in ("series", "modality", "description", "images", "shape", "spacing mm", "warnings"):
             table.add_column(col)
         for s in found:
-            table.add_row(str(s.get("key")), str(s.get("modality") or ""),
+            stack = f"\nstack: {s['stack']}" if s.get("stack") else ""
+            table.add_row(str(s.get("key")) + stack, str(s.get("modality") or ""),
                           str(s.get("description") or ""), str(s.get("images")),
                           str(s.get("shape")), str(s.get("spacing")),
                           "\n".join(s.get("warnings") or []) or "-")
         console.print(table)
+
+
+def _summaries(series: list[ms.SeriesInfo]) -> list[dict[str, Any]]:
+    """Series summaries; the parts of a split series say which keys tell them apart."""
+    from .discovery.report import stack_keys
+
+    keys = stack_keys(series)
+    return [dict(s.summary(), **({"stack": keys[s.key]} if s.key in keys else {}))
+            for s in series]
+
+
+def _print_skipped(console: Any, source: str, found: list[Any], skipped: dict[str, str],
+                   limit: int = 20) -> None:
+    """Files a folder scan left out, with the reason, and a plain word when nothing was found."""
+    for path, why in list(skipped.items())[:limit]:
+        console.print(f"skipped {path}: {why}", markup=False, highlight=False)
+    if len(skipped) > limit:
+        console.print(f"... and {len(skipped) - limit} more skipped files")
+    if not found:
+        console.print(f"no DICOM image series found in {source}"
+                      + (f" ({len(skipped)} files skipped)" if skipped else ""), markup=False)
 
 
 # -- render --------------------------------------------------------------------------------------
@@ -271,7 +326,9 @@ def render(ctx: click.Context, image_id: str, out: Path, window: tuple[float, fl
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
               help="Output: .nii, .nii.gz, .npy or .npz.")
 @click.option("--order", type=click.Choice(["interleaved", "sequential"]), default="interleaved")
-@click.option("--series", default=None, help="Series UID, index, or 'largest' when there are several.")
+@click.option("--series", default=None,
+              help="Series UID (UID#N for a split series), 0-based index as listed by "
+                   "`medstream info`, or 'largest', when there are several.")
 @click.option("--spacing", type=click.Choice(["raise", "keep", "resample"]), default="raise",
               help="Missing slices / irregular spacing.")
 @click.option("--tilt", type=click.Choice(["shear", "raise"]), default="shear", help="Gantry tilt.")

@@ -28,7 +28,8 @@ def image_to_uint8(image: Image, window: tuple[float, float] | None = None) -> n
     if image.color:
         if px.dtype == np.uint8:
             return px
-        peak = float(image.window_width or 256) - 1.0  # colour window: 0..peak, the stored depth
+        width = image.window_width
+        peak = float((width[0] if isinstance(width, list) else width) or 256) - 1.0  # 0..peak
         return (np.clip(px * (255.0 / peak), 0, 255) + 0.5).astype(np.uint8)
     if window is None:
         wc, ww = image.window_center, image.window_width
@@ -52,7 +53,7 @@ def three_views(volume: np.ndarray, spacing: tuple[float, float, float],
     for reformat, in_plane in ((volume[:, r, :], dx), (volume[:, :, c], dy)):
         pic = PILImage.fromarray(window_to_uint8(reformat[::-1], *window))  # head up
         height = max(1, round(pic.height * dz / in_plane))
-        views.append(np.asarray(pic.resize((pic.width, height), PILImage.BILINEAR)))
+        views.append(np.asarray(pic.resize((pic.width, height), PILImage.Resampling.BILINEAR)))
     height = max(v.shape[0] for v in views)
     canvas = np.zeros((height, sum(v.shape[1] for v in views) + gap * 2), np.uint8)
     x = 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import imagecodecs
 import numpy as np
 
@@ -57,7 +59,7 @@ def _jpeg_markers(data: bytes) -> tuple[bool, bool]:
 
 
 def _jpeg(data: bytes, info: FrameInfo) -> tuple[np.ndarray, str]:
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if info.samples_per_pixel == 3 and info.photometric_interpretation == "RGB":
         # DICOM says RGB: without a JFIF or Adobe marker libjpeg would wrongly assume YCbCr.
         jfif, adobe = _jpeg_markers(data)

@@ -59,6 +59,16 @@ class Image:
             f"{self.photometric_interpretation}, dtype={self.pixel_data.dtype})"
         )
 
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        from ..interop import as_array
+
+        return as_array(self.pixel_data, dtype, copy)
+
+    def _repr_html_(self) -> str:
+        from ..notebook import image_html
+
+        return image_html(self)
+
     @classmethod
     def from_array(cls, image_id: str, pixels: np.ndarray, **attrs: Any) -> Image:
         """Build an image from an array; color is inferred from a trailing axis of 3 or 4."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -134,8 +135,9 @@ def load_image(
     priority: float = 0,
     **options: Any,
 ) -> ImageLoadObject:
-    """Load an image without caching it. Raises ``UnknownSchemeError`` at once for a bad scheme."""
-    loader = image_loaders.resolve(image_id)
+    """Load an image without caching it. Raises ``UnknownSchemeError`` at once for a bad scheme
+    and ``OptionError`` for an option the loader does not take. A plain path is a file ID."""
+    image_id, loader = _checked_image("load_image", image_id, options)
     return _make_image_load(image_id, loader, options, request_type, priority)
 
 
@@ -147,6 +149,7 @@ def load_and_cache_image(
     **options: Any,
 ) -> ImageLoadObject:
     """Load through the cache: concurrent calls for one ID share a single load."""
+    image_id, loader = _checked_image("load_and_cache_image", image_id, options)
     creds = credentials_key(options)
     with cache._lock:
         existing = cache.get_live(image_id, "image")
@@ -154,9 +157,7 @@ def load_and_cache_image(
             if getattr(existing, "credentials", "") == creds:
                 return existing  # type: ignore[return-value]
             # cached under other credentials: never shared, loaded (uncached) with these
-            return _make_image_load(image_id, image_loaders.resolve(image_id), options,
-                                    request_type, priority)
-        loader = image_loaders.resolve(image_id)
+            return _make_image_load(image_id, loader, options, request_type, priority)
 
         def admit(image: Image) -> None:
             cache.admit(image_id, image.size_in_bytes)
@@ -179,6 +180,24 @@ def load_and_cache_image(
         obj.credentials = creds  # type: ignore[attr-defined]
         cache.put(image_id, "image", obj)
         return obj
+
+
+def _checked_image(where: str, image_id: str | os.PathLike[str], options: dict[str, Any],
+                   ) -> tuple[str, Loader]:
+    from ..options import as_image_id, check_options
+
+    image_id = as_image_id(image_id)
+    loader = image_loaders.resolve(image_id)
+    check_options(where, options, "load_image", loader)
+    return image_id, loader
+
+
+def _checked_volume(where: str, volume_id: str, options: dict[str, Any]) -> Loader:
+    from ..options import check_options
+
+    loader = volume_loaders.resolve(volume_id)
+    check_options(where, options, "volume", loader)
+    return loader
 
 
 def cancel_load_image(image_id: str) -> int:
@@ -241,7 +260,7 @@ def _make_volume_load(
 ) -> VolumeLoadObject:
     holder: list[VolumeLoadObject] = []  # referenced only while the load runs: no cycle after
 
-    def forget(obj: VolumeLoadObject) -> None:
+    def forget(obj: LoadObject[Any]) -> None:
         with cache._lock:
             if cache.get_volume_load_object(volume_id) is obj:
                 cache.remove(volume_id)
@@ -275,7 +294,8 @@ def _check_device(options: dict[str, Any]) -> None:
 def load_volume(volume_id: str, **options: Any) -> VolumeLoadObject:
     """Create a volume with the loader for its scheme (or the unknown-volume loader), uncached."""
     _check_device(options)
-    return _make_volume_load(volume_id, volume_loaders.resolve(volume_id), options, cached=False)
+    return _make_volume_load(volume_id, _checked_volume("load_volume", volume_id, options),
+                             options, cached=False)
 
 
 def create_and_cache_volume(volume_id: str, **options: Any) -> VolumeLoadObject:
@@ -284,15 +304,15 @@ def create_and_cache_volume(volume_id: str, **options: Any) -> VolumeLoadObject:
     ``device="cuda"`` puts the array in GPU memory (``medstream[gpu]``); the volume ID is the
     cache key, so give a GPU volume its own ID (``open_volume`` appends ``@cuda``)."""
     _check_device(options)
+    loader = _checked_volume("create_and_cache_volume", volume_id, options)
     creds = credentials_key(options)
     with cache._lock:
         existing = cache.get_live(volume_id, "volume")
         if existing is not None:
             if getattr(existing, "credentials", "") == creds:
                 return existing  # type: ignore[return-value]
-            return _make_volume_load(volume_id, volume_loaders.resolve(volume_id), options,
-                                     cached=False)
-        obj = _make_volume_load(volume_id, volume_loaders.resolve(volume_id), options, cached=True)
+            return _make_volume_load(volume_id, loader, options, cached=False)
+        obj = _make_volume_load(volume_id, loader, options, cached=True)
         obj.credentials = creds  # type: ignore[attr-defined]
         cache.put(volume_id, "volume", obj)
         return obj

@@ -112,9 +112,14 @@ class Runtime:
             loop, thread, ex = self._loop, self._thread, self._executor
             self._loop = self._thread = self._executor = None
         if loop is not None and thread is not None and thread.is_alive():
+            own = threading.current_thread() is not thread
+            if own:
+                _close_resources(loop)
             loop.call_soon_threadsafe(loop.stop)
-            if threading.current_thread() is not thread:
+            if own:
                 thread.join(timeout=5)
+                if not thread.is_alive() and not loop.is_running():
+                    loop.close()  # no "unclosed event loop" ResourceWarning at exit
         if ex is not None:
             ex.shutdown(wait=False, cancel_futures=True)
 
@@ -143,6 +148,25 @@ class Runtime:
         """Run blocking CPU or file work in the worker pool without blocking the running loop."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+
+#: ``async fn()`` run on the loop before it stops (HTTP clients close their connections).
+closers: list[Callable[[], Awaitable[Any]]] = []
+
+
+def _close_resources(loop: asyncio.AbstractEventLoop, timeout: float = 2.0) -> None:
+    async def close_all() -> None:
+        for fn in list(closers):
+            try:
+                await fn()
+            except Exception:  # exit must go on
+                pass
+        await loop.shutdown_asyncgens()
+
+    try:
+        asyncio.run_coroutine_threadsafe(close_all(), loop).result(timeout)
+    except BaseException:  # a stuck close must not hold the exit
+        pass
 
 
 runtime = Runtime()

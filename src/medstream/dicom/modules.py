@@ -230,3 +230,101 @@ def build_modules(ds: Dataset, frame: int = 0, transfer_syntax_uid: str | None =
         },
         "transferSyntax": {"transfer_syntax_uid": ts},
     }
+
+
+# -- modules read on demand (medstream.dicom.instance): not on the header-scan hot path ----------
+EXTRA_MODULES = ("petIsotopeModule", "petSeriesModule", "petImageModule", "patientStudyModule",
+                 "overlayPlaneModule", "cineModule", "calibrationModule")
+
+
+def _item_values(item: Dataset, keys: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+    return {name: conv(item.get(kw)) for name, (kw, conv) in keys.items()}
+
+
+def _overlays(ds: Dataset) -> list[dict[str, Any]]:
+    """Overlay planes (groups 6000-601E): placement and the bit plane unpacked to 0/1 uint8."""
+    import numpy as np
+
+    out = []
+    for group in range(0x6000, 0x6020, 2):
+        data = ds.get((group, 0x3000))
+        rows, cols = ds.get((group, 0x0010)), ds.get((group, 0x0011))
+        if data is None or rows is None or cols is None:
+            continue
+        rows_n, cols_n = int(rows.value), int(cols.value)
+        bits = np.unpackbits(np.frombuffer(data.value, np.uint8), bitorder="little")
+        origin = ds.get((group, 0x0050))
+        row, column = (int(v) for v in origin.value) if origin is not None else (1, 1)
+        kind = ds.get((group, 0x0040))
+        label, description = ds.get((group, 0x1500)), ds.get((group, 0x0022))
+        out.append({
+            "rows": rows_n, "columns": cols_n, "type": _str(kind.value) if kind else "G",
+            "x": column, "y": row,  # 1-based, as (60xx,0050) gives them (row then column)
+            "pixel_data": bits[: rows_n * cols_n].reshape(rows_n, cols_n),
+            "label": _str(label.value) if label else None,
+            "description": _str(description.value) if description else None,
+        })
+    return out
+
+
+def extra_modules(ds: Dataset) -> dict[str, Any]:
+    """Cornerstone's PET (SUV inputs), patient-study, overlay, cine and calibration modules."""
+    radio = (ds.get("RadiopharmaceuticalInformationSequence") or [None])[0]
+    radio_info = None if radio is None else _item_values(radio, {
+        "radiopharmaceutical_start_time": ("RadiopharmaceuticalStartTime", _str),
+        "radiopharmaceutical_start_date_time": ("RadiopharmaceuticalStartDateTime", _str),
+        "radionuclide_total_dose": ("RadionuclideTotalDose", _num),
+        "radionuclide_half_life": ("RadionuclideHalfLife", _num),
+        "radiopharmaceutical": ("Radiopharmaceutical", _str),
+    })
+    regions = [_item_values(r, {
+        "region_spatial_format": ("RegionSpatialFormat", _int),
+        "region_data_type": ("RegionDataType", _int),
+        "region_flags": ("RegionFlags", _int),
+        "region_location_min_x0": ("RegionLocationMinX0", _int),
+        "region_location_min_y0": ("RegionLocationMinY0", _int),
+        "region_location_max_x1": ("RegionLocationMaxX1", _int),
+        "region_location_max_y1": ("RegionLocationMaxY1", _int),
+        "reference_pixel_x0": ("ReferencePixelX0", _int),
+        "reference_pixel_y0": ("ReferencePixelY0", _int),
+        "physical_units_x_direction": ("PhysicalUnitsXDirection", _int),
+        "physical_units_y_direction": ("PhysicalUnitsYDirection", _int),
+        "physical_delta_x": ("PhysicalDeltaX", _num),
+        "physical_delta_y": ("PhysicalDeltaY", _num),
+    }) for r in ds.get("SequenceOfUltrasoundRegions") or []]
+    return {
+        "petIsotopeModule": {"radiopharmaceutical_info": radio_info},
+        "petSeriesModule": _item_values(ds, {
+            "corrected_image": ("CorrectedImage", _strs),
+            "units": ("Units", _str),
+            "decay_correction": ("DecayCorrection", _str),
+            "series_type": ("SeriesType", _strs),
+        }),
+        "petImageModule": _item_values(ds, {
+            "frame_reference_time": ("FrameReferenceTime", _num),
+            "actual_frame_duration": ("ActualFrameDuration", _num),
+            "decay_factor": ("DecayFactor", _num),
+            "acquisition_date": ("AcquisitionDate", _str),
+            "acquisition_time": ("AcquisitionTime", _str),
+        }),
+        "patientStudyModule": _item_values(ds, {
+            "patient_age": ("PatientAge", _str),
+            "patient_size": ("PatientSize", _num),
+            "patient_weight": ("PatientWeight", _num),
+            "patient_sex": ("PatientSex", _str),
+        }),
+        "overlayPlaneModule": {"overlays": _overlays(ds)},
+        "cineModule": _item_values(ds, {
+            "frame_time": ("FrameTime", _num),
+            "cine_rate": ("CineRate", _num),
+            "recommended_display_frame_rate": ("RecommendedDisplayFrameRate", _num),
+            "number_of_frames": ("NumberOfFrames", _int),
+        }),
+        "calibrationModule": {"sequence_of_ultrasound_regions": regions or None, **_item_values(ds, {
+            "pixel_spacing_calibration_type": ("PixelSpacingCalibrationType", _str),
+            "pixel_spacing_calibration_description": ("PixelSpacingCalibrationDescription", _str),
+            "imager_pixel_spacing": ("ImagerPixelSpacing", _nums),
+            "estimated_radiographic_magnification_factor": (
+                "EstimatedRadiographicMagnificationFactor", _num),
+        })},
+    }

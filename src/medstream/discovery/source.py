@@ -60,9 +60,16 @@ def _pick(candidates: list[tuple[str, int]], series: str | int | None, where: st
         if not 0 <= series < len(names):
             raise VolumeError(f"{where}: series index {series} out of range 0..{len(names) - 1}")
         return series
-    matches = [i for i, n in enumerate(names) if n == series or n.split("#")[0] == series]
+    exact = [i for i, n in enumerate(names) if n == series]
+    if exact:
+        return exact[0]
+    matches = [i for i, n in enumerate(names) if n.split("#")[0] == series]
     if not matches:
         raise VolumeError(f"{where}: series {series!r} not found")
+    if len(matches) > 1:  # one UID split into stacks: never silently the first
+        listing = "; ".join(f"{names[i]} ({sizes[i]} images)" for i in matches)
+        raise VolumeError(f"{where}: series {series!r} is split into {len(matches)} stacks "
+                          f"(size, orientation or acquisition differ); choose one: {listing}")
     return matches[0]
 
 
@@ -76,7 +83,9 @@ async def resolve_source(source: str | os.PathLike[str] | Sequence[str], *,
     """
     prefix = "dynamic:" if dynamic else "volume:"
     if not isinstance(source, (str, os.PathLike)):
-        ids = list(source)
+        from ..options import as_image_id
+
+        ids = [as_image_id(s) for s in source]
         digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
         return f"{prefix}{digest}", ids
     src = os.fspath(source)
@@ -173,14 +182,18 @@ async def open_volume_async(
     ``device="cuda"``: the array is a CuPy array on the GPU, frames decoded there in batches
     (``pip install 'medstream[gpu]'``; raises ``GpuUnavailableError`` at once without it).
     """
+    from ..options import HTTP_OPTIONS, check_options, variant_suffix
+
+    check_options("open_volume", dict(options, series=series, dynamic=dynamic, load=load,
+                                      order=order), "open_volume")
     if device != "cpu":
         from ..gpu import check_device
 
         device = check_device(device)
-    http = {k: v for k, v in options.items() if k in ("token", "headers", "verify", "timeout",
-                                                      "retries")}
+    http = {k: v for k, v in options.items() if k in HTTP_OPTIONS}
     volume_id, image_ids = await resolve_source(source, series=series, dynamic=dynamic, **http)
-    if image_ids is not None:
+    if image_ids is not None:  # result-changing options make a different cached volume
+        volume_id += variant_suffix(options)
         options = dict(options, image_ids=image_ids)
     if device != "cpu":
         if image_ids is None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from ..core.loading import register_image_loader
 from ..core.metadata import metadata
+from ..core.runtime import closers
+from .http import close_clients
+from ..dicom import instance as _instance  # noqa: F401  (registers the by-keyword provider)
 from ..core.loading import register_volume_loader
 from .dicomfile import load_dicomfile, preload_dicomfile_metadata
 from .nifti import load_nifti_slice, nifti_volume_loader, preload_nifti_metadata
@@ -12,6 +15,7 @@ from ..volumes.streaming import bulk_retrievers
 from .wadors import load_wadors, preload_wadors_metadata, retrieve_series_bulk, wadors_image_ids
 from .wadouri import load_wadouri
 
+closers.append(close_clients)  # the background loop closes them when it stops
 register_image_loader("dicomfile", load_dicomfile)
 register_image_loader("wadouri", load_wadouri)
 register_image_loader("wadors", load_wadors)

@@ -169,6 +169,22 @@ class DynamicVolume:
             save_partial(out, mask)
         return out
 
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        from ..interop import as_array
+
+        return as_array(self.scalar_data, dtype, copy)
+
+    def to_metatensor(self, *, channel_first: bool = True) -> Any:
+        """(t, x, y, z) with the RAS affine: time points as channels."""
+        from ..interop import to_metatensor
+
+        return to_metatensor(self, channel_first=channel_first)
+
+    def _repr_html_(self) -> str:
+        from ..notebook import volume_html
+
+        return volume_html(self)
+
 
 async def dynamic_volume_loader(volume_id: str, image_ids: Sequence[str] | None = None,
                                 **options: Any) -> DynamicVolume:

@@ -470,6 +470,51 @@ class StreamingImageVolume:
             save_partial(out, self.loaded_mask)
         return out
 
+    # -- interop (medstream.interop): numpy, SimpleITK, nibabel, MONAI, TorchIO, notebooks -----
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        from ..interop import as_array
+
+        return as_array(self.scalar_data, dtype, copy)
+
+    def to_sitk(self) -> Any:
+        from ..interop import to_sitk
+
+        return to_sitk(self)
+
+    def to_metatensor(self, *, channel_first: bool = True) -> Any:
+        from ..interop import to_metatensor
+
+        return to_metatensor(self, channel_first=channel_first)
+
+    def to_torchio(self, *, label: bool = False) -> Any:
+        from ..interop import to_torchio
+
+        return to_torchio(self, label=label)
+
+    @classmethod
+    def from_array(cls, array: Any, affine: Any = None, **kwargs: Any) -> StreamingImageVolume:
+        """See :func:`medstream.interop.volume_from_array`."""
+        from ..interop import volume_from_array
+
+        return volume_from_array(array, affine, **kwargs)
+
+    @classmethod
+    def from_sitk(cls, image: Any, **kwargs: Any) -> StreamingImageVolume:
+        from ..interop import volume_from_sitk
+
+        return volume_from_sitk(image, **kwargs)
+
+    @classmethod
+    def from_nifti(cls, image: Any, **kwargs: Any) -> Any:
+        from ..interop import volume_from_nifti
+
+        return volume_from_nifti(image, **kwargs)
+
+    def _repr_html_(self) -> str:
+        from ..notebook import volume_html
+
+        return volume_html(self)
+
 
 class NiftiVolume(StreamingImageVolume):
     """A NIfTI file as a volume: one read and scale in the worker pool, then per-slice events."""

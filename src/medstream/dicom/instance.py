@@ -1,0 +1,143 @@
+"""Any header element by keyword: ``metadata.get("instance", id)`` and ``metadata.get("KVP", id)``.
+
+Header scans keep only the modules volumes need (keeping every dataset of a 2000-file series
+would hold far more memory than it is worth). The full header is read again on demand instead:
+a ``dicomfile:`` file is re-read without its pixel data, a ``wadors:`` instance comes from the
+series metadata already fetched. A few recent headers are kept (bounded), never pixel data.
+Cornerstone's PET, patient-study, overlay, cine and calibration modules are built from it too.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.valuerep import PersonName
+
+from ..core.metadata import metadata
+from .modules import EXTRA_MODULES, extra_modules
+from .store import _camel
+
+MAX_HEADERS = 256
+_BINARY_LIMIT = 256  # bytes: larger binary values (overlays, LUTs) are left out of "instance"
+
+
+class _Headers:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, Dataset] = OrderedDict()
+
+    def get(self, key: str, read: Any) -> Dataset | None:
+        with self._lock:
+            ds = self._items.get(key)
+            if ds is not None:
+                self._items.move_to_end(key)
+                return ds
+        ds = read()
+        if ds is not None:
+            with self._lock:
+                self._items[key] = ds
+                while len(self._items) > MAX_HEADERS:
+                    self._items.popitem(last=False)
+        return ds
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+headers = _Headers()
+
+
+def header_of(image_id: str) -> Dataset | None:
+    """The header (no pixel data) of the object ``image_id`` belongs to, or None."""
+    scheme = image_id.split(":", 1)[0]
+    if scheme == "dicomfile":
+        from ..loaders.dicomfile import parse_image_id
+
+        path = parse_image_id(image_id)[0]
+
+        def read_file() -> Dataset | None:
+            import pydicom
+
+            try:
+                return pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            except Exception:
+                return None
+
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return headers.get(f"{path}|{st.st_mtime_ns}|{st.st_size}", read_file)
+    if scheme == "wadors":
+        from ..loaders import wadors
+
+        try:
+            wid = wadors.parse_image_id(image_id)
+        except Exception:
+            return None
+        entry = wadors.series_metadata._items.get(wid.series_url)
+        task = getattr(entry, "task", None)
+        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+            return None
+        return task.result().get(wid.instance)
+    return None
+
+
+def naturalize(ds: Dataset) -> dict[str, Any]:
+    """Keyword -> plain Python value (lists, str, float, int; sequences as lists of dicts).
+    Elements without a keyword (private) are keyed by their tag, e.g. ``"00191008"``."""
+    out: dict[str, Any] = {}
+    for elem in ds:
+        if elem.tag == 0x7FE00010:
+            continue
+        key = elem.keyword or f"{elem.tag:08X}"
+        value = _plain(elem.value)
+        if isinstance(value, bytes) and len(value) > _BINARY_LIMIT:
+            continue
+        out[key] = value
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, DicomSequence):
+        return [naturalize(item) for item in value]
+    if isinstance(value, (MultiValue, list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, PersonName):
+        return str(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def provider(module: str, image_id: str) -> Any:
+    """``instance`` (the whole header as a dict), the extra Cornerstone modules, or any
+    element by keyword (``"KVP"``, ``"ImageType"``)."""
+    if module == "instance":
+        ds = header_of(image_id)
+        return None if ds is None else naturalize(ds)
+    if _camel(module) in EXTRA_MODULES:  # "pet_isotope_module" works too, as for the others
+        module = _camel(module)
+        ds = header_of(image_id)
+        return None if ds is None else extra_modules(ds)[module]
+    if module[:1].isupper() and tag_for_keyword(module) is not None:
+        ds = header_of(image_id)
+        if ds is None or module not in ds:
+            return None
+        return _plain(ds[module].value)
+    return None
+
+
+metadata.add_provider(provider, priority=-20)
