@@ -38,16 +38,14 @@ def main(ctx: click.Context, debug: bool, headers: tuple[str, ...], insecure: bo
     line is visible to other users in `ps`). --header and --insecure go before the command:
     medstream --insecure --header 'X-Api-Key: k' info URL
     """
-    ctx.obj = {"debug": debug}
-    http: dict[str, Any] = {}
+    http: dict[str, Any] = {}  # per load, so they belong to the URLs the command names
     if headers:
         http["headers"] = dict(_header(h) for h in headers)
     if insecure:
         http["verify"] = False
     if os.environ.get("MEDSTREAM_TOKEN"):
         http["token"] = os.environ["MEDSTREAM_TOKEN"]
-    if http:
-        ms.configure_http(**http)
+    ctx.obj = {"debug": debug, "http": http}
 
 
 def _header(text: str) -> tuple[str, str]:
@@ -129,7 +127,9 @@ def _net_options(fn: Any) -> Any:
 
 def _http(token: str | None, timeout: float | None = None, retries: int | None = None,
           insecure: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {"timeout": timeout, "retries": retries}
+    ctx = click.get_current_context(silent=True)
+    out: dict[str, Any] = dict((ctx.obj or {}).get("http", {}) if ctx else {})
+    out.update(timeout=timeout, retries=retries)
     if token:
         out["token"] = token
     if insecure:

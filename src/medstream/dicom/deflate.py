@@ -9,7 +9,7 @@ the rest is inflated in steps and stops there, or at the byte budget, whichever 
 from __future__ import annotations
 
 import zlib
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from pydicom.dataset import FileDataset
 from pydicom.filebase import DicomBytesIO
@@ -49,7 +49,7 @@ def read_deflated(image_id: str, fp: BinaryIO, name: Any, **kwargs: Any) -> File
     del zipped
     buffer = DicomBytesIO(data)
     buffer.name = name
-    dataset = read_dataset(buffer, False, True,
+    dataset = read_dataset(cast(BinaryIO, buffer), False, True,
                            defer_size=kwargs.get("defer_size"),
                            stop_when=_stop_before_pixels if kwargs.get("stop_before_pixels") else None)
     ds = FileDataset(buffer, dataset, preamble, meta, False, True)
@@ -73,7 +73,7 @@ def _implied_size(image_id: str, prefix: bytes) -> int | None:
     """Bytes the dataset needs, from the attributes before its pixel data; None if unknown."""
     fp = DicomBytesIO(prefix)
     try:
-        ds = read_dataset(fp, False, True, stop_when=_stop_before_pixels)
+        ds = read_dataset(cast(BinaryIO, fp), False, True, stop_when=_stop_before_pixels)
         pixel_offset = fp.tell()
         info = FrameInfo(rows=int(ds.Rows), columns=int(ds.Columns),
                          samples_per_pixel=int(ds.get("SamplesPerPixel") or 1),

@@ -11,9 +11,16 @@ trigger delay and acquisition time. Volumes are grouped by these keys, never by 
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from pydicom.dataset import Dataset
+
+if TYPE_CHECKING:
+    from .fastheader import FastHeader
+    from .jsonmeta import JsonDataset
+
+#: What the module builders read: a pydicom ``Dataset`` or one of the light readers' views.
+HeaderLike = Union[Dataset, "FastHeader", "JsonDataset"]
 
 # Dimension index pointers that index space (the slice within a stack), not an acquisition.
 SPATIAL_POINTERS = frozenset({0x00209057, 0x00200032, 0x00201041})  # InStackPosition, IPP, SliceLocation
@@ -24,7 +31,7 @@ _FRAME_TYPE_SEQUENCES = (
 )
 
 
-def functional_item(ds: Dataset, frame: int, group: str) -> Dataset | None:
+def functional_item(ds: HeaderLike, frame: int, group: str) -> Dataset | None:
     """The item of functional group ``group`` for ``frame`` (0-based): per-frame, then shared."""
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     if per_frame is not None and 0 <= frame < len(per_frame):
@@ -39,7 +46,7 @@ def functional_item(ds: Dataset, frame: int, group: str) -> Dataset | None:
     return None
 
 
-def _value(ds: Dataset, frame: int, group: str, keyword: str) -> Any:
+def _value(ds: HeaderLike, frame: int, group: str, keyword: str) -> Any:
     item = functional_item(ds, frame, group)
     if item is not None and keyword in item:
         return item.get(keyword)
@@ -91,7 +98,7 @@ def _tag_int(pointer: Any) -> int | None:
         return None
 
 
-def _spatial_slots(ds: Dataset) -> tuple[int, ...]:
+def _spatial_slots(ds: HeaderLike) -> tuple[int, ...]:
     out = []
     for k, item in enumerate(ds.get("DimensionIndexSequence") or ()):
         if _tag_int(item.get("DimensionIndexPointer")) in SPATIAL_POINTERS:
@@ -99,7 +106,7 @@ def _spatial_slots(ds: Dataset) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _frame_type(ds: Dataset, frame: int) -> tuple[tuple[str, ...] | None, str | None]:
+def _frame_type(ds: HeaderLike, frame: int) -> tuple[tuple[str, ...] | None, str | None]:
     for seq in _FRAME_TYPE_SEQUENCES:
         item = functional_item(ds, frame, seq)
         if item is not None:
@@ -109,7 +116,7 @@ def _frame_type(ds: Dataset, frame: int) -> tuple[tuple[str, ...] | None, str | 
     return None, None
 
 
-def frame_acquisition(ds: Dataset, frame: int = 0) -> dict[str, Any]:
+def frame_acquisition(ds: HeaderLike, frame: int = 0) -> dict[str, Any]:
     """Acquisition identity and timing of frame ``frame`` (0-based) of ``ds``.
 
     Works for classic objects too (every value then comes from the top level)."""

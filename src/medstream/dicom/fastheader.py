@@ -133,8 +133,8 @@ class FastHeader:
         text = text.strip(" \x00")
         if not text:
             return None
-        items = [t.strip(" \x00") for t in text.split("\\")]
-        return items if len(items) > 1 else items[0]
+        parts = [t.strip(" \x00") for t in text.split("\\")]
+        return parts if len(parts) > 1 else parts[0]
 
 
 class _Reader:
@@ -264,8 +264,8 @@ def _finish(elements: dict[int, tuple[str, bytes]], ts: str, keyword: str, vr: s
     if encoding is None:
         return None
     header = FastHeader(elements, ts, (keyword, PixelElement(vr, value, length)), encoding)
-    types = header.get("ImageType") or ()
-    types = {types} if isinstance(types, str) else set(types)
+    image_type = header.get("ImageType") or ()
+    types = {image_type} if isinstance(image_type, str) else set(image_type)
     if types & {"MOSAIC", "VFRAME"} or header.get("PhotometricInterpretation") == "PALETTE COLOR":
         return None
     return header

@@ -86,7 +86,7 @@ def read_header(image_id: str, path: str) -> tuple[Dataset | FastHeader, PixelLo
     if value is not None:
         check_frames_fit(image_id, info, len(value))
     elif ts != DEFLATED and tell is not None:
-        check_frames_fit(image_id, info, st.st_size - tell if undefined else length)
+        check_frames_fit(image_id, info, st.st_size - tell if undefined else int(length or 0))
     if ts == DEFLATED or tell is None or value is not None:
         return ds, None
     if not undefined and tell + length > st.st_size:

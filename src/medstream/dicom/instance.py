@@ -83,11 +83,17 @@ def header_of(image_id: str) -> Dataset | None:
             wid = wadors.parse_image_id(image_id)
         except Exception:
             return None
-        entry = wadors.series_metadata._items.get(wid.series_url)
-        task = getattr(entry, "task", None)
-        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
-            return None
-        return task.result().get(wid.instance)
+        # series metadata is kept per credentials ("<series URL>\n<credentials key>")
+        entries = [e for k, e in list(wadors.series_metadata._items.items())
+                   if k.split("\n", 1)[0] == wid.series_url]
+        for entry in entries:
+            task = getattr(entry, "task", None)
+            if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+                continue
+            found = task.result().get(wid.instance)
+            if found is not None:
+                return found.dataset()
+        return None
     return None
 
 

@@ -15,7 +15,7 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
-from .enhanced import frame_acquisition, functional_item
+from .enhanced import HeaderLike, frame_acquisition, functional_item
 
 MODULES = (
     "imagePlaneModule",
@@ -82,7 +82,7 @@ def _tag_vr(keyword: str) -> tuple[int, str]:
     return tag, dictionary_VR(tag)
 
 
-def fast_get(ds: Dataset, keyword: str) -> Any:
+def fast_get(ds: HeaderLike, keyword: str) -> Any:
     """``ds.get(keyword)`` without pydicom's per-element conversion for plain numbers and codes.
 
     A folder scan reads dozens of attributes from every file; pydicom's conversion is most of
@@ -112,14 +112,15 @@ def fast_get(ds: Dataset, keyword: str) -> Any:
     return None if not items else items if len(items) > 1 else items[0]
 
 
-def _lookup(ds: Dataset, frame: int, group_item: str, keyword: str) -> Any:
+def _lookup(ds: HeaderLike, frame: int, group_item: str, keyword: str) -> Any:
     item = functional_item(ds, frame, group_item)
     if item is not None and keyword in item:
         return item.get(keyword)
     return fast_get(ds, keyword)
 
 
-def build_modules(ds: Dataset, frame: int = 0, transfer_syntax_uid: str | None = None) -> dict[str, Any]:
+def build_modules(ds: HeaderLike, frame: int = 0,
+                  transfer_syntax_uid: str | None = None) -> dict[str, Any]:
     """All metadata modules for frame ``frame`` (0-based) of ``ds``."""
 
     def g(keyword: str) -> Any:

@@ -25,7 +25,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from ..errors import DicomParseError
-from .enhanced import seconds_of
+from .enhanced import HeaderLike, seconds_of
 
 
 class MosaicError(DicomParseError):
@@ -54,14 +54,14 @@ class MosaicLayout:
                 "grid_columns": self.grid_columns}
 
 
-def is_mosaic(ds: Dataset) -> bool:
+def is_mosaic(ds: HeaderLike) -> bool:
     image_type = ds.get("ImageType") or ()
     types = {str(t).upper() for t in (image_type if not isinstance(image_type, str)
                                       else [image_type])}
     return bool(types & {"MOSAIC", "VFRAME"})
 
 
-def mosaic_layout(image_id: str, ds: Dataset) -> MosaicLayout | None:
+def mosaic_layout(image_id: str, ds: HeaderLike) -> MosaicLayout | None:
     """The tile layout of a mosaic image, None for any other image."""
     if not is_mosaic(ds) or int(ds.get("NumberOfFrames") or 1) > 1:
         return None
@@ -70,7 +70,7 @@ def mosaic_layout(image_id: str, ds: Dataset) -> MosaicLayout | None:
     return _siemens(image_id, ds)
 
 
-def _geometry(image_id: str, ds: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+def _geometry(image_id: str, ds: HeaderLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
     iop, ps = ds.get("ImageOrientationPatient"), ds.get("PixelSpacing")
     if not iop or len(iop) < 6 or not ps:
         raise MosaicError(image_id, "mosaic without ImageOrientationPatient/PixelSpacing: its "
@@ -79,7 +79,7 @@ def _geometry(image_id: str, ds: Dataset) -> tuple[np.ndarray, np.ndarray, np.nd
     return cos[:3], cos[3:], np.cross(cos[:3], cos[3:]), float(ps[0]), float(ps[1])
 
 
-def _check_grid(image_id: str, ds: Dataset, tiles: int, tile_rows: int, tile_cols: int) -> int:
+def _check_grid(image_id: str, ds: HeaderLike, tiles: int, tile_rows: int, tile_cols: int) -> int:
     rows, cols = int(ds.Rows), int(ds.Columns)
     if tile_rows <= 0 or tile_cols <= 0 or rows % tile_rows or cols % tile_cols:
         raise MosaicError(image_id, f"mosaic tiles of {tile_rows}x{tile_cols} do not divide the "
@@ -91,7 +91,7 @@ def _check_grid(image_id: str, ds: Dataset, tiles: int, tile_rows: int, tile_col
     return grid_cols
 
 
-def _siemens(image_id: str, ds: Dataset) -> MosaicLayout:
+def _siemens(image_id: str, ds: HeaderLike) -> MosaicLayout:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # nibabel.nicom warns that its readers are experimental
         from nibabel.nicom import csareader
@@ -127,7 +127,7 @@ def _siemens(image_id: str, ds: Dataset) -> MosaicLayout:
     return MosaicLayout("siemens", n, tile_rows, tile_cols, grid_cols, positions, (time,) * n)
 
 
-def _uih_items(ds: Dataset) -> Any:
+def _uih_items(ds: HeaderLike) -> Any:
     try:
         block = ds.private_block(0x0065, "Image Private Header")
         return block[0x51].value if 0x51 in block else None
@@ -135,7 +135,7 @@ def _uih_items(ds: Dataset) -> Any:
         return None
 
 
-def _uih(image_id: str, ds: Dataset) -> MosaicLayout:
+def _uih(image_id: str, ds: HeaderLike) -> MosaicLayout:
     items = _uih_items(ds)
     if not items:
         raise MosaicError(image_id, "UIH VFRAME image without its per-slice sequence (0065,1051)")

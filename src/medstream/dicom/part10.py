@@ -116,18 +116,6 @@ def frame_info(image_id: str, ds: Dataset, transfer_syntax_uid: str) -> FrameInf
     return info
 
 
-def number_of_frames(image_id: str, ds: Dataset) -> int:
-    """NumberOfFrames as an integer (1 when absent); an invalid value such as '1A' is an error,
-    never silently one frame."""
-    value = ds.get("NumberOfFrames")
-    if value is None or str(value).strip() == "":
-        return 1
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise DicomParseError(image_id, f"invalid NumberOfFrames {str(value)!r}") from None
-
-
 def read_dataset(image_id: str, source: Any, **kwargs: Any) -> Dataset:
     """``dcmread``; a file without the preamble and "DICM" prefix is read when it parses as an
     image anyway (older files do this; Cornerstone reads them too), with a warning."""

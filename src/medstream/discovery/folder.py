@@ -117,13 +117,15 @@ def group_slices(slices: list[SliceInfo]) -> list[SeriesInfo]:
             shapes.setdefault((s.rows, s.columns, s.samples_per_pixel, iop), []).append(s)
         groups = sorted(shapes.values(), key=len, reverse=True)
         parts = [stack for group in groups for stack in split_series(group)]
+        first: tuple[str, int] | None = None  # the parts of one UID stay together, in order
         for n, part in enumerate(parts):
             key = (uid or "(no series UID)") + (f"#{n + 1}" if len(parts) > 1 else "")
             info = describe_series(key, part)
             if len(parts) > 1:
                 info.warnings.insert(0, f"series split into {len(parts)} stacks "
                                         "(different size, orientation or acquisitions)")
-            out.append(((info.study_uid or "", info.series_number or 0, uid or "", n), info))
+            first = first or (info.study_uid or "", info.series_number or 0)
+            out.append(((*first, uid or "", n), info))
     out.sort(key=lambda item: item[0])
     return [info for _, info in out]
 

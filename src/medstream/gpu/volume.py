@@ -272,7 +272,7 @@ class GpuStreamingVolume(StreamingImageVolume):
         parsed = [decode.parse(nv, p) if p is not None else None for p in payloads]
         failed = [f.k for f, s in zip(batch, parsed)
                   if s is None or s.shape[:2] != (rows, cols) or s.shape[2] != 1]
-        items = [(f, s) for f, s in zip(batch, parsed) if f.k not in failed]
+        items = [(f, s) for f, s in zip(batch, parsed) if s is not None and f.k not in failed]
         landed: list[int] = []
         # one launch per kind of sample (a series is uniform; a mixed one is split)
         def kind(item: tuple[_Frame, Any]) -> tuple[Any, ...]:
@@ -296,7 +296,9 @@ class GpuStreamingVolume(StreamingImageVolume):
             else:
                 src = cupy.empty((len(group), rows, cols), dtype=dt)
                 for j, _ in good:
-                    src[j] = arrays[j].reshape(rows, cols)
+                    decoded = arrays[j]
+                    assert decoded is not None  # `good` holds only the decoded ones
+                    src[j] = decoded.reshape(rows, cols)
                 pairs = good
             info = group[0][0].loc.info
             ubits, sbits = _conform_bits(info, signed_codestream=dt.kind == "i")
@@ -355,16 +357,6 @@ class GpuStreamingVolume(StreamingImageVolume):
         self.acquired_geometry = self.geometry
         self.geometry = target
         self.loaded_mask = np.ones(target.shape[0], dtype=bool)
-
-    def to_nifti(self) -> Any:
-        from ..volumes.export import to_nifti
-
-        return to_nifti(self.to_numpy(), self.geometry)
-
-    def save(self, path: Any) -> Any:
-        from ..volumes.export import save_volume
-
-        return save_volume(self.to_numpy(), self.geometry, path)
 
 
 def _conform_bits(info: Any, signed_codestream: bool) -> tuple[int, int]:

@@ -296,7 +296,7 @@ async def fetch(
             breaker.success(url)
             return body
         if failure.connection:
-            breaker.failure(url, str(failure.err.cause))
+            breaker.failure(url, str(getattr(failure.err, "cause", failure.err)))
         else:
             breaker.success(url)
         if not failure.retry or attempt >= cfg.retries or probe:  # a probe is not retried
@@ -348,7 +348,7 @@ async def stream_chunks(
         raise
     if failure is not None:
         if failure.connection:
-            breaker.failure(url, str(failure.err.cause))
+            breaker.failure(url, str(getattr(failure.err, "cause", failure.err)))
         else:
             breaker.release(url)
         raise failure.typed()  # (outside the except: no context cycle back to failure)

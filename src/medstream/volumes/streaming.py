@@ -446,10 +446,14 @@ class StreamingImageVolume:
 
         return torch.from_dlpack(self.scalar_data)
 
+    def to_numpy(self) -> np.ndarray:
+        """The array in host memory (the array itself on the CPU; a copy from a GPU)."""
+        return self.scalar_data
+
     def to_nifti(self) -> Any:
         from .export import to_nifti
 
-        return to_nifti(self.scalar_data, self.geometry)
+        return to_nifti(self.to_numpy(), self.geometry)
 
     def save(self, path: Any, *, allow_partial: bool = False) -> Any:
         """Write ``.nii``/``.nii.gz`` (RAS affine), ``.npy`` (array) or ``.npz`` (array+affine).
@@ -465,7 +469,7 @@ class StreamingImageVolume:
                 f"{self.volume_id}: {missing} of {len(self.loaded_mask)} slices are not loaded; "
                 "load() again, or save(..., allow_partial=True) to write it with its mask",
                 [i for i, ok in zip(self.image_ids, self.loaded_mask) if not ok])
-        out = save_volume(self.scalar_data, self.geometry, path)
+        out = save_volume(self.to_numpy(), self.geometry, path)
         if missing:
             save_partial(out, self.loaded_mask)
         return out
