@@ -175,6 +175,49 @@ def peer_dicomweb_client(series_url: str) -> np.ndarray:
     return out
 
 
+def peer_retrieve_series(series_url: str) -> np.ndarray:
+    """dicomweb-client at its strongest: the whole series in one request (``retrieve_series``),
+    then pydicom decodes and stacks it (what a careful user of that client writes)."""
+    from dicomweb_client.api import DICOMwebClient
+
+    root, _, rest = series_url.partition("/studies/")
+    study, _, series = rest.partition("/series/")
+    dss = DICOMwebClient(url=root).retrieve_series(study, series)
+    normal = np.cross(*np.array(dss[0].ImageOrientationPatient, dtype=float).reshape(2, 3))
+    dss.sort(key=lambda d: float(np.dot(np.array(d.ImagePositionPatient, dtype=float), normal)))
+    out = np.empty((len(dss), dss[0].Rows, dss[0].Columns), np.int16)
+    for k, d in enumerate(dss):
+        out[k] = d.pixel_array.astype(np.int32) * int(d.RescaleSlope) + int(d.RescaleIntercept)
+    return out
+
+
+def decode_only(source: str, threads: int) -> tuple[float, int]:
+    """The decode limit: every frame's codestream already in memory, decoded by imagecodecs
+    (medstream's decoder) in ``threads`` threads. (seconds, frames)."""
+    import concurrent.futures
+
+    import imagecodecs
+    import pydicom
+    from pydicom.encaps import generate_frames
+
+    frames = []
+    for p in sorted(Path(source).glob("*.dcm")):
+        ds = pydicom.dcmread(p)
+        data = ds.PixelData
+        frames.append(next(generate_frames(data, number_of_frames=1)) if ds.file_meta.TransferSyntaxUID.is_compressed else data)
+
+    def one(b: bytes) -> int:
+        if len(b) == 512 * 512 * 2:
+            return int(np.frombuffer(b, np.uint16).astype(np.int16).sum() > 0)
+        return imagecodecs.imread(b).size
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, frames[:8]))  # warm
+        t0 = time.perf_counter()
+        list(pool.map(one, frames))
+        return time.perf_counter() - t0, len(frames)
+
+
 def peer_plain_http(series_url: str) -> np.ndarray:
     """Every frame fetched with 12 concurrent requests and not decoded: the server's limit."""
     import httpx
@@ -201,6 +244,7 @@ PEERS = {
     "SimpleITK": peer_simpleitk,
     "dcm2niix": peer_dcm2niix,
     "dicomweb-client": peer_dicomweb_client,
+    "dicomweb-client retrieve_series": peer_retrieve_series,
     "plain concurrent HTTP": peer_plain_http,
 }
 
@@ -232,13 +276,33 @@ def child(peer: str, source: str, repeat: int) -> None:
                       "checksum": float(np.asarray(arr, dtype=np.float64).sum())}))
 
 
-def run_child(peer: str, source: str, repeat: int) -> dict:
+def run_child(peer: str, source: str, repeat: int, workers: int | None = None) -> dict:
+    env = dict(os.environ, **({"MEDSTREAM_WORKERS": str(workers)} if workers else {}))
     proc = subprocess.run([sys.executable, __file__, "--child", peer, source, str(repeat)],
-                          capture_output=True, text=True, timeout=1800)
+                          capture_output=True, text=True, timeout=1800, env=env)
     try:
         return json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
         return {"error": (proc.stderr or proc.stdout)[-300:]}
+
+
+def scaling_table(series: dict[str, Path], codecs: list[str], threads: list[int], repeat: int,
+                  slices: int) -> str:
+    """medstream files -> volume with N decode threads vs the decode limit in N threads."""
+    lines = ["| codec | threads | medstream s | medstream frames/s | decode-only frames/s | share of the decode limit |",
+             "|---|---|---|---|---|---|"]
+    for codec in codecs:
+        for n in threads:
+            r = run_child("medstream", str(series[codec]), repeat, workers=n)
+            secs, frames = decode_only(str(series[codec]), n)
+            if "seconds" not in r:
+                lines.append(f"| {codec} | {n} | n/a | | {frames / secs:.0f} | |")
+                continue
+            fps = slices / r["seconds"]
+            lines.append(f"| {codec} | {n} | {r['seconds']:.2f} | {fps:.0f} | {frames / secs:.0f} | "
+                         f"{fps / (frames / secs):.2f} |")
+            print(lines[-1], file=sys.stderr)
+    return "\n".join(lines)
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -270,6 +334,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT / "benchmarks" / ".data")
     ap.add_argument("--no-orthanc", action="store_true")
     ap.add_argument("--codecs", default=",".join(CODECS))
+    ap.add_argument("--threads", default="1,2",
+                    help="thread counts for the scaling table (e.g. 1,2,4,8,16 on a big machine)")
     args = ap.parse_args()
     series = prepare(args.data, args.slices)
     codecs = [c for c in args.codecs.split(",") if c in series]
@@ -298,13 +364,17 @@ def main() -> None:
                         infos = list(pool.map(server.upload, paths))
                     study, uid, _ = server.uids(infos[0]["ID"])
                     url = f"{server.dicomweb}/studies/{study}/series/{uid}"
-                    for peer in ("medstream", "dicomweb-client", "plain concurrent HTTP"):
+                    for peer in ("medstream", "dicomweb-client retrieve_series",
+                                 "dicomweb-client", "plain concurrent HTTP"):
                         r = run_child(peer, url, args.repeat)
                         rows.append(dict(r, source="Orthanc", codec=codec, peer=peer))
                         print(rows[-1], file=sys.stderr)
                 finally:
                     server.stop()
     table = report(rows, volume_mb)
+    scaling = scaling_table(series, codecs, [int(t) for t in args.threads.split(",")],
+                            args.repeat, args.slices)
+    table += "\n\n" + scaling
     print(f"\n{args.slices} x 512x512 CT ({volume_mb:.0f} MB as int16), {os.cpu_count()} cores\n")
     print(table)
     results = ROOT / "benchmarks" / "results"

@@ -41,7 +41,9 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._workers = workers or max(2, os.cpu_count() or 2)
+        env = os.environ.get("MEDSTREAM_WORKERS", "")
+        self._workers = workers or (int(env) if env.isdigit() and int(env) > 0 else 0) or max(
+            2, os.cpu_count() or 2)  # MEDSTREAM_WORKERS: decode threads (default: the cores)
         self._pid = os.getpid()
 
     # -- lifecycle -------------------------------------------------------------------------

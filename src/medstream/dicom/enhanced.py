@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Union
 
 from pydicom.dataset import Dataset
 
+from .values import as_float, as_int
+
 if TYPE_CHECKING:
     from .fastheader import FastHeader
     from .jsonmeta import JsonDataset
@@ -51,20 +53,6 @@ def _value(ds: HeaderLike, frame: int, group: str, keyword: str) -> Any:
     if item is not None and keyword in item:
         return item.get(keyword)
     return ds.get(keyword)
-
-
-def _float(v: Any) -> float | None:
-    try:
-        return None if v is None or v == "" else float(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def _int(v: Any) -> int | None:
-    try:
-        return None if v is None or v == "" else int(v)
-    except (TypeError, ValueError):
-        return None
 
 
 def seconds_of(value: Any) -> float | None:
@@ -131,26 +119,26 @@ def frame_acquisition(ds: HeaderLike, frame: int = 0) -> dict[str, Any]:
         dimension_key = tuple(v for k, v in enumerate(values) if k not in spatial)
     frame_type, component = _frame_type(ds, frame)
     echo = functional_item(ds, frame, "MREchoSequence")
-    echo_time = _float(echo.get("EffectiveEchoTime")) if echo is not None else _float(
+    echo_time = as_float(echo.get("EffectiveEchoTime")) if echo is not None else as_float(
         ds.get("EchoTime"))
     diffusion = functional_item(ds, frame, "MRDiffusionSequence")
     if diffusion is not None:
-        b_value = _float(diffusion.get("DiffusionBValue"))
+        b_value = as_float(diffusion.get("DiffusionBValue"))
         grad = diffusion.get("DiffusionGradientDirectionSequence")
         direction = grad[0].get("DiffusionGradientOrientation") if grad else None
     else:
-        b_value = _float(ds.get("DiffusionBValue"))
+        b_value = as_float(ds.get("DiffusionBValue"))
         direction = ds.get("DiffusionGradientOrientation")
     cardiac = functional_item(ds, frame, "CardiacSynchronizationSequence")
-    trigger = _float(cardiac.get("NominalCardiacTriggerDelayTime")) if cardiac is not None \
-        else _float(ds.get("TriggerTime"))
+    trigger = as_float(cardiac.get("NominalCardiacTriggerDelayTime")) if cardiac is not None \
+        else as_float(ds.get("TriggerTime"))
     acq_time = seconds_of(get("FrameAcquisitionDateTime")) if content is not None else None
     if acq_time is None:
         acq_time = seconds_of(ds.get("AcquisitionDateTime")) or seconds_of(ds.get("AcquisitionTime"))
     return {
         "stack_id": str(get("StackID")) if get("StackID") is not None else None,
-        "in_stack_position": _int(get("InStackPositionNumber")),
-        "temporal_position_index": _int(get("TemporalPositionIndex")),
+        "in_stack_position": as_int(get("InStackPositionNumber")),
+        "temporal_position_index": as_int(get("TemporalPositionIndex")),
         "dimension_key": dimension_key,
         "frame_type": frame_type,
         "complex_image_component": component,

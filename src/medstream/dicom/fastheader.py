@@ -18,6 +18,8 @@ from typing import Any
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
+from .values import KeywordAttributes
+
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"
 _NOT_HERE = frozenset({"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"})  # big endian, deflated
@@ -75,7 +77,7 @@ class _FileMeta:
         return keyword == "TransferSyntaxUID"
 
 
-class FastHeader:
+class FastHeader(KeywordAttributes):
     """Read-only, ``Dataset``-like view of a header: ``get``, ``in``, attributes by keyword."""
 
     def __init__(self, elements: dict[int, tuple[str, bytes]], transfer_syntax_uid: str,
@@ -101,14 +103,6 @@ class FastHeader:
             return default
         value = self._convert(*found)
         return default if value is None else value
-
-    def __getattr__(self, keyword: str) -> Any:
-        if keyword.startswith("_"):
-            raise AttributeError(keyword)
-        value = self.get(keyword)
-        if value is None:
-            raise AttributeError(keyword)
-        return value
 
     def _convert(self, vr: str, raw: bytes) -> Any:
         if vr == "AT":  # written as pydicom prints tags (one, or a list of them)

@@ -15,6 +15,8 @@ from typing import Any
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
+from .values import KeywordAttributes
+
 
 @functools.lru_cache(maxsize=None)
 def _key(keyword: str) -> str | None:
@@ -26,7 +28,7 @@ def _bulk_none(tag: str, vr: str, uri: str) -> Any:
     return None
 
 
-class JsonDataset:
+class JsonDataset(KeywordAttributes):
     """One DICOM JSON object: ``get(keyword)``, ``keyword in ds``, attributes by keyword."""
 
     __slots__ = ("_item", "_dataset")
@@ -49,14 +51,6 @@ class JsonDataset:
             return default
         value = _convert(element)
         return default if value is None else value
-
-    def __getattr__(self, keyword: str) -> Any:
-        if keyword.startswith("_"):
-            raise AttributeError(keyword)
-        value = self.get(keyword)
-        if value is None:
-            raise AttributeError(keyword)
-        return value
 
     def dataset(self) -> Dataset:
         """The full pydicom ``Dataset`` (made once, when LUT data or the like is needed)."""

@@ -16,6 +16,11 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from .enhanced import HeaderLike, frame_acquisition, functional_item
+from .values import as_float as _num
+from .values import as_floats as _nums
+from .values import as_int as _int
+from .values import as_str as _str
+from .values import as_strs as _strs
 
 MODULES = (
     "imagePlaneModule",
@@ -30,44 +35,6 @@ MODULES = (
     "transferSyntax",
     "generalImageModule",
 )
-
-
-def _num(v: Any) -> float | None:
-    try:
-        return None if v is None or v == "" else float(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def _nums(v: Any) -> list[float] | None:
-    if v is None or v == "":
-        return None
-    try:
-        if isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue":
-            return [float(x) for x in v]
-        return [float(v)]
-    except (TypeError, ValueError):
-        return None
-
-
-def _int(v: Any) -> int | None:
-    try:
-        return None if v is None or v == "" else int(v)
-    except (TypeError, ValueError):
-        try:
-            return int(float(v))  # "12.0" in an IS
-        except (TypeError, ValueError):
-            return None
-
-
-def _strs(v: Any) -> list[str] | None:
-    if v is None or v == "":
-        return None
-    return [v.strip()] if isinstance(v, str) else [str(x).strip() for x in v]
-
-
-def _str(v: Any) -> str | None:
-    return None if v is None or v == "" else str(v)
 
 
 _NUMERIC_TEXT = frozenset({"DS", "IS"})

@@ -25,6 +25,7 @@ from .streaming import (
     StreamingImageVolume,
     VolumeLoadError,
     VolumeLoadStatus,
+    VolumeFacts,
     VolumeProgress,
     _slice_modules,
     allocate_volume,
@@ -34,7 +35,7 @@ from .streaming import (
 AFFINE_TOL_MM = 1e-3
 
 
-class DynamicVolume:
+class DynamicVolume(VolumeFacts):
     """``scalar_data`` is (time points, slices, rows, columns); ``time_points[t]`` is the 3D
     volume of time point t (sharing that memory), all with ``geometry``."""
 
@@ -59,28 +60,8 @@ class DynamicVolume:
         self._load: LoadObject[DynamicVolume] | None = None
 
     @property
-    def geometry(self) -> VolumeGeometry:
+    def geometry(self) -> VolumeGeometry:  # type: ignore[override]
         return self.time_points[0].geometry
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.scalar_data.shape)
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.scalar_data.dtype
-
-    @property
-    def affine(self) -> np.ndarray:
-        return self.geometry.affine
-
-    @property
-    def spacing(self) -> tuple[float, float, float]:
-        return self.geometry.spacing
-
-    @property
-    def size_in_bytes(self) -> int:
-        return int(self.scalar_data.nbytes)
 
     @property
     def loaded_mask(self) -> np.ndarray:

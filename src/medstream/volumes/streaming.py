@@ -144,7 +144,43 @@ def _fits(dtype: np.dtype, image: Image) -> bool:
     return info.min <= image.min_pixel_value and image.max_pixel_value <= info.max
 
 
-class StreamingImageVolume:
+class VolumeFacts:
+    """Shape, dtype and geometry shortcuts of anything with ``scalar_data`` and ``geometry``
+    (3D and dynamic volumes alike)."""
+
+    scalar_data: Any
+    geometry: VolumeGeometry
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.scalar_data.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.scalar_data.dtype
+
+    @property
+    def size_in_bytes(self) -> int:
+        return int(self.scalar_data.nbytes)
+
+    @property
+    def affine(self) -> np.ndarray:
+        return self.geometry.affine
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return self.geometry.spacing
+
+    @property
+    def origin(self) -> np.ndarray:
+        return self.geometry.origin
+
+    @property
+    def direction(self) -> np.ndarray:
+        return self.geometry.direction
+
+
+class StreamingImageVolume(VolumeFacts):
     """A volume whose geometry is known and whose pixels stream in (``load``).
 
     ``scalar_data`` is the one array, shape (slices, rows, columns[, 3]); slices are ordered by
@@ -189,34 +225,6 @@ class StreamingImageVolume:
 
     # -- description -------------------------------------------------------------------------
     device = "cpu"
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.scalar_data.shape)
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.scalar_data.dtype
-
-    @property
-    def size_in_bytes(self) -> int:
-        return int(self.scalar_data.nbytes)
-
-    @property
-    def affine(self) -> np.ndarray:
-        return self.geometry.affine
-
-    @property
-    def spacing(self) -> tuple[float, float, float]:
-        return self.geometry.spacing
-
-    @property
-    def origin(self) -> np.ndarray:
-        return self.geometry.origin
-
-    @property
-    def direction(self) -> np.ndarray:
-        return self.geometry.direction
 
     def get_scalar_data(self) -> np.ndarray:
         return self.scalar_data
