@@ -255,3 +255,10 @@ def test_cli_writes_a_4d_nifti_from_mosaics(tmp_path):
                            str(out), "--dynamic"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert nib.load(out).shape == (64, 64, 35, 2)
+
+
+def test_dynamic_over_different_kinds_of_images_warns():
+    path = qa("enhanced-4d", "Philips", "IM_0027_fMAP.dcm")
+    with pytest.warns(ms.GeometryWarning, match="kinds of images"):
+        dyn = ms.open_volume(path, dynamic=True)
+    assert dyn.shape == (2, 32, 64, 64)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 from ..core.load_object import CancelSignal, LoadObject
 from ..core.metadata import metadata
 from ..errors import GeometryError, VolumeError
-from .geometry import SliceInfo, VolumeGeometry, split_series
+from .geometry import VOLUME_KEYS, GeometryWarning, SliceInfo, VolumeGeometry, split_series
 from .streaming import (
     Order,
     StreamingImageVolume,
@@ -33,6 +34,9 @@ from .streaming import (
 )
 
 AFFINE_TOL_MM = 1e-3
+# VOLUME_KEYS positions that say what an image is (not when): mixing them is not a time series.
+_KIND_KEYS = tuple(VOLUME_KEYS.index(k) for k in ("frame_type", "complex_image_component",
+                                                   "echo_number", "echo_time"))
 
 
 class DynamicVolume(VolumeFacts):
@@ -180,6 +184,11 @@ async def dynamic_volume_loader(volume_id: str, image_ids: Sequence[str] | None 
     await metadata.preload(ids, **http)
     slices = [SliceInfo.from_modules(i, _slice_modules(i) or {}) for i in ids]
     stacks = split_series(slices)
+    kinds = {tuple(s[0].volume_key[i] for i in _KIND_KEYS) for s in stacks if s}
+    if len(kinds) > 1:
+        warnings.warn(f"{volume_id}: the 4th axis holds {len(kinds)} kinds of images (frame "
+                      "type, complex component or echo differ), not only time points",
+                      GeometryWarning, stacklevel=2)
     points = [await streaming_volume_loader(f"{volume_id}#t{t + 1}",
                                             image_ids=[s.image_id for s in stack], **options)
               for t, stack in enumerate(stacks)]
