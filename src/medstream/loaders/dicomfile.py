@@ -246,7 +246,7 @@ async def read_headers(paths: list[str]) -> dict[str, list[str] | ImageLoadError
                 out[path] = exc
 
     size = 32
-    gate = asyncio.Semaphore(max(1, runtime.workers // 4))
+    gate = asyncio.Semaphore(max(1, min(2, runtime.workers // 4)))  # more only fight over the GIL
 
     async def run(part: list[str]) -> None:
         async with gate:
