@@ -11,6 +11,7 @@ the file as before: this is a fast path, never the only path.
 from __future__ import annotations
 
 import functools
+import io
 import os
 import struct
 from dataclasses import dataclass
@@ -202,10 +203,13 @@ def _skip_sequence(r: _Reader, pos: int, explicit: bool, depth: int = 0) -> int:
                 pos = value + length
 
 
-def read_fast_header(path: str | os.PathLike[str]) -> FastHeader | None:
-    """The header of a classic little-endian Part 10 file, or None to use pydicom instead."""
+def read_fast_header(source: str | os.PathLike[str] | bytes | memoryview) -> FastHeader | None:
+    """The header of a classic little-endian Part 10 file (a path, or the object's bytes), or
+    None to use pydicom instead. Pixel offsets count from the start of the file or bytes."""
     try:
-        with open(path, "rb") as f:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return _parse(_Reader(io.BytesIO(source)))
+        with open(source, "rb") as f:
             return _parse(_Reader(f))
     except (_Fallback, struct.error, UnicodeDecodeError, OSError, ValueError):
         return None

@@ -22,6 +22,7 @@ from ..codecs.pixels import frame_to_image
 from ..codecs.registry import decode_frame, decoders
 from ..core.image import Image
 from .deflate import read_deflated
+from .enhanced import HeaderLike
 from .frames import check_frames_fit, number_of_frames
 from .regular import open_regular
 from ..errors import (
@@ -87,7 +88,7 @@ def check_encapsulated(image_id: str, data: bytes | memoryview) -> None:
                                 f"of {end}")
 
 
-def frame_info(image_id: str, ds: Dataset, transfer_syntax_uid: str) -> FrameInfo:
+def frame_info(image_id: str, ds: HeaderLike, transfer_syntax_uid: str) -> FrameInfo:
     """Validate the image pixel attributes before any allocation."""
     missing = [k for k in ("Rows", "Columns", "BitsAllocated") if ds.get(k) in (None, "")]
     if missing:

@@ -19,6 +19,7 @@ from typing import Any
 from ..codecs.frame import FrameInfo
 from ..core.image import Image
 from ..core.runtime import runtime
+from ..dicom.fastheader import read_fast_header
 from ..dicom.jsonmeta import JsonDataset
 from ..dicom.frames import number_of_frames
 from ..dicom.modules import build_modules
@@ -27,6 +28,7 @@ from ..dicom.part10 import (
     decode_parsed_frame,
     decode_to_image,
     frame_info,
+    frame_payload,
     number_of_frames,
     parse_part10,
 )
@@ -306,17 +308,10 @@ async def retrieve_series_bulk(
 
         async def decode(data: bytes) -> None:
             try:
-                parsed = await runtime.to_thread(parse_part10, f"{SCHEME}:{series_url}", data)
-                uid = str(parsed.dataset.get("SOPInstanceUID", ""))
-                for k in range(1, parsed.info.number_of_frames + 1):
-                    frame_id = f"{SCHEME}:{url_join(series_url, f'/instances/{uid}/frames/{k}')}"
-                    if frame_id in ids:
-                        modules = module_store.get_modules(frame_id)
-                        if parsed.info.photometric_interpretation == "PALETTE COLOR":
-                            modules = None
-                        image = await runtime.to_thread(
-                            decode_parsed_frame, frame_id, parsed, k, prescale, modules)
-                        deliver(frame_id, image)
+                images = await runtime.to_thread(_decode_instance, series_url, data, ids,
+                                                 prescale)
+                for frame_id, image in images:
+                    deliver(frame_id, image)
             except ImageLoadError:
                 pass  # that frame is retried on its own, which reports the error
             finally:
@@ -344,6 +339,40 @@ async def retrieve_series_bulk(
         finally:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _decode_instance(series_url: str, data: bytes, ids: set[str],
+                     prescale: bool) -> list[tuple[str, Image]]:
+    """The wanted frames of one instance from a series stream (worker thread). A classic
+    one-frame instance whose modules came with the series metadata is read with the compact
+    header reader and decoded from its bytes; anything else is parsed by pydicom."""
+    fast = read_fast_header(data)
+    if fast is not None:
+        uid = str(fast.get("SOPInstanceUID") or "")
+        frame_id = f"{SCHEME}:{url_join(series_url, f'/instances/{uid}/frames/1')}"
+        modules = module_store.get_modules(frame_id)
+        element = fast.get_item("PixelData")
+        if (frame_id in ids and modules is not None and element is not None
+                and fast.get("NumberOfFrames") in (None, "1", 1)):
+            ts = str(fast.file_meta.TransferSyntaxUID)
+            info = frame_info(frame_id, fast, ts)
+            start = element.value_tell
+            end = len(data) if element.length == 0xFFFFFFFF else start + element.length
+            pixels = memoryview(data)[start:end] if info.native else data[start:end]
+            payload, index = frame_payload(frame_id, info, pixels, 0)
+            return [(frame_id, decode_to_image(frame_id, payload, info, modules, index=index,
+                                               prescale=prescale))]
+    parsed = parse_part10(f"{SCHEME}:{series_url}", data)
+    uid = str(parsed.dataset.get("SOPInstanceUID", ""))
+    out = []
+    for k in range(1, parsed.info.number_of_frames + 1):
+        frame_id = f"{SCHEME}:{url_join(series_url, f'/instances/{uid}/frames/{k}')}"
+        if frame_id in ids:
+            modules = module_store.get_modules(frame_id)
+            if parsed.info.photometric_interpretation == "PALETTE COLOR":
+                modules = None
+            out.append((frame_id, decode_parsed_frame(frame_id, parsed, k, prescale, modules)))
+    return out
 
 
 async def _load_from_instance(image_id: str, wid: WadorsId, prescale: bool, **http: Any) -> Image:
