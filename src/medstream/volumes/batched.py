@@ -110,19 +110,19 @@ async def load_runs(volume: StreamingImageVolume, todo: list[int],
     stop = threading.Event()
     gate = asyncio.Semaphore(runtime.workers)
 
-    async def one(run: list[LocatedFrame]) -> None:
+    async def one(run: list[LocatedFrame]) -> tuple[list[int], list[int]]:
         async with gate:
             if stop.is_set():
-                rest.extend(f.k for f in run)
-                return
-            done, left = await loop.run_in_executor(runtime.executor, _decode_run, volume,
-                                                    run, prescale, stop)
-        rest.extend(left)
-        volume._landed(done, on_progress)
+                return [], [f.k for f in run]
+            return await loop.run_in_executor(runtime.executor, _decode_run, volume, run,
+                                              prescale, stop)
 
     tasks = [asyncio.ensure_future(one(r)) for r in runs(frames)]
     try:
-        await asyncio.gather(*tasks)
+        for task in tasks:  # runs decode in parallel but land in load order (preview first)
+            done, left = await task
+            rest.extend(left)
+            volume._landed(done, on_progress)
     finally:
         stop.set()  # a cancelled load: runs still in a thread stop at their next frame
         for t in tasks:
