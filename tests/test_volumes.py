@@ -333,3 +333,24 @@ def test_geometry_warns_not_silently(tmp_path):
         warnings.simplefilter("error")
         paths = write_series(tmp_path / "w", 5, size=16)
         volume_of(paths, "w")  # a regular series gives no warning at all
+
+
+def test_a_users_own_dicomfile_loader_is_used_for_volume_frames(tmp_path):
+    """The batched local-file path steps aside when the scheme's loader is not medstream's."""
+    from medstream.loaders import load_dicomfile
+    from medstream.loaders.dicomfile import load_sync
+
+    paths = write_series(tmp_path / "own", 4, size=32)
+    calls = []
+
+    def mine(image_id, **options):
+        calls.append(image_id)
+        return load_sync(image_id)
+
+    ms.register_image_loader("dicomfile", mine)
+    try:
+        vol = ms.open_volume(tmp_path / "own")
+    finally:
+        ms.register_image_loader("dicomfile", load_dicomfile)
+    assert sorted(calls) == sorted(vol.image_ids) and vol.status.loaded
+    assert np.array_equal(vol.scalar_data, expected_stack(paths))

@@ -43,9 +43,15 @@ class LocatedFrame:
 def locate(image_id: str, k: int) -> LocatedFrame | None:
     """Slice ``k`` as a located one-frame file, or None (other schemes, frames of multi-frame
     files, mosaic tiles, LUT data only the full dataset has)."""
-    from ..loaders.dicomfile import SCHEME, parse_image_id, tile_of
+    from ..core.registry import image_loaders
+    from ..loaders.dicomfile import SCHEME, load_dicomfile, parse_image_id, tile_of
 
     if not image_id.startswith(SCHEME + ":"):
+        return None
+    try:  # a user's own loader for the scheme is honoured: frame by frame then
+        if image_loaders.resolve(image_id) is not load_dicomfile:
+            return None
+    except Exception:
         return None
     try:
         path, frame = parse_image_id(image_id)
