@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from .codecs.registry import decoders
 from .core.cache import Cache, cache
 from .core.events import Event, EventBus, Events, events
 from .core.image import Image
@@ -27,25 +28,6 @@ from .core.loading import (
 from .core.metadata import MetadataRegistry, metadata
 from .core.request_pools import RequestPoolManager, RequestType, request_pools
 from .core.runtime import runtime
-from .codecs.registry import decoders
-from .loaders import wadors_image_ids
-from .loaders.dicomfile import image_id_for as dicomfile_image_id
-from .limits import configure_limits
-from .loaders.http import configure_http
-from .loaders.wadors import wadors_image_ids_async
-from .volumes import (
-    DynamicVolume,
-    GeometryWarning,
-    NiftiVolume,
-    SliceInfo,
-    StreamingImageVolume,
-    VolumeGeometry,
-    VolumeLoadError,
-    VolumeLoadStatus,
-    VolumeProgress,
-    compute_geometry,
-    split_series,
-)
 from .discovery import (
     FolderScan,
     SeriesInfo,
@@ -55,9 +37,6 @@ from .discovery import (
     scan_folder,
     scan_folder_async,
 )
-from .gpu import GpuMemoryError, GpuUnavailableError, gpu_available
-from .options import OptionError
-from .interop import volume_from_array, volume_from_nifti, volume_from_sitk
 from .errors import (
     CacheSizeExceededError,
     DecodeError,
@@ -74,6 +53,27 @@ from .errors import (
     UnknownSchemeError,
     UnsupportedTransferSyntaxError,
     VolumeError,
+)
+from .gpu import GpuMemoryError, GpuUnavailableError, gpu_available
+from .interop import volume_from_array, volume_from_nifti, volume_from_sitk
+from .limits import configure_limits
+from .loaders import wadors_image_ids
+from .loaders.dicomfile import image_id_for as dicomfile_image_id
+from .loaders.http import configure_http
+from .loaders.wadors import wadors_image_ids_async
+from .options import OptionError
+from .volumes import (
+    DynamicVolume,
+    GeometryWarning,
+    NiftiVolume,
+    SliceInfo,
+    StreamingImageVolume,
+    VolumeGeometry,
+    VolumeLoadError,
+    VolumeLoadStatus,
+    VolumeProgress,
+    compute_geometry,
+    split_series,
 )
 
 __version__ = "0.1.0"

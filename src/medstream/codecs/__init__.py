@@ -2,7 +2,7 @@
 plugins as fallback), native (uncompressed) unpacking, colour conversion and the modality LUT."""
 
 from .frame import FrameInfo
-from .registry import decoders, decode_frame
 from .pixels import frame_to_image
+from .registry import decode_frame, decoders
 
 __all__ = ["FrameInfo", "decoders", "decode_frame", "frame_to_image"]

@@ -9,9 +9,9 @@ import weakref
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, Generic, TypeVar
 
-from .image import Image
 from ..errors import LoadTimeoutError
 from ..redact import redact_text
+from .image import Image
 from .runtime import chain_to_caller, in_worker_thread, runtime
 
 T = TypeVar("T")

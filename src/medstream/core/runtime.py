@@ -15,8 +15,8 @@ import atexit
 import concurrent.futures
 import concurrent.futures.thread  # registers its exit join now, so ours (later) runs first
 import functools
-import os
 import logging
+import os
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar

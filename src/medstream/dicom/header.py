@@ -19,10 +19,10 @@ from pydicom.dataset import Dataset
 
 from ..codecs.frame import FrameInfo
 from ..errors import DicomParseError, ImageLoadError, MissingPixelDataError
-from .frames import check_frames_fit
-from .regular import open_regular
 from .fastheader import FastHeader, read_fast_header
+from .frames import check_frames_fit
 from .part10 import _PIXEL_KEYWORDS, frame_info, read_dataset
+from .regular import open_regular
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
 _DEFER = 2048

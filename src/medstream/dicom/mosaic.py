@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydicom.dataset import Dataset
 
 from ..errors import DicomParseError
 from .enhanced import HeaderLike, seconds_of

@@ -21,10 +21,6 @@ from ..codecs.frame import FrameInfo
 from ..codecs.pixels import frame_to_image
 from ..codecs.registry import decode_frame, decoders
 from ..core.image import Image
-from .deflate import read_deflated
-from .enhanced import HeaderLike
-from .frames import check_frames_fit, number_of_frames
-from .regular import open_regular
 from ..errors import (
     DecodeError,
     DicomParseError,
@@ -33,6 +29,10 @@ from ..errors import (
     UnsupportedTransferSyntaxError,
 )
 from ..redact import redact_text
+from .deflate import read_deflated
+from .enhanced import HeaderLike
+from .frames import check_frames_fit, number_of_frames
+from .regular import open_regular
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _PIXEL_MODULE = ("Rows", "Columns", "BitsAllocated")

@@ -16,8 +16,8 @@ import numpy as np
 
 from ..core.metadata import metadata
 from ..core.runtime import runtime
-from ..errors import GeometryError, MedstreamError
 from ..dicom.regular import is_regular
+from ..errors import GeometryError, MedstreamError
 from ..loaders.dicomfile import read_headers
 from ..volumes.geometry import SliceInfo, VolumeGeometry, compute_geometry, split_series
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from ..core.loading import register_image_loader
+from ..core.loading import register_image_loader, register_volume_loader
 from ..core.metadata import metadata
 from ..core.runtime import closers
-from .http import close_clients
 from ..dicom import instance as _instance  # noqa: F401  (registers the by-keyword provider)
-from ..core.loading import register_volume_loader
-from .dicomfile import load_dicomfile, preload_dicomfile_metadata
-from .nifti import load_nifti_slice, nifti_volume_loader, preload_nifti_metadata
-from .web import load_web_image
 from ..volumes.streaming import bulk_retrievers
+from .dicomfile import load_dicomfile, preload_dicomfile_metadata
+from .http import close_clients
+from .nifti import load_nifti_slice, nifti_volume_loader, preload_nifti_metadata
 from .wadors import load_wadors, preload_wadors_metadata, retrieve_series_bulk, wadors_image_ids
 from .wadouri import load_wadouri
+from .web import load_web_image
 
 closers.append(close_clients)  # the background loop closes them when it stops
 register_image_loader("dicomfile", load_dicomfile)

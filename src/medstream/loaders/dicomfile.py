@@ -6,11 +6,10 @@ import dataclasses
 import os
 import stat
 import threading
+import time
 from collections import OrderedDict
 from typing import Any
 from urllib.parse import parse_qs, unquote
-
-import time
 
 import numpy as np
 

@@ -18,8 +18,8 @@ import numpy as np
 from ..codecs.pixels import rescale
 from ..core.image import Image
 from ..core.runtime import runtime
-from ..dicom.store import module_store
 from ..dicom.regular import is_regular, open_regular
+from ..dicom.store import module_store
 from ..errors import ImageLoadError, VolumeError
 from ..limits import check_size, inflate
 from ..volumes.geometry import LPS_TO_RAS, VolumeGeometry

@@ -15,13 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-
 from ..codecs.frame import FrameInfo
 from ..core.image import Image
 from ..core.runtime import runtime
 from ..dicom.fastheader import read_fast_header
-from ..dicom.jsonmeta import JsonDataset
 from ..dicom.frames import number_of_frames
+from ..dicom.jsonmeta import JsonDataset
 from ..dicom.modules import build_modules
 from ..dicom.part10 import (
     check_frame,
@@ -29,7 +28,6 @@ from ..dicom.part10 import (
     decode_to_image,
     frame_info,
     frame_payload,
-    number_of_frames,
     parse_part10,
 )
 from ..dicom.store import module_store

@@ -22,7 +22,8 @@ def url_of(image_id: str) -> str:
 
 
 def decode_web_image(image_id: str, data: bytes) -> Image:
-    from PIL import Image as PILImage, UnidentifiedImageError
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
 
     try:
         with PILImage.open(io.BytesIO(data)) as pic:

@@ -24,9 +24,9 @@ from .geometry import VOLUME_KEYS, GeometryWarning, SliceInfo, VolumeGeometry, s
 from .streaming import (
     Order,
     StreamingImageVolume,
+    VolumeFacts,
     VolumeLoadError,
     VolumeLoadStatus,
-    VolumeFacts,
     VolumeProgress,
     _slice_modules,
     allocate_volume,
