@@ -282,7 +282,7 @@ def to_metatensor(volume: Any, *, channel_first: bool = True) -> Any:
         tensor = tensor[None]
     elif channel_first and meta["original_channel_dim"] == -1:  # 4D: time becomes the channel
         tensor = tensor.permute(3, 0, 1, 2)
-    return monai_data.MetaTensor(tensor, affine=meta["affine"], meta=meta)
+    return monai_data.MetaTensor(tensor, meta=meta)  # the affine travels in meta, once
 
 
 def to_torchio(volume: Any, *, label: bool = False) -> Any:
