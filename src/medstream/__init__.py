@@ -57,6 +57,7 @@ from .discovery import (
 )
 from .gpu import GpuMemoryError, GpuUnavailableError, gpu_available
 from .options import OptionError
+from . import dicomweb
 from .interop import volume_from_array, volume_from_nifti, volume_from_sitk
 from .errors import (
     CacheSizeExceededError,
@@ -151,6 +152,7 @@ __all__ = [
     "VolumeLoadObject",
     "cache",
     "configure_http",
+    "dicomweb",
     "decoders",
     "dicomfile_image_id",
     "wadors_image_ids",

@@ -101,7 +101,7 @@ async def resolve_source(source: str | os.PathLike[str] | Sequence[str], *,
             url = url_join(url, f"/series/{listing[_pick(listing, series, url)][0]}")
         elif kind != "series":
             raise VolumeError(f"{src}: not a DICOMweb study or series URL "
-                              "(<root>/studies/S[/series/Se])")
+                              f"(<root>/studies/S[/series/Se]){_root_hint(url)}")
         return f"{prefix}wadors:{url}", await wadors_image_ids_async(url, **http)
     if os.path.isdir(src):
         scan = await scan_folder_async(src)
@@ -121,6 +121,13 @@ async def resolve_source(source: str | os.PathLike[str] | Sequence[str], *,
     raise MedstreamError(f"{src}: not a folder, file, NIfTI or DICOMweb URL")
 
 
+def _root_hint(url: str) -> str:
+    from ..dicomweb import is_root_url
+
+    return ("; it looks like a DICOMweb root: find its studies and series with "
+            "ms.dicomweb.search_studies() or `medstream find`") if is_root_url(url) else ""
+
+
 async def describe_source_async(source: str | os.PathLike[str], **http: Any) -> list[SeriesInfo]:
     """The series a folder, file or DICOMweb study/series URL holds, with geometry reports."""
     from ..core.metadata import metadata
@@ -136,7 +143,7 @@ async def describe_source_async(source: str | os.PathLike[str], **http: Any) -> 
         elif kind == "series":
             urls = [url]
         else:
-            raise VolumeError(f"{src}: not a DICOMweb study or series URL")
+            raise VolumeError(f"{src}: not a DICOMweb study or series URL{_root_hint(url)}")
         ids = [i for u in urls for i in await wadors_image_ids_async(u, **http)]
     elif os.path.isdir(src):
         return (await scan_folder_async(src)).series
