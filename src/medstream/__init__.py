@@ -33,6 +33,13 @@ from .loaders.dicomfile import image_id_for as dicomfile_image_id
 from .limits import configure_limits
 from .loaders.http import configure_http
 from .loaders.wadors import wadors_image_ids_async
+from .loaders.memory import (
+    memory_sources,
+    register_bytes,
+    register_dataset,
+    registered_image_ids,
+    unregister,
+)
 from .volumes import (
     DynamicVolume,
     GeometryWarning,
@@ -165,6 +172,11 @@ __all__ = [
     "load_and_cache_image",
     "load_image",
     "load_volume",
+    "memory_sources",
+    "register_bytes",
+    "register_dataset",
+    "registered_image_ids",
+    "unregister",
     "metadata",
     "purge_cache",
     "register_image_loader",

@@ -73,7 +73,13 @@ def _pick(candidates: list[tuple[str, int]], series: str | int | None, where: st
     return matches[0]
 
 
-async def resolve_source(source: str | os.PathLike[str] | Sequence[str], *,
+def _in_memory(source: Any) -> bool:
+    from pydicom.dataset import Dataset
+
+    return isinstance(source, (bytes, bytearray, memoryview, Dataset)) or hasattr(source, "read")
+
+
+async def resolve_source(source: str | os.PathLike[str] | Sequence[Any], *,
                          series: str | int | None = None, dynamic: bool = False,
                          **http: Any) -> tuple[str, list[str] | None]:
     """(volume ID, image IDs) for a source; image IDs are None for a NIfTI volume.
@@ -82,10 +88,13 @@ async def resolve_source(source: str | os.PathLike[str] | Sequence[str], *,
     of it (all its "#n" parts) is returned, for a 4D volume.
     """
     prefix = "dynamic:" if dynamic else "volume:"
+    if _in_memory(source):  # one multi-frame object in memory
+        source = [source]  # type: ignore[list-item]
     if not isinstance(source, (str, os.PathLike)):
+        from ..loaders.memory import as_image_ids
         from ..options import as_image_id
 
-        ids = [as_image_id(s) for s in source]
+        ids = [i for s in source for i in (as_image_ids(s) or [as_image_id(s)])]
         digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
         return f"{prefix}{digest}", ids
     src = os.fspath(source)
@@ -169,7 +178,7 @@ async def _study_series(study_url: str, **http: Any) -> list[tuple[str, int]]:
 
 
 async def open_volume_async(
-    source: str | os.PathLike[str] | Sequence[str],
+    source: str | os.PathLike[str] | Sequence[Any],
     *,
     series: str | int | None = None,
     dynamic: bool = False,
@@ -180,6 +189,9 @@ async def open_volume_async(
     **options: Any,
 ) -> StreamingImageVolume | DynamicVolume:
     """Resolve ``source``, create (or reuse) its cached volume and, with ``load``, stream it.
+
+    ``source`` may also be a list of image IDs, paths, DICOM bytes, file-like objects or
+    pydicom ``Dataset`` s (those are registered as in-memory sources, see ``ms.register_bytes``).
 
     ``dynamic=True`` returns a :class:`DynamicVolume` (t, z, y, x) holding every acquisition
     of the series (time points, echoes, directions) in acquisition order.
@@ -224,7 +236,7 @@ def describe_source(source: str | os.PathLike[str], **http: Any) -> list[SeriesI
     return runtime.run_sync(describe_source_async(source, **http))
 
 
-def open_volume(source: str | os.PathLike[str] | Sequence[str],
+def open_volume(source: str | os.PathLike[str] | Sequence[Any],
                 **kwargs: Any) -> StreamingImageVolume | DynamicVolume:
     """Blocking :func:`open_volume_async`: ``ms.open_volume("ct_folder/")`` -> loaded volume."""
     return runtime.run_sync(open_volume_async(source, **kwargs))
