@@ -7,6 +7,7 @@ import asyncio
 import concurrent.futures
 import datetime
 import http.server
+import io
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from PIL import Image
 from pydicom.uid import generate_uid
 
 import medstream as ms
@@ -238,3 +240,34 @@ def test_info_on_a_root_lists_studies_and_volume_says_what_it_is(orthanc, archiv
     assert bad.returncode == 1 and "medstream find" in bad.stderr
     flag = run("find", orthanc.dicomweb, "--match", "nonsense")
     assert flag.returncode == 2 and "KEYWORD=VALUE" in flag.stderr
+
+
+class _Picture(http.server.BaseHTTPRequestHandler):
+    """A PNG at every path (an extensionless image URL: not a DICOMweb root after all)."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        buf = io.BytesIO()
+        Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(buf, "PNG")
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(buf.getvalue())))
+        self.end_headers()
+        self.wfile.write(buf.getvalue())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_info_on_an_extensionless_image_url_still_shows_the_image():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Picture)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/picture"
+        with pytest.raises(ValueError, match="not DICOM JSON"):
+            ms.dicomweb.search_studies(url)
+        proc = run("info", url, "--json")
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["image_id"] == url
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -238,9 +238,13 @@ def info(ctx: click.Context, source: str, as_json: bool, token: str | None, time
         http = _http(token, timeout, retries)
         kind = _source_kind(source)
         if kind == "root":  # a DICOMweb root: its studies, as `medstream find` lists them
-            studies = ms.dicomweb.search_studies(source, limit=INFO_STUDIES, **http)
-            _print_results(console, source, "studies", studies, as_json)
-            return
+            try:
+                studies = ms.dicomweb.search_studies(source, limit=INFO_STUDIES, **http)
+            except (ms.HTTPStatusError, ValueError):  # no QIDO there: an image URL after all
+                kind = "image"
+            else:
+                _print_results(console, source, "studies", studies, as_json)
+                return
         if kind == "image":
             image_id = _image_id(source)
             ms.load_image(image_id, **http).result()

@@ -32,6 +32,7 @@ from .dicom.jsonmeta import JsonDataset
 from .loaders.http import fetch, http_config
 from .loaders.wadors import url_join
 from .options import HTTP_OPTIONS, OptionError, check_options
+from .redact import redact_url
 
 log = logging.getLogger("medstream.dicomweb")
 
@@ -244,7 +245,11 @@ async def _search(where: str, url: str, fields: Sequence[str], parse: Callable[[
         page_url = url + sep + urlencode(page_params, quote_via=quote, safe=_LITERAL)
         resp = await fetch(page_url, f"qido:{url}", accept="application/dicom+json",
                            config=config, ok_statuses=(204,))
-        items = resp.json() if resp.content.strip() else []
+        try:
+            items = resp.json() if resp.content.strip() else []
+        except ValueError as exc:
+            raise ValueError(f"{where}(): the answer of {redact_url(url)} is not DICOM JSON "
+                             f"({resp.headers.get('content-type', 'no content type')})") from exc
         if not isinstance(items, list):
             raise ValueError(f"{where}(): the server answered {type(items).__name__}, "
                              "not a list of DICOM JSON objects")
