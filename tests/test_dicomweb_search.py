@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime
 import http.server
 import io
@@ -180,11 +181,21 @@ class _Stubborn(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_a_server_that_ignores_paging_or_answers_204():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Stubborn)
+@contextlib.contextmanager
+def _serve(handler: type[http.server.BaseHTTPRequestHandler]):
+    """A local server for ``handler``; yields its http://127.0.0.1:PORT."""
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
-        root = f"http://127.0.0.1:{srv.server_address[1]}/dicom-web?key=k"
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_a_server_that_ignores_paging_or_answers_204():
+    with _serve(_Stubborn) as base:
+        root = f"{base}/dicom-web?key=k"
         found = ms.dicomweb.search_studies(root, page_size=1, token="s3cret", Modality=None)
         assert [s.study_uid for s in found] == ["1.2.1", "1.2.2"]  # no endless loop
         path, headers = _Stubborn.seen[0]
@@ -192,9 +203,6 @@ def test_a_server_that_ignores_paging_or_answers_204():
         assert headers.get("Authorization") == "Bearer s3cret"
         assert found[0].url == root.replace("?", "/studies/1.2.1?")
         assert ms.dicomweb.search_series(root, "1.2.1") == []
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 # -- command line ----------------------------------------------------------------------------------
@@ -259,15 +267,10 @@ class _Picture(http.server.BaseHTTPRequestHandler):
 
 
 def test_info_on_an_extensionless_image_url_still_shows_the_image():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Picture)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{srv.server_address[1]}/picture"
+    with _serve(_Picture) as base:
+        url = f"{base}/picture"
         with pytest.raises(ValueError, match="not DICOM JSON"):
             ms.dicomweb.search_studies(url)
         proc = run("info", url, "--json")
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)["image_id"] == url
-    finally:
-        srv.shutdown()
-        srv.server_close()
