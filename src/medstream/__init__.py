@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from . import dicomweb
 from .codecs.registry import decoders
 from .core.cache import Cache, cache
 from .core.events import Event, EventBus, Events, events
@@ -60,6 +61,13 @@ from .limits import configure_limits
 from .loaders import wadors_image_ids
 from .loaders.dicomfile import image_id_for as dicomfile_image_id
 from .loaders.http import configure_http
+from .loaders.memory import (
+    memory_sources,
+    register_bytes,
+    register_dataset,
+    registered_image_ids,
+    unregister,
+)
 from .loaders.wadors import wadors_image_ids_async
 from .options import OptionError
 from .volumes import (
@@ -151,6 +159,7 @@ __all__ = [
     "VolumeLoadObject",
     "cache",
     "configure_http",
+    "dicomweb",
     "decoders",
     "dicomfile_image_id",
     "wadors_image_ids",
@@ -163,6 +172,11 @@ __all__ = [
     "load_and_cache_image",
     "load_image",
     "load_volume",
+    "memory_sources",
+    "register_bytes",
+    "register_dataset",
+    "registered_image_ids",
+    "unregister",
     "metadata",
     "purge_cache",
     "register_image_loader",

@@ -1,4 +1,4 @@
-"""The ``medstream`` command line: demo, info, render, volume.
+"""The ``medstream`` command line: demo, info, find, render, volume.
 
 Errors print one line naming the ID and the cause and exit 1 (``--debug`` shows the traceback);
 Ctrl-C cancels a running load and exits 130. Progress bars show only on a terminal.
@@ -102,11 +102,14 @@ def _image_id(source: str, frame: int | None = None) -> str:
 
 def _source_kind(source: str) -> str:
     """"series" (folder, DICOMweb study/series URL), "nifti" (a NIfTI volume) or "image"."""
+    from .dicomweb import is_root_url
     from .discovery.source import dicomweb_url, is_nifti
 
     if is_nifti(source):
         return "image" if "slice=" in source else "nifti"
     web = dicomweb_url(source)
+    if web is not None and web[0] == "other" and is_root_url(web[1]):
+        return "root"
     if os.path.isdir(source) or (web is not None and web[0] in ("study", "series")):
         return "series"
     return "image"
@@ -233,6 +236,14 @@ def info(ctx: click.Context, source: str, as_json: bool, token: str | None, time
     with _errors(ctx):
         http = _http(token, timeout, retries)
         kind = _source_kind(source)
+        if kind == "root":  # a DICOMweb root: its studies, as `medstream find` lists them
+            try:
+                studies = ms.dicomweb.search_studies(source, limit=INFO_STUDIES, **http)
+            except (ms.HTTPStatusError, ValueError):  # no QIDO there: an image URL after all
+                kind = "image"
+            else:
+                _print_results(console, source, "studies", studies, as_json)
+                return
         if kind == "image":
             image_id = _image_id(source)
             ms.load_image(image_id, **http).result()
@@ -296,6 +307,91 @@ def _print_skipped(console: Any, source: str, found: list[Any], skipped: dict[st
     if not found:
         console.print(f"no DICOM image series found in {source}"
                       + (f" ({len(skipped)} files skipped)" if skipped else ""), markup=False)
+
+
+# -- find ----------------------------------------------------------------------------------------
+INFO_STUDIES = 100  # studies `info` lists for a DICOMweb root (use `find --limit` for more)
+
+
+@main.command()
+@click.argument("root")
+@click.option("--patient", default=None, help="PatientID to match (wildcards * and ? allowed).")
+@click.option("--modality", default=None, help="Modality, e.g. CT (in the study, or the series').")
+@click.option("--study-date", default=None, metavar="RANGE",
+              help="StudyDate or range: 20240101, 20240101-20241231, -20231231.")
+@click.option("--study", "study_uid", default=None, help="Only the series of this StudyInstanceUID.")
+@click.option("--match", "matches", multiple=True, metavar="KEYWORD=VALUE",
+              help="Any other attribute to match, e.g. --match 'PatientName=DOE^*' (repeatable).")
+@click.option("--level", type=click.Choice(["studies", "series"]), default="studies",
+              show_default=True, help="What to list.")
+@click.option("--limit", type=click.IntRange(1, None), default=100, show_default=True,
+              help="At most this many results.")
+@click.option("--fuzzy", is_flag=True, help="Ask the server for fuzzy matching of names.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per result).")
+@_net_options
+@click.pass_context
+def find(ctx: click.Context, root: str, patient: str | None, modality: str | None,
+         study_date: str | None, study_uid: str | None, matches: tuple[str, ...], level: str,
+         limit: int, fuzzy: bool, as_json: bool, token: str | None, timeout: float,
+         retries: int) -> None:
+    """Search a DICOMweb server (QIDO-RS) for studies or series; each result's URL goes
+    straight to `medstream volume` or `medstream info`."""
+    console = _console()
+    with _errors(ctx):
+        query: dict[str, Any] = dict(_match(m) for m in matches)
+        query.update({k: v for k, v in (("PatientID", patient), ("StudyDate", study_date))
+                      if v is not None})
+        http = _http(token, timeout, retries)
+        results: list[Any]
+        if level == "series" or study_uid:
+            if modality:
+                query["Modality"] = modality
+            level = "series"
+            results = ms.dicomweb.search_series(root, study_uid, limit=limit, fuzzy=fuzzy,
+                                                **query, **http)
+        else:
+            if modality:
+                query["ModalitiesInStudy"] = modality
+            results = ms.dicomweb.search_studies(root, limit=limit, fuzzy=fuzzy, **query, **http)
+        _print_results(console, root, level, results, as_json)
+
+
+def _match(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise click.BadParameter(f"{text!r}: use KEYWORD=VALUE", param_hint="--match")
+    return key.strip(), value.strip()
+
+
+def _print_results(console: Any, root: str, level: str, results: list[Any],
+                   as_json: bool) -> None:
+    """Search results as JSON lines, or a table and then each URL on a line of its own (whole,
+    to copy into `medstream volume`)."""
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    if as_json:
+        click.echo(json.dumps([dict(asdict(r), url=r.url) for r in results]))
+        return
+    if not results:
+        console.print(f"no {level} found on {root}", markup=False)
+        return
+    table = Table(title=f"{len(results)} {level} on {root}")
+    cols = ("#", "patient", "name", "date", "modality", "description", "series", "images")
+    for col in cols if level == "studies" else cols[:6] + cols[7:]:
+        table.add_column(col)
+    for i, r in enumerate(results):
+        if level == "studies":
+            table.add_row(str(i), r.patient_id, r.patient_name, r.study_date,
+                          ",".join(r.modalities), r.description, str(r.n_series or ""),
+                          str(r.n_instances or ""))
+        else:
+            table.add_row(str(i), r.patient_id, r.patient_name, r.series_date or r.study_date,
+                          r.modality, r.description, str(r.n_instances or ""))
+    console.print(table)
+    for i, r in enumerate(results):
+        click.echo(f"[{i}] {r.url}")
 
 
 # -- render --------------------------------------------------------------------------------------

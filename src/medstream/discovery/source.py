@@ -73,7 +73,13 @@ def _pick(candidates: list[tuple[str, int]], series: str | int | None, where: st
     return matches[0]
 
 
-async def resolve_source(source: str | os.PathLike[str] | Sequence[str], *,
+def _in_memory(source: Any) -> bool:
+    from pydicom.dataset import Dataset
+
+    return isinstance(source, (bytes, bytearray, memoryview, Dataset)) or hasattr(source, "read")
+
+
+async def resolve_source(source: str | os.PathLike[str] | Sequence[Any], *,
                          series: str | int | None = None, dynamic: bool = False,
                          **http: Any) -> tuple[str, list[str] | None]:
     """(volume ID, image IDs) for a source; image IDs are None for a NIfTI volume.
@@ -82,10 +88,13 @@ async def resolve_source(source: str | os.PathLike[str] | Sequence[str], *,
     of it (all its "#n" parts) is returned, for a 4D volume.
     """
     prefix = "dynamic:" if dynamic else "volume:"
+    if _in_memory(source):  # one multi-frame object in memory
+        source = [source]  # type: ignore[list-item]
     if not isinstance(source, (str, os.PathLike)):
+        from ..loaders.memory import as_image_ids
         from ..options import as_image_id
 
-        ids = [as_image_id(s) for s in source]
+        ids = [i for s in source for i in (as_image_ids(s) or [as_image_id(s)])]
         digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
         return f"{prefix}{digest}", ids
     src = os.fspath(source)
@@ -101,7 +110,7 @@ async def resolve_source(source: str | os.PathLike[str] | Sequence[str], *,
             url = url_join(url, f"/series/{listing[_pick(listing, series, url)][0]}")
         elif kind != "series":
             raise VolumeError(f"{src}: not a DICOMweb study or series URL "
-                              "(<root>/studies/S[/series/Se])")
+                              f"(<root>/studies/S[/series/Se]){_root_hint(url)}")
         return f"{prefix}wadors:{url}", await wadors_image_ids_async(url, **http)
     if os.path.isdir(src):
         scan = await scan_folder_async(src)
@@ -121,6 +130,13 @@ async def resolve_source(source: str | os.PathLike[str] | Sequence[str], *,
     raise MedstreamError(f"{src}: not a folder, file, NIfTI or DICOMweb URL")
 
 
+def _root_hint(url: str) -> str:
+    from ..dicomweb import is_root_url
+
+    return ("; it looks like a DICOMweb root: find its studies and series with "
+            "ms.dicomweb.search_studies() or `medstream find`") if is_root_url(url) else ""
+
+
 async def describe_source_async(source: str | os.PathLike[str], **http: Any) -> list[SeriesInfo]:
     """The series a folder, file or DICOMweb study/series URL holds, with geometry reports."""
     from ..core.metadata import metadata
@@ -136,7 +152,7 @@ async def describe_source_async(source: str | os.PathLike[str], **http: Any) -> 
         elif kind == "series":
             urls = [url]
         else:
-            raise VolumeError(f"{src}: not a DICOMweb study or series URL")
+            raise VolumeError(f"{src}: not a DICOMweb study or series URL{_root_hint(url)}")
         ids = [i for u in urls for i in await wadors_image_ids_async(u, **http)]
     elif os.path.isdir(src):
         return (await scan_folder_async(src)).series
@@ -162,7 +178,7 @@ async def _study_series(study_url: str, **http: Any) -> list[tuple[str, int]]:
 
 
 async def open_volume_async(
-    source: str | os.PathLike[str] | Sequence[str],
+    source: str | os.PathLike[str] | Sequence[Any],
     *,
     series: str | int | None = None,
     dynamic: bool = False,
@@ -173,6 +189,9 @@ async def open_volume_async(
     **options: Any,
 ) -> StreamingImageVolume | DynamicVolume:
     """Resolve ``source``, create (or reuse) its cached volume and, with ``load``, stream it.
+
+    ``source`` may also be a list of image IDs, paths, DICOM bytes, file-like objects or
+    pydicom ``Dataset`` s (those are registered as in-memory sources, see ``ms.register_bytes``).
 
     ``dynamic=True`` returns a :class:`DynamicVolume` (t, z, y, x) holding every acquisition
     of the series (time points, echoes, directions) in acquisition order.
@@ -217,7 +236,7 @@ def describe_source(source: str | os.PathLike[str], **http: Any) -> list[SeriesI
     return runtime.run_sync(describe_source_async(source, **http))
 
 
-def open_volume(source: str | os.PathLike[str] | Sequence[str],
+def open_volume(source: str | os.PathLike[str] | Sequence[Any],
                 **kwargs: Any) -> StreamingImageVolume | DynamicVolume:
     """Blocking :func:`open_volume_async`: ``ms.open_volume("ct_folder/")`` -> loaded volume."""
     return runtime.run_sync(open_volume_async(source, **kwargs))

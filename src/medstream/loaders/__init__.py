@@ -9,6 +9,7 @@ from ..dicom import instance as _instance  # noqa: F401  (registers the by-keywo
 from ..volumes.streaming import bulk_retrievers
 from .dicomfile import load_dicomfile, preload_dicomfile_metadata
 from .http import close_clients
+from .memory import load_dicombytes, preload_dicombytes_metadata
 from .nifti import load_nifti_slice, nifti_volume_loader, preload_nifti_metadata
 from .wadors import load_wadors, preload_wadors_metadata, retrieve_series_bulk, wadors_image_ids
 from .wadouri import load_wadouri
@@ -21,6 +22,8 @@ register_image_loader("wadors", load_wadors)
 metadata.register_preloader("dicomfile", preload_dicomfile_metadata)
 metadata.register_preloader("wadors", preload_wadors_metadata)
 bulk_retrievers["wadors"] = retrieve_series_bulk
+register_image_loader("dicombytes", load_dicombytes)
+metadata.register_preloader("dicombytes", preload_dicombytes_metadata)
 register_image_loader("nifti", load_nifti_slice)
 register_volume_loader("nifti", nifti_volume_loader)
 metadata.register_preloader("nifti", preload_nifti_metadata)

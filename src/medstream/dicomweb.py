@@ -1,0 +1,361 @@
+"""QIDO-RS search: find studies, series and instances on a DICOMweb server before loading them.
+
+>>> import medstream as ms
+>>> studies = ms.dicomweb.search_studies(root, PatientID="P1", StudyDate="20240101-20241231")
+>>> series = ms.dicomweb.search_series(root, studies[0].study_uid, Modality="CT")
+>>> volume = series[0].open_volume()
+
+Queries go through the shared HTTP layer, so per-request deadlines, retries, byte budgets and
+credential scoping apply as for loads. Results are small frozen dataclasses read straight from
+the DICOM JSON (no pydicom ``Dataset`` per match): a search over thousands of studies stays cheap.
+
+Paging: pages of ``page_size`` are requested with ``limit``/``offset`` until a page comes back
+short, ``limit`` results are in, or ``max_results`` (a hard cap against a server that ignores
+``offset``) is reached. A page that repeats UIDs already seen ends the search too.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote, urlencode
+
+from pydicom.datadict import tag_for_keyword
+
+from .core.runtime import runtime
+from .dicom.jsonmeta import JsonDataset
+from .loaders.http import fetch, http_config
+from .loaders.wadors import url_join
+from .options import HTTP_OPTIONS, OptionError, check_options
+from .redact import redact_url
+
+log = logging.getLogger("medstream.dicomweb")
+
+PAGE_SIZE = 100
+MAX_RESULTS = 10_000
+#: Sent as they are, not percent-encoded: wildcards, PN's ``^``, ranges, lists. Orthanc's plugin
+#: (1.10) does not decode query values, so ``%2A`` would match a literal "%2A", never "*".
+_LITERAL = "*?^,:/@"
+_TAG_RE = re.compile(r"^[0-9A-Fa-f]{8}$")
+_STUDY_FIELDS = ("StudyDescription", "ModalitiesInStudy", "NumberOfStudyRelatedSeries",
+                 "NumberOfStudyRelatedInstances", "AccessionNumber", "StudyTime")
+_SERIES_FIELDS = ("SeriesDescription", "SeriesNumber", "SeriesDate", "Modality",
+                  "NumberOfSeriesRelatedInstances", "PatientID", "PatientName", "StudyDate")
+_INSTANCE_FIELDS = ("SOPClassUID", "InstanceNumber", "NumberOfFrames", "Rows", "Columns")
+
+
+def _text(ds: JsonDataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    if isinstance(value, list):
+        return "\\".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def _int(ds: JsonDataset, keyword: str) -> int | None:
+    value = ds.get(keyword)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _tuple(ds: JsonDataset, keyword: str) -> tuple[str, ...]:
+    value = ds.get(keyword)
+    if value is None:
+        return ()
+    return tuple(str(v) for v in (value if isinstance(value, list) else [value]))
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """One study matched by :func:`search_studies`."""
+
+    root: str
+    study_uid: str
+    patient_id: str = ""
+    patient_name: str = ""
+    study_date: str = ""
+    study_time: str = ""
+    description: str = ""
+    accession_number: str = ""
+    modalities: tuple[str, ...] = ()
+    n_series: int | None = None
+    n_instances: int | None = None
+
+    @property
+    def url(self) -> str:
+        """The study's DICOMweb URL (what ``ms.open_volume(url, series=...)`` takes)."""
+        return url_join(self.root, f"/studies/{self.study_uid}")
+
+    @classmethod
+    def from_json(cls, root: str, ds: JsonDataset) -> StudyResult:
+        return cls(root, _text(ds, "StudyInstanceUID"), _text(ds, "PatientID"),
+                   _text(ds, "PatientName"), _text(ds, "StudyDate"), _text(ds, "StudyTime"),
+                   _text(ds, "StudyDescription"), _text(ds, "AccessionNumber"),
+                   _tuple(ds, "ModalitiesInStudy"), _int(ds, "NumberOfStudyRelatedSeries"),
+                   _int(ds, "NumberOfStudyRelatedInstances"))
+
+    def search_series(self, **query: Any) -> list[SeriesResult]:
+        """The series of this study (same query and HTTP options as :func:`search_series`)."""
+        return search_series(self.root, self.study_uid, **query)
+
+
+@dataclass(frozen=True)
+class SeriesResult:
+    """One series matched by :func:`search_series`."""
+
+    root: str
+    study_uid: str
+    series_uid: str
+    modality: str = ""
+    description: str = ""
+    series_number: int | None = None
+    n_instances: int | None = None
+    series_date: str = ""
+    study_date: str = ""
+    patient_id: str = ""
+    patient_name: str = ""
+
+    @property
+    def url(self) -> str:
+        """The series' DICOMweb URL, as ``ms.open_volume`` and ``medstream volume`` take it."""
+        return url_join(self.root, f"/studies/{self.study_uid}/series/{self.series_uid}")
+
+    @classmethod
+    def from_json(cls, root: str, ds: JsonDataset, study_uid: str | None = None) -> SeriesResult:
+        return cls(root, _text(ds, "StudyInstanceUID") or study_uid or "",
+                   _text(ds, "SeriesInstanceUID"), _text(ds, "Modality"),
+                   _text(ds, "SeriesDescription"), _int(ds, "SeriesNumber"),
+                   _int(ds, "NumberOfSeriesRelatedInstances"), _text(ds, "SeriesDate"),
+                   _text(ds, "StudyDate"), _text(ds, "PatientID"), _text(ds, "PatientName"))
+
+    def open_volume(self, **kwargs: Any) -> Any:
+        """``ms.open_volume(self.url, **kwargs)``: pass the same ``token=``/``headers=`` as
+        for the search (they are not remembered)."""
+        from .discovery.source import open_volume
+
+        return open_volume(self.url, **kwargs)
+
+    async def open_volume_async(self, **kwargs: Any) -> Any:
+        from .discovery.source import open_volume_async
+
+        return await open_volume_async(self.url, **kwargs)
+
+
+@dataclass(frozen=True)
+class InstanceResult:
+    """One instance matched by :func:`search_instances`."""
+
+    root: str
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str = ""
+    instance_number: int | None = None
+    n_frames: int | None = None
+    rows: int | None = None
+    columns: int | None = None
+
+    @property
+    def url(self) -> str:
+        return url_join(self.root, f"/studies/{self.study_uid}/series/{self.series_uid}"
+                                   f"/instances/{self.sop_instance_uid}")
+
+    @property
+    def image_ids(self) -> list[str]:
+        """``wadors:`` frame IDs (frame 1 when the server did not say how many frames)."""
+        return [f"wadors:{url_join(self.url, f'/frames/{k}')}"
+                for k in range(1, (self.n_frames or 1) + 1)]
+
+    @classmethod
+    def from_json(cls, root: str, ds: JsonDataset, study_uid: str | None = None,
+                  series_uid: str | None = None) -> InstanceResult:
+        return cls(root, _text(ds, "StudyInstanceUID") or study_uid or "",
+                   _text(ds, "SeriesInstanceUID") or series_uid or "",
+                   _text(ds, "SOPInstanceUID"), _text(ds, "SOPClassUID"),
+                   _int(ds, "InstanceNumber"), _int(ds, "NumberOfFrames"), _int(ds, "Rows"),
+                   _int(ds, "Columns"))
+
+
+# -- query building ------------------------------------------------------------------------------
+def _query_value(value: Any) -> str:
+    """A QIDO match value: dates as YYYYMMDD, a (start, end) pair as a range, lists as
+    ``a,b`` (a list of UIDs or values to match)."""
+    if isinstance(value, (_dt.date, _dt.datetime)):
+        return value.strftime("%Y%m%d")
+    if isinstance(value, tuple) and len(value) == 2:
+        return "-".join("" if v is None else _query_value(v) for v in value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return ",".join(_query_value(v) for v in value)
+    return str(value)
+
+
+def _split(where: str, kwargs: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+    """(QIDO match parameters by DICOM keyword or tag, HTTP options); anything else raises
+    :class:`OptionError` (a misspelt ``PatientId=`` would otherwise match everything)."""
+    query: dict[str, str] = {}
+    http: dict[str, Any] = {}
+    for name, value in kwargs.items():
+        if name in HTTP_OPTIONS:
+            http[name] = value
+        elif tag_for_keyword(name) is not None or _TAG_RE.match(name):
+            if value is not None:
+                query[name] = _query_value(value)
+        else:
+            close = difflib.get_close_matches(name, ["PatientID", "PatientName", "StudyDate",
+                                                     "ModalitiesInStudy", "Modality",
+                                                     "StudyDescription", "AccessionNumber",
+                                                     "SeriesDescription", *sorted(HTTP_OPTIONS)],
+                                              n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise OptionError(f"{where}() got {name!r}{hint}: not a DICOM keyword or tag to "
+                              f"match, nor an HTTP option ({', '.join(sorted(HTTP_OPTIONS))})")
+    check_options(where, http, "http")
+    return query, http
+
+
+T = TypeVar("T")
+
+
+async def _search(where: str, url: str, fields: Sequence[str], parse: Callable[[JsonDataset], T],
+                  uid_of: Callable[[T], str], kwargs: dict[str, Any], *, limit: int | None,
+                  offset: int, fuzzy: bool, page_size: int, max_results: int) -> list[T]:
+    query, http = _split(where, kwargs)
+    if limit is not None and limit < 0 or offset < 0 or page_size < 1:
+        raise OptionError(f"{where}(): limit and offset must be >= 0, page_size >= 1")
+    cap = max_results if limit is None else min(limit, max_results)
+    params: list[tuple[str, str]] = list(query.items())
+    params += [("includefield", f) for f in fields]
+    if fuzzy:
+        params.append(("fuzzymatching", "true"))
+    config = http_config(**http)
+    out: list[T] = []
+    seen: set[str] = set()
+    while len(out) < cap:
+        ask = min(page_size, cap - len(out))
+        page_params = params + [("limit", str(ask)), ("offset", str(offset))]
+        sep = "&" if "?" in url else "?"
+        page_url = url + sep + urlencode(page_params, quote_via=quote, safe=_LITERAL)
+        resp = await fetch(page_url, f"qido:{url}", accept="application/dicom+json",
+                           config=config, ok_statuses=(204,))
+        try:
+            items = resp.json() if resp.content.strip() else []
+        except ValueError as exc:
+            raise ValueError(f"{where}(): the answer of {redact_url(url)} is not DICOM JSON "
+                             f"({resp.headers.get('content-type', 'no content type')})") from exc
+        if not isinstance(items, list):
+            raise ValueError(f"{where}(): the server answered {type(items).__name__}, "
+                             "not a list of DICOM JSON objects")
+        new = 0
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            result = parse(JsonDataset(item))
+            uid = uid_of(result)
+            if uid in seen:
+                continue
+            seen.add(uid)
+            out.append(result)
+            new += 1
+            if len(out) >= cap:
+                break
+        if len(items) < ask or new == 0:  # a short page is the last; a repeat means no paging
+            break
+        offset += len(items)
+    if limit is None and len(out) >= max_results:
+        log.warning("%s: stopped at max_results=%d matches; narrow the query or page with "
+                    "offset=", where, max_results)
+    return out
+
+
+def _root(root: str) -> str:
+    root = root[len("wadors:"):] if root.startswith("wadors:") else root
+    return url_join(root, "")
+
+
+# -- public API ----------------------------------------------------------------------------------
+async def search_studies_async(root: str, *, limit: int | None = None, offset: int = 0,
+                               fuzzy: bool = False, page_size: int = PAGE_SIZE,
+                               max_results: int = MAX_RESULTS, **kwargs: Any) -> list[StudyResult]:
+    """Studies on the DICOMweb server at ``root`` matching the keyword filters
+    (``PatientID="P1"``, ``StudyDate="20240101-20241231"`` or a (start, end) pair of dates,
+    ``ModalitiesInStudy="CT"``, ``PatientName="DOE^*"``); HTTP options (``token``,
+    ``headers``, ``timeout``...) as for loads. ``limit``: at most this many results."""
+    root = _root(root)
+    return await _search("search_studies", url_join(root, "/studies"), _STUDY_FIELDS,
+                         lambda ds: StudyResult.from_json(root, ds), lambda r: r.study_uid,
+                         kwargs, limit=limit, offset=offset, fuzzy=fuzzy, page_size=page_size,
+                         max_results=max_results)
+
+
+async def search_series_async(root: str, study_uid: str | None = None, *,
+                              limit: int | None = None, offset: int = 0, fuzzy: bool = False,
+                              page_size: int = PAGE_SIZE, max_results: int = MAX_RESULTS,
+                              **kwargs: Any) -> list[SeriesResult]:
+    """Series of one study (``study_uid``) or of the whole server, matching the filters
+    (``Modality="CT"``, ``SeriesDescription="*AX*"``...)."""
+    root = _root(root)
+    url = url_join(root, f"/studies/{study_uid}/series" if study_uid else "/series")
+    return await _search("search_series", url, _SERIES_FIELDS,
+                         lambda ds: SeriesResult.from_json(root, ds, study_uid),
+                         lambda r: r.series_uid, kwargs, limit=limit, offset=offset,
+                         fuzzy=fuzzy, page_size=page_size, max_results=max_results)
+
+
+async def search_instances_async(root: str, study_uid: str | None = None,
+                                 series_uid: str | None = None, *, limit: int | None = None,
+                                 offset: int = 0, fuzzy: bool = False,
+                                 page_size: int = PAGE_SIZE, max_results: int = MAX_RESULTS,
+                                 **kwargs: Any) -> list[InstanceResult]:
+    """Instances of a series (or study, or server) matching the filters."""
+    root = _root(root)
+    if series_uid and not study_uid:
+        raise OptionError("search_instances(): series_uid needs study_uid")
+    path = "/instances"
+    if study_uid:
+        path = f"/studies/{study_uid}" + (f"/series/{series_uid}" if series_uid else "") + path
+    return await _search("search_instances", url_join(root, path), _INSTANCE_FIELDS,
+                         lambda ds: InstanceResult.from_json(root, ds, study_uid, series_uid),
+                         lambda r: r.sop_instance_uid, kwargs, limit=limit, offset=offset,
+                         fuzzy=fuzzy, page_size=page_size, max_results=max_results)
+
+
+def search_studies(root: str, **kwargs: Any) -> list[StudyResult]:
+    """Blocking :func:`search_studies_async`."""
+    return runtime.run_sync(search_studies_async(root, **kwargs))
+
+
+def search_series(root: str, study_uid: str | None = None, **kwargs: Any) -> list[SeriesResult]:
+    """Blocking :func:`search_series_async`."""
+    return runtime.run_sync(search_series_async(root, study_uid, **kwargs))
+
+
+def search_instances(root: str, study_uid: str | None = None, series_uid: str | None = None,
+                     **kwargs: Any) -> list[InstanceResult]:
+    """Blocking :func:`search_instances_async`."""
+    return runtime.run_sync(search_instances_async(root, study_uid, series_uid, **kwargs))
+
+
+def is_root_url(url: str) -> bool:
+    """Whether an http(s) URL looks like a DICOMweb root (``.../dicom-web``): no
+    ``/studies/`` path, no file name with an extension, not a WADO-URI query."""
+    path, _, query = url.partition("?")
+    path = path.split("://", 1)[-1]
+    last = path.rstrip("/").rsplit("/", 1)[-1] if "/" in path else ""
+    return ("/studies" not in path and "." not in last and "requesttype=" not in query.lower()
+            and "/instances" not in path and "/series" not in path)
+
+
+__all__ = [
+    "InstanceResult", "SeriesResult", "StudyResult", "is_root_url", "search_instances",
+    "search_instances_async", "search_series", "search_series_async", "search_studies",
+    "search_studies_async",
+]
+
