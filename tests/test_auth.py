@@ -8,6 +8,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -271,3 +272,27 @@ def test_ca_bundle_trusts_the_test_ca_and_the_default_does_not(mtls, pki):
 def test_a_missing_client_certificate_file_is_a_typed_error(mtls, pki):
     with pytest.raises(ms.NetworkError, match="client certificate"):
         _load(mtls, 1, verify=str(pki / "ca.pem"), cert=str(pki / "missing.pem"))
+
+
+def test_cli_cacert_and_client_certificate(mtls, pki):
+    cli = [sys.executable, "-m", "medstream.cli"]
+    source = f"wadouri:{mtls.url}/wado?objectUID=7"
+    tls = ["--cacert", str(pki / "ca.pem"), "--cert", str(pki / "client.pem"),
+           "--key", str(pki / "client.key")]
+    ok = subprocess.run([*cli, *tls, "info", source, "--json"], capture_output=True, text=True,
+                        timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert '"Rows"' in ok.stdout or "128" in ok.stdout
+    refused = subprocess.run([*cli, *tls[:2], "info", source, "--retries", "0"],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+
+
+def test_configured_client_certificate_stays_on_its_host(mtls, pki):
+    cert = (str(pki / "client.pem"), str(pki / "client.key"))
+    ms.configure_http(cert=cert, base_url="https://archive.invalid")
+    try:
+        with pytest.raises(ms.NetworkError):  # not presented to another host
+            _load(mtls, 1, verify=str(pki / "ca.pem"))
+    finally:
+        ms.configure_http(cert=None, base_url=None)

@@ -20,6 +20,7 @@ import ipaddress
 import json
 import logging
 import random
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -309,7 +310,7 @@ async def _attempt(url: str, image_id: str, cfg: HttpConfig, accept: str | None,
     except httpx.TimeoutException as exc:
         raise _Failure(NetworkError(image_id, f"timed out after {cfg.timeout:g} s: {safe}"),
                        retry=True, connection=True) from exc
-    except httpx.TransportError as exc:
+    except (httpx.TransportError, ssl.SSLError) as exc:  # httpcore lets a TLS alert through
         raise _Failure(NetworkError(image_id, f"{type(exc).__name__} for {safe}: {_msg(exc)}"),
                        retry=True, connection=True) from exc
     content = chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -396,7 +397,7 @@ async def stream_chunks(
     except (TimeoutError, httpx.TimeoutException) as exc:
         breaker.failure(url, "timeout")
         raise NetworkError(image_id, f"timed out after {cfg.timeout:g} s: {safe}") from exc
-    except httpx.TransportError as exc:
+    except (httpx.TransportError, ssl.SSLError) as exc:
         breaker.failure(url, type(exc).__name__)
         raise NetworkError(image_id, f"{type(exc).__name__} for {safe}: {_msg(exc)}") from exc
     except BaseException:
