@@ -4,6 +4,7 @@ refreshed on 401 and before expiry, an httpx.Auth, and mTLS with certificates ma
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import ssl
@@ -66,7 +67,8 @@ class ExpiringTokens:
         self.uses, self.used, self.refused = uses, {}, 0
         self._lock = threading.Lock()
 
-    def __call__(self, h) -> None:  # noqa: ANN001
+    def __call__(self, h, body: bytes = DICOM,  # noqa: ANN001
+                 ctype: str = "application/dicom") -> None:
         token = h.headers.get("Authorization", "").removeprefix("Bearer ")
         with self._lock:
             n = self.used.get(token, 0)
@@ -74,9 +76,13 @@ class ExpiringTokens:
             self.used[token] = n + 1
             self.refused += not ok
         if ok:
-            send(h, DICOM, ctype="application/dicom")
+            send(h, body, ctype=ctype)
         else:
             send(h, b"token expired", status=401)
+
+    def serving(self, body: bytes, ctype: str):  # noqa: ANN201
+        """A route with the same tokens serving ``body``."""
+        return lambda h: self(h, body, ctype)
 
 
 @pytest.fixture
@@ -156,6 +162,28 @@ def test_configured_provider_goes_only_to_its_host(server):
     assert server.seen("/wado")[-1]["authorization"] == "Bearer tok1"
     assert "authorization" not in other.seen("/wado")[-1]
     assert provider.calls == 1
+
+
+def test_dicomweb_volume_with_an_expiring_provider(server):
+    """Metadata and frame requests (the streaming path) refresh the token too."""
+    ds = pydicom.dcmread(find("CT_small.dcm"))
+    meta = ds.to_json_dict()
+    meta.pop("7FE00010", None)
+    boundary = "B0UND"
+    frame = (f"--{boundary}\r\nContent-Type: application/octet-stream; "
+             f"transfer-syntax=1.2.840.10008.1.2.1\r\n\r\n").encode() + ds.PixelData + \
+        f"\r\n--{boundary}--\r\n".encode()
+    root = "/dw/studies/1/series/2"
+    tokens = ExpiringTokens(uses=1)
+    server.routes[f"{root}/metadata"] = tokens.serving(json.dumps([meta]).encode(),
+                                                       "application/dicom+json")
+    server.routes[f"{root}/instances/{ds.SOPInstanceUID}/frames/1"] = tokens.serving(
+        frame, f'multipart/related; type="application/octet-stream"; boundary={boundary}')
+    provider = Provider()
+    volume = ms.open_volume(f"{server.url}{root}", token=provider, retries=0,
+                            retrieve="frames")
+    assert volume.shape == (1, ds.Rows, ds.Columns)
+    assert provider.calls == 2 and tokens.refused == 1
 
 
 def test_credentials_key_tells_providers_apart_without_calling_them():
