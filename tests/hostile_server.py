@@ -5,6 +5,7 @@ logged. Loops are bounded: a route never runs longer than a few seconds."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,7 +14,7 @@ Route = Callable[[BaseHTTPRequestHandler], None]
 
 
 class HostileServer:
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.routes: dict[str, Route] = {}
         self.log: list[tuple[str, dict[str, str]]] = []
         owner = self
@@ -43,8 +44,10 @@ class HostileServer:
 
         self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if tls is not None:  # a failed handshake is dropped in accept(), the server goes on
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def seen(self, path: str) -> list[dict[str, str]]:

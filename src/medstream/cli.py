@@ -30,19 +30,32 @@ from .redact import redact_text
 @click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'",
               help="HTTP header for every request (repeatable).")
 @click.option("--insecure", is_flag=True, help="Do not verify TLS certificates.")
+@click.option("--cacert", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="CA bundle (PEM) to trust instead of the default store.")
+@click.option("--cert", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Client certificate (PEM) for mutual TLS; holds the key unless --key.")
+@click.option("--key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Private key (PEM) of --cert.")
 @click.pass_context
-def main(ctx: click.Context, debug: bool, headers: tuple[str, ...], insecure: bool) -> None:
+def main(ctx: click.Context, debug: bool, headers: tuple[str, ...], insecure: bool,
+         cacert: str | None, cert: str | None, key: str | None) -> None:
     """Load medical images and volumes from any source by ID.
 
     The bearer token for DICOMweb is read from MEDSTREAM_TOKEN (a --token on the command
-    line is visible to other users in `ps`). --header and --insecure go before the command:
-    medstream --insecure --header 'X-Api-Key: k' info URL
+    line is visible to other users in `ps`). --header, --insecure, --cacert and --cert go
+    before the command: medstream --insecure --header 'X-Api-Key: k' info URL
     """
     http: dict[str, Any] = {}  # per load, so they belong to the URLs the command names
     if headers:
         http["headers"] = dict(_header(h) for h in headers)
     if insecure:
         http["verify"] = False
+    elif cacert:
+        http["verify"] = cacert
+    if key and not cert:
+        raise click.UsageError("--key needs --cert")
+    if cert:
+        http["cert"] = (cert, key) if key else cert
     if os.environ.get("MEDSTREAM_TOKEN"):
         http["token"] = os.environ["MEDSTREAM_TOKEN"]
     ctx.obj = {"debug": debug, "http": http}

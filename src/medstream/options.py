@@ -18,7 +18,7 @@ from typing import Any
 from .errors import ImageLoadError, MedstreamError
 
 HTTP_OPTIONS = frozenset({"token", "headers", "verify", "timeout", "retries", "backoff",
-                          "max_bytes"})
+                          "max_bytes", "auth", "cert"})
 IMAGE_OPTIONS = HTTP_OPTIONS | {"prescale"}
 VOLUME_OPTIONS = IMAGE_OPTIONS | {"image_ids", "spacing", "tilt", "request_type", "priority",
                                   "retrieve", "device", "gpu_batch"}

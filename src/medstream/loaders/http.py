@@ -7,7 +7,9 @@ steps); redirects are followed here, so credentials never go to another origin.
 
 Credentials (Authorization headers, tokens in query strings, user:password in URLs) never appear
 in errors or logs: every URL is redacted before it is shown, and httpx's own loggers are filtered.
-A token set with ``configure_http`` is sent only to the hosts it is configured for.
+A token set with ``configure_http`` is sent only to the hosts it is configured for; so are an
+``httpx.Auth``, a token provider (see ``auth.py``: refreshed on 401 and before expiry) and a
+client certificate (mTLS).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import ipaddress
 import json
 import logging
 import random
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -29,6 +32,7 @@ import httpx
 from ..errors import HTTPStatusError, MedstreamError, NetworkError
 from ..limits import BoundedDecoder, check_size, limits
 from ..redact import install_log_filter, redact_url
+from .auth import Cert, TokenProvider, provider_name, ssl_context, token_from
 from .hosts import breaker, origin_of
 
 log = logging.getLogger("medstream.http")
@@ -43,8 +47,10 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 @dataclass(frozen=True)
 class HttpConfig:
     headers: dict[str, str] = field(default_factory=dict)
-    token: str | None = None
-    verify: bool | str = True
+    token: str | TokenProvider | None = None  # a bearer token, or a callable returning one
+    verify: bool | str = True  # a str: path of a CA bundle (PEM) to trust instead
+    auth: httpx.Auth | None = None
+    cert: Cert | None = None  # client certificate (mTLS): PEM path, or (cert, key) paths
     timeout: float = 30.0  # seconds for each request as a whole
     retries: int = 3
     backoff: float = 0.25
@@ -54,17 +60,31 @@ class HttpConfig:
 
     def __repr__(self) -> str:  # never show the token or header values
         return (
-            f"HttpConfig(headers={sorted(self.headers)}, token={'***' if self.token else None}, "
-            f"verify={self.verify}, timeout={self.timeout}, retries={self.retries}, "
-            f"token_hosts={self.token_hosts})"
+            f"HttpConfig(headers={sorted(self.headers)}, token={self._token_repr()}, "
+            f"auth={type(self.auth).__name__ if self.auth else None}, "
+            f"cert={'***' if self.cert else None}, verify={self.verify}, "
+            f"timeout={self.timeout}, retries={self.retries}, token_hosts={self.token_hosts})"
         )
+
+    def _token_repr(self) -> str | None:
+        if callable(self.token):
+            return f"<provider {provider_name(self.token)}>"
+        return "***" if self.token else None
+
+    def has_credentials(self) -> bool:
+        return bool(self.token or self.headers or self.auth or self.cert)
 
     def credentials_key(self) -> str:
         """A digest of the credentials, so results fetched with one set are never served to a
         load made with another."""
-        if not self.token and not self.headers:
+        if not self.has_credentials():
             return ""
-        blob = json.dumps([self.token, sorted(self.headers.items())]).encode()
+        # providers and auth objects by identity (calling them here would cost a token fetch
+        # per key); the scope is part of the key since they are used only on those hosts
+        token = f"provider:{provider_name(self.token)}" if callable(self.token) else self.token
+        auth = f"auth:{provider_name(self.auth)}" if self.auth else None
+        blob = json.dumps([token, sorted(self.headers.items()), auth, self.cert,
+                           self.token_hosts]).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def credentials_for(self, url: str) -> bool:
@@ -75,7 +95,7 @@ class HttpConfig:
 
 
 _config = HttpConfig()
-_clients: dict[tuple[int, bool | str], httpx.AsyncClient] = {}
+_clients: dict[tuple[int, bool | str, Cert | None], httpx.AsyncClient] = {}
 
 
 def _scope(base_url: str | None, hosts: Any) -> tuple[str, ...]:
@@ -96,9 +116,10 @@ def configure_http(**changes: Any) -> HttpConfig:
         changes["token_hosts"] = _scope(changes.get("base_url", _config.base_url),
                                         changes.get("token_hosts"))
     new = replace(_config, **changes)
-    if (new.token or new.headers) and not new.token_hosts:
-        raise ValueError("configure_http: a token or headers need base_url= or token_hosts= "
-                         "(the hosts they are for); per load, pass token= to the load instead")
+    if new.has_credentials() and not new.token_hosts:
+        raise ValueError("configure_http: a token, headers, auth or cert need base_url= or "
+                         "token_hosts= (the hosts they are for); per load, pass them to the "
+                         "load instead")
     _config = new
     return _config
 
@@ -107,21 +128,27 @@ def http_config(**overrides: Any) -> HttpConfig:
     """The defaults with per-load overrides (None values are ignored). A token or headers given
     per load belong to that load's own URLs, so they are not host-scoped."""
     kw = {k: v for k, v in overrides.items() if v is not None and k in HttpConfig.__dataclass_fields__}
-    if "token" in kw or "headers" in kw:  # per-load credentials replace the configured ones
+    if _CREDENTIALS & kw.keys():  # per-load credentials replace the configured ones
         kw.setdefault("token", None)
         kw.setdefault("headers", {})
+        kw.setdefault("auth", None)
+        kw.setdefault("cert", None)
         kw["token_hosts"] = None
     return replace(_config, **kw) if kw else _config
 
 
-def _client(verify: bool | str) -> httpx.AsyncClient:
-    """Clients belong to the running loop (the medstream loop), keyed by loop and TLS setting."""
+_CREDENTIALS = frozenset({"token", "headers", "auth", "cert"})
+
+
+def _client(verify: bool | str, cert: Cert | None = None) -> httpx.AsyncClient:
+    """Clients belong to the running loop (the medstream loop), keyed by loop and TLS setting
+    (CA bundle and client certificate are per client in httpx)."""
     loop = asyncio.get_running_loop()
-    key = (id(loop), verify)
+    key = (id(loop), verify, cert)
     client = _clients.get(key)
     if client is None or client.is_closed:
         client = httpx.AsyncClient(
-            verify=verify,
+            verify=ssl_context(verify, cert),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
             follow_redirects=False,  # followed in _open, where credentials are re-scoped
         )
@@ -166,12 +193,12 @@ class _Failure(Exception):
         return self.err
 
 
-def _headers(cfg: HttpConfig, accept: str | None, url: str) -> dict[str, str]:
+def _headers(cfg: HttpConfig, accept: str | None, url: str, token: str | None) -> dict[str, str]:
     headers = {"Accept-Encoding": "gzip, deflate"}
     if cfg.credentials_for(url):
         headers.update(cfg.headers)
-        if cfg.token:
-            headers["Authorization"] = f"Bearer {cfg.token}"
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
     if accept:
         headers["Accept"] = accept
     return headers
@@ -185,18 +212,49 @@ def _is_loopback(url: str) -> bool:
         return host == "localhost"
 
 
-async def _open(client: httpx.AsyncClient, url: str, cfg: HttpConfig, accept: str | None,
-                image_id: str) -> httpx.Response:
-    """Send the GET and follow redirects by hand: on a change of origin, the token and every
-    configured header are dropped (httpx drops only Authorization)."""
+def _client_for(cfg: HttpConfig, url: str, trusted: bool, image_id: str) -> httpx.AsyncClient:
+    """The client for one hop: with the client certificate only where credentials may go."""
+    cert = cfg.cert if trusted else None
+    try:
+        return _client(cfg.verify, cert)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise _Failure(NetworkError(image_id, f"cannot load the CA bundle or client "
+                                              f"certificate: {_msg(exc)}"), retry=False) from exc
+
+
+async def _token(cfg: HttpConfig, stale: str | None = None) -> str | None:
+    if callable(cfg.token):
+        return await token_from(cfg.token, stale)
+    return cfg.token
+
+
+async def _open(url: str, cfg: HttpConfig, accept: str | None, image_id: str) -> httpx.Response:
+    """Send the GET; a 401 to a token from a provider is tried once more with a fresh one."""
+    token = await _token(cfg) if cfg.credentials_for(url) else None
+    resp, used = await _follow(url, cfg, accept, image_id, token)
+    if resp.status_code == 401 and used and callable(cfg.token):
+        await resp.aclose()
+        token = await _token(cfg, stale=token)
+        resp, _ = await _follow(url, cfg, accept, image_id, token)
+    return resp
+
+
+async def _follow(url: str, cfg: HttpConfig, accept: str | None, image_id: str,
+                  token: str | None) -> tuple[httpx.Response, bool]:
+    """Send the GET and follow redirects by hand: on a change of origin, the token, the auth,
+    the client certificate and every configured header are dropped (httpx drops only
+    Authorization). Returns the response and whether the credentials went with it."""
     first = origin_of(url)
     for _ in range(MAX_REDIRECTS + 1):
-        headers = _headers(cfg, accept, url) if origin_of(url) == first else (
+        trusted = origin_of(url) == first and cfg.credentials_for(url)
+        headers = _headers(cfg, accept, url, token) if trusted else (
             {"Accept": accept} if accept else {})
+        client = _client_for(cfg, url, trusted, image_id)
         request = client.build_request("GET", url, headers=headers, timeout=cfg.timeout)
-        resp = await client.send(request, stream=True)
+        auth = cfg.auth if trusted else None
+        resp = await client.send(request, stream=True, auth=auth)
         if resp.status_code not in _REDIRECTS or "location" not in resp.headers:
-            return resp
+            return resp, trusted
         await resp.aclose()
         nxt = str(resp.url.join(resp.headers["location"]))
         if urlsplit(url).scheme == "https" and urlsplit(nxt).scheme != "https" and not _is_loopback(nxt):
@@ -231,12 +289,12 @@ async def _read(resp: httpx.Response, image_id: str, limit: int, cfg: HttpConfig
             yield piece
 
 
-async def _attempt(client: httpx.AsyncClient, url: str, image_id: str, cfg: HttpConfig,
-                   accept: str | None, ok_statuses: tuple[int, ...], limit: int) -> Body:
+async def _attempt(url: str, image_id: str, cfg: HttpConfig, accept: str | None,
+                   ok_statuses: tuple[int, ...], limit: int) -> Body:
     safe = redact_url(url)
     try:
         async with asyncio.timeout(cfg.timeout):
-            resp = await _open(client, url, cfg, accept, image_id)
+            resp = await _open(url, cfg, accept, image_id)
             try:
                 if not (resp.is_success or resp.status_code in ok_statuses):
                     detail = await _error_detail(resp)
@@ -252,7 +310,7 @@ async def _attempt(client: httpx.AsyncClient, url: str, image_id: str, cfg: Http
     except httpx.TimeoutException as exc:
         raise _Failure(NetworkError(image_id, f"timed out after {cfg.timeout:g} s: {safe}"),
                        retry=True, connection=True) from exc
-    except httpx.TransportError as exc:
+    except (httpx.TransportError, ssl.SSLError) as exc:  # httpcore lets a TLS alert through
         raise _Failure(NetworkError(image_id, f"{type(exc).__name__} for {safe}: {_msg(exc)}"),
                        retry=True, connection=True) from exc
     content = chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -277,7 +335,6 @@ async def fetch(
     """
     cfg = config or _config
     limit = max_bytes or cfg.max_bytes or limits().max_bytes
-    client = _client(cfg.verify)
     safe = redact_url(url)
     attempt = 0
     while True:
@@ -286,7 +343,7 @@ async def fetch(
             raise NetworkError(image_id, f"{safe}: {reason}")
         failure: _Failure | None = None
         try:
-            body = await _attempt(client, url, image_id, cfg, accept, ok_statuses, limit)
+            body = await _attempt(url, image_id, cfg, accept, ok_statuses, limit)
         except _Failure as exc:
             failure = exc
         except BaseException:
@@ -326,7 +383,7 @@ async def stream_chunks(
     failure: _Failure | None = None
     try:
         async with asyncio.timeout(cfg.timeout):  # until the headers are in
-            resp = await _open(_client(cfg.verify), url, cfg, accept, image_id)
+            resp = await _open(url, cfg, accept, image_id)
         try:
             if not resp.is_success:
                 raise HTTPStatusError(image_id, resp.status_code, safe, await _error_detail(resp))
@@ -340,7 +397,7 @@ async def stream_chunks(
     except (TimeoutError, httpx.TimeoutException) as exc:
         breaker.failure(url, "timeout")
         raise NetworkError(image_id, f"timed out after {cfg.timeout:g} s: {safe}") from exc
-    except httpx.TransportError as exc:
+    except (httpx.TransportError, ssl.SSLError) as exc:
         breaker.failure(url, type(exc).__name__)
         raise NetworkError(image_id, f"{type(exc).__name__} for {safe}: {_msg(exc)}") from exc
     except BaseException:
