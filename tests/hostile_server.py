@@ -110,3 +110,18 @@ class Blackhole:
 
     def close(self) -> None:
         self._sock.close()
+
+
+FRAMES_TYPE = 'multipart/related; type="application/octet-stream"; boundary=B0UND'
+
+
+def one_instance_series(ds) -> tuple[bytes, bytes]:  # noqa: ANN001
+    """(series /metadata JSON, its frame 1 as multipart) for a one-instance DICOMweb series made
+    of the uncompressed dataset ``ds``; serve the frame with ``FRAMES_TYPE``."""
+    import json
+
+    meta = ds.to_json_dict()
+    meta.pop("7FE00010", None)
+    frame = (b"--B0UND\r\nContent-Type: application/octet-stream; "
+             b"transfer-syntax=1.2.840.10008.1.2.1\r\n\r\n" + ds.PixelData + b"\r\n--B0UND--\r\n")
+    return json.dumps([meta]).encode(), frame

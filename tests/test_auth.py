@@ -4,7 +4,6 @@ refreshed on 401 and before expiry, an httpx.Auth, and mTLS with certificates ma
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 import ssl
@@ -21,7 +20,7 @@ import pytest
 
 import medstream as ms
 from corpus import find
-from hostile_server import HostileServer, send
+from hostile_server import FRAMES_TYPE, HostileServer, one_instance_series, send
 from medstream.loaders.auth import forget_tokens
 from medstream.loaders.hosts import breaker
 from medstream.loaders.http import http_config
@@ -167,18 +166,12 @@ def test_configured_provider_goes_only_to_its_host(server):
 def test_dicomweb_volume_with_an_expiring_provider(server):
     """Metadata and frame requests (the streaming path) refresh the token too."""
     ds = pydicom.dcmread(find("CT_small.dcm"))
-    meta = ds.to_json_dict()
-    meta.pop("7FE00010", None)
-    boundary = "B0UND"
-    frame = (f"--{boundary}\r\nContent-Type: application/octet-stream; "
-             f"transfer-syntax=1.2.840.10008.1.2.1\r\n\r\n").encode() + ds.PixelData + \
-        f"\r\n--{boundary}--\r\n".encode()
+    meta, frame = one_instance_series(ds)
     root = "/dw/studies/1/series/2"
     tokens = ExpiringTokens(uses=1)
-    server.routes[f"{root}/metadata"] = tokens.serving(json.dumps([meta]).encode(),
-                                                       "application/dicom+json")
+    server.routes[f"{root}/metadata"] = tokens.serving(meta, "application/dicom+json")
     server.routes[f"{root}/instances/{ds.SOPInstanceUID}/frames/1"] = tokens.serving(
-        frame, f'multipart/related; type="application/octet-stream"; boundary={boundary}')
+        frame, FRAMES_TYPE)
     provider = Provider()
     volume = ms.open_volume(f"{server.url}{root}", token=provider, retries=0,
                             retrieve="frames")

@@ -25,7 +25,14 @@ import pytest
 import medstream as ms
 from attack import run_attack
 from corpus import find
-from hostile_server import Blackhole, CountingRefuser, HostileServer, send
+from hostile_server import (
+    FRAMES_TYPE,
+    Blackhole,
+    CountingRefuser,
+    HostileServer,
+    one_instance_series,
+    send,
+)
 
 SMALL_MB = 64  # a refused attack may grow the peak RSS by at most this much
 MEASURED: dict[str, str] = {}
@@ -554,12 +561,7 @@ def test_presigned_style_query_strings_work(server, tmp_path):
     import nibabel as nib
 
     ds = pydicom.dcmread(find("CT_small.dcm"))
-    meta = ds.to_json_dict()
-    meta.pop("7FE00010", None)
-    boundary = "B0UND"
-    frame = (f"--{boundary}\r\nContent-Type: application/octet-stream; "
-             f"transfer-syntax=1.2.840.10008.1.2.1\r\n\r\n").encode() + ds.PixelData + \
-        f"\r\n--{boundary}--\r\n".encode()
+    meta, frame = one_instance_series(ds)
     root = "/dw/studies/1/series/2"
     uid = ds.SOPInstanceUID
 
@@ -569,10 +571,8 @@ def test_presigned_style_query_strings_work(server, tmp_path):
             send(h, body if ok else b"denied", status=200 if ok else 401, ctype=ctype)
         return route
 
-    server.routes[f"{root}/metadata"] = need_token(json.dumps([meta]).encode(),
-                                                   "application/dicom+json")
-    server.routes[f"{root}/instances/{uid}/frames/1"] = need_token(
-        frame, f'multipart/related; type="application/octet-stream"; boundary={boundary}')
+    server.routes[f"{root}/metadata"] = need_token(meta, "application/dicom+json")
+    server.routes[f"{root}/instances/{uid}/frames/1"] = need_token(frame, FRAMES_TYPE)
     volume = ms.open_volume(f"{server.url}{root}?access_token=t0k", retries=0)
     assert volume.shape == (1, ds.Rows, ds.Columns)
     assert np.array_equal(volume.scalar_data[0], ms.load_image(
