@@ -53,11 +53,12 @@ class PixelLocator:
             return f.read(size)
 
 
-def read_header(image_id: str, path: str) -> tuple[Dataset | FastHeader, PixelLocator | None]:
+def read_header(image_id: str, path: str, fast: FastHeader | None = None,
+                ) -> tuple[Dataset | FastHeader, PixelLocator | None]:
     """Parse everything but large pixel values; raise typed errors naming ``image_id``.
 
-    Classic little-endian files go through the compact reader (``fastheader``), the rest
-    through pydicom.
+    Classic little-endian files go through the compact reader (``fastheader``; ``fast`` if the
+    caller read it already), the rest through pydicom.
 
     Raises ``MissingPixelDataError`` for an object without pixel data. The locator is None where
     the bytes cannot be addressed in the file (deflated) or were small enough to read already.
@@ -66,7 +67,8 @@ def read_header(image_id: str, path: str) -> tuple[Dataset | FastHeader, PixelLo
         st = os.stat(path)
     except OSError:
         st = None
-    fast = read_fast_header(path) if st is not None and stat.S_ISREG(st.st_mode) else None
+    if fast is None and st is not None and stat.S_ISREG(st.st_mode):
+        fast = read_fast_header(path)
     ds: Any = fast if fast is not None else read_dataset(image_id, path, defer_size=_DEFER)
     if st is None:
         raise ImageLoadError(image_id, f"cannot stat {path}")

@@ -41,16 +41,17 @@ class MosaicLayout:
     positions: tuple[tuple[float, float, float], ...]  # ImagePositionPatient of each tile
     acquisition_times: tuple[float | None, ...]
 
-    def cut(self, mosaic: np.ndarray, tile: int) -> np.ndarray:
-        """Tile ``tile`` (1-based) of the decoded mosaic, as a view."""
-        r, c = divmod(tile - 1, self.grid_columns)
-        r0, c0 = r * self.tile_rows, c * self.tile_columns
-        return mosaic[r0 : r0 + self.tile_rows, c0 : c0 + self.tile_columns]
-
     def module(self, tile: int) -> dict[str, Any]:
         return {"vendor": self.vendor, "tile": tile, "tiles": self.tiles,
                 "tile_rows": self.tile_rows, "tile_columns": self.tile_columns,
                 "grid_columns": self.grid_columns}
+
+
+def cut_tile(mosaic: np.ndarray, module: dict[str, Any], tile: int) -> np.ndarray:
+    """Tile ``tile`` (1-based) of a decoded mosaic, as a view, by its ``mosaicModule``."""
+    r, c = divmod(tile - 1, module["grid_columns"])
+    rows, cols = module["tile_rows"], module["tile_columns"]
+    return mosaic[r * rows : (r + 1) * rows, c * cols : (c + 1) * cols]
 
 
 def is_mosaic(ds: HeaderLike) -> bool:

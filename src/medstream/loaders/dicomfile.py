@@ -17,11 +17,11 @@ from ..codecs.pixels import frame_to_image
 from ..codecs.registry import decode_frame
 from ..core.image import Image
 from ..core.runtime import runtime
-from ..dicom.fastheader import read_fast_header
+from ..dicom.fastheader import FastHeader, read_fast_header
 from ..dicom.frames import number_of_frames
 from ..dicom.header import PixelLocator, locators, read_header
 from ..dicom.modules import build_modules
-from ..dicom.mosaic import mosaic_layout, tile_modules
+from ..dicom.mosaic import cut_tile, mosaic_layout, tile_modules
 from ..dicom.part10 import (
     ParsedDicom,
     check_frame,
@@ -151,8 +151,10 @@ def load_sync(image_id: str, prescale: bool = True) -> Image:
     tile = tile_of(image_id)
     if tile is not None:
         return _load_tile(image_id, path, tile, prescale)
-    if module_store.get_modules(image_id) is None and _classic(path):
-        read_file_header(path)  # modules + pixel locator from the compact reader
+    if module_store.get_modules(image_id) is None:
+        fast = _classic_header(path)
+        if fast is not None:  # modules + pixel locator from the compact reader, no pydicom parse
+            read_file_header(path, fast)
     image = _fast_path(image_id, path, frame or 1, prescale)
     if image is not None:
         return image
@@ -160,12 +162,12 @@ def load_sync(image_id: str, prescale: bool = True) -> Image:
     return decode_parsed_frame(image_id, parsed, frame or 1, prescale)
 
 
-def _classic(path: str) -> bool:
-    """A regular file the compact header reader takes (then no full pydicom parse is needed)."""
+def _classic_header(path: str) -> FastHeader | None:
+    """The compact header of a regular file it can read (then no pydicom parse is needed)."""
     try:
-        return stat.S_ISREG(os.stat(path).st_mode) and read_fast_header(path) is not None
+        return read_fast_header(path) if stat.S_ISREG(os.stat(path).st_mode) else None
     except OSError:
-        return False
+        return None
 
 
 def _load_tile(image_id: str, path: str, tile: int, prescale: bool) -> Image:
@@ -179,10 +181,8 @@ def _load_tile(image_id: str, path: str, tile: int, prescale: bool) -> Image:
         raise ImageLoadError(image_id, f"{path} is not a mosaic with a tile {tile}")
     parsed = parsed_files.get(image_id, path, keep=True)
     raw, photometric = mosaic_pixels(image_id, parsed)
-    r, c = divmod(tile - 1, mosaic["grid_columns"])
-    rows, cols = mosaic["tile_rows"], mosaic["tile_columns"]
-    part = raw[r * rows : (r + 1) * rows, c * cols : (c + 1) * cols]
-    info = dataclasses.replace(parsed.info, rows=rows, columns=cols)
+    part = cut_tile(raw, mosaic, tile)
+    info = dataclasses.replace(parsed.info, rows=part.shape[0], columns=part.shape[1])
     start = time.perf_counter()
     image = frame_to_image(image_id, np.ascontiguousarray(part), photometric, info, modules,
                            prescale=prescale, lut_source=parsed.dataset)
@@ -199,14 +199,16 @@ def mosaic_pixels(image_id: str, parsed: ParsedDicom) -> tuple[np.ndarray, str]:
         return parsed.decoded
 
 
-def read_file_header(path: str) -> tuple[list[str], PixelLocator | None]:
+def read_file_header(path: str, fast: FastHeader | None = None,
+                     ) -> tuple[list[str], PixelLocator | None]:
     """Header-read one file: record modules for each frame ID and the pixel locator.
 
-    Returns the file's image IDs (one per frame for multi-frame objects).
+    Returns the file's image IDs (one per frame for multi-frame objects). ``fast``: its compact
+    header, when the caller read it already.
     """
     path = os.path.abspath(path)
     base = image_id_for(path)
-    ds, loc = read_header(base, path)
+    ds, loc = read_header(base, path, fast)
     ts = str(ds.file_meta.TransferSyntaxUID)
     n = number_of_frames(base, ds)
     layout = mosaic_layout(base, ds)

@@ -145,8 +145,7 @@ async def get_series_metadata(image_id: str, series_url: str, **http: Any) -> di
 
         def build() -> dict[str, JsonDataset]:
             datasets = datasets_from_json(items)
-            _frame_counts(series_url, datasets)
-            register_modules(series_url, datasets)
+            register_modules(series_url, datasets)  # checks the frame counts before any ID
             return datasets
 
         return await runtime.to_thread(build)
@@ -351,7 +350,7 @@ def _decode_instance(series_url: str, data: bytes, ids: set[str],
         modules = module_store.get_modules(frame_id)
         element = fast.get_item("PixelData")
         if (frame_id in ids and modules is not None and element is not None
-                and fast.get("NumberOfFrames") in (None, "1", 1)):
+                and number_of_frames(frame_id, fast) == 1):
             ts = str(fast.file_meta.TransferSyntaxUID)
             info = frame_info(frame_id, fast, ts)
             start = element.value_tell
