@@ -70,6 +70,7 @@ from .loaders.memory import (
 )
 from .loaders.wadors import wadors_image_ids_async
 from .options import OptionError
+from .storage import configure_storage
 from .volumes import (
     DynamicVolume,
     GeometryWarning,
@@ -159,6 +160,7 @@ __all__ = [
     "VolumeLoadObject",
     "cache",
     "configure_http",
+    "configure_storage",
     "dicomweb",
     "decoders",
     "dicomfile_image_id",

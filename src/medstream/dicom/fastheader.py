@@ -15,7 +15,7 @@ import io
 import os
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
@@ -203,12 +203,16 @@ def _skip_sequence(r: _Reader, pos: int, explicit: bool, depth: int = 0) -> int:
                 pos = value + length
 
 
-def read_fast_header(source: str | os.PathLike[str] | bytes | memoryview) -> FastHeader | None:
-    """The header of a classic little-endian Part 10 file (a path, or the object's bytes), or
-    None to use pydicom instead. Pixel offsets count from the start of the file or bytes."""
+def read_fast_header(source: str | os.PathLike[str] | bytes | memoryview | BinaryIO,
+                     ) -> FastHeader | None:
+    """The header of a classic little-endian Part 10 file (a path, the object's bytes or a
+    seekable file object), or None to use pydicom instead. Pixel offsets count from the start
+    of the file or bytes."""
     try:
         if isinstance(source, (bytes, bytearray, memoryview)):
             return _parse(_Reader(io.BytesIO(source)))
+        if hasattr(source, "read"):
+            return _parse(_Reader(source))
         with open(source, "rb") as f:
             return _parse(_Reader(f))
     except (_Fallback, struct.error, UnicodeDecodeError, OSError, ValueError):

@@ -8,6 +8,7 @@ is what makes series loading from files faster than a parse-everything loop.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import threading
@@ -19,6 +20,7 @@ from pydicom.dataset import Dataset
 
 from ..codecs.frame import FrameInfo
 from ..errors import DicomParseError, ImageLoadError, MissingPixelDataError
+from ..storage import is_remote, storage
 from .fastheader import FastHeader, read_fast_header
 from .frames import check_frames_fit
 from .part10 import _PIXEL_KEYWORDS, frame_info, read_dataset
@@ -37,20 +39,35 @@ class PixelLocator:
     length: int | None  # None: encapsulated, read to the end of the file
     info: FrameInfo
 
+    @property
+    def remote(self) -> bool:
+        return is_remote(self.path)
+
     def still_valid(self) -> bool:
         try:
+            if self.remote:  # the object info a scan or header read saw (no request)
+                info = storage.info(self.path)
+                return info.version_key == self.mtime_ns and info.size == self.size
             st = os.stat(self.path)
-        except OSError:
+        except (OSError, ImageLoadError):
             return False
         return st.st_mtime_ns == self.mtime_ns and st.st_size == self.size
 
+    def span(self, start: int = 0, size: int | None = None) -> tuple[int, int]:
+        """[first, end) file offsets of the pixel bytes, or of ``size`` of them from ``start``."""
+        first = self.offset + start
+        if size is None:
+            size = self.size - first if self.length is None else self.length - start
+        return first, first + size
+
     def read(self, start: int = 0, size: int | None = None) -> bytes:
         """The pixel bytes, or ``size`` of them from ``start`` (one frame of a native file)."""
-        if size is None:
-            size = -1 if self.length is None else self.length - start
+        first, end = self.span(start, size)
+        if self.remote:
+            return storage.read_range(self.path, self.path, first, end)
         with open_regular(self.path, self.path) as f:
-            f.seek(self.offset + start)
-            return f.read(size)
+            f.seek(first)
+            return f.read(end - first)
 
 
 def read_header(image_id: str, path: str, fast: FastHeader | None = None,
@@ -62,16 +79,30 @@ def read_header(image_id: str, path: str, fast: FastHeader | None = None,
 
     Raises ``MissingPixelDataError`` for an object without pixel data. The locator is None where
     the bytes cannot be addressed in the file (deflated) or were small enough to read already.
+    A remote object (``s3://``...) is read by ranges; one pydicom must parse is read whole.
     """
+    if is_remote(path):
+        info = storage.info(path, image_id)
+        if fast is None:
+            fast = read_fast_header(storage.open(image_id, path))
+        ds: Any = fast if fast is not None else read_dataset(
+            image_id, io.BytesIO(storage.read_all(image_id, path)))
+        return _locate(image_id, path, ds, info.size, info.version_key)
     try:
         st = os.stat(path)
     except OSError:
         st = None
     if fast is None and st is not None and stat.S_ISREG(st.st_mode):
         fast = read_fast_header(path)
-    ds: Any = fast if fast is not None else read_dataset(image_id, path, defer_size=_DEFER)
+    ds = fast if fast is not None else read_dataset(image_id, path, defer_size=_DEFER)
     if st is None:
         raise ImageLoadError(image_id, f"cannot stat {path}")
+    return _locate(image_id, path, ds, st.st_size, st.st_mtime_ns)
+
+
+def _locate(image_id: str, path: str, ds: Any, file_size: int, version: int,
+            ) -> tuple[Dataset | FastHeader, PixelLocator | None]:
+    """The checks and the pixel locator shared by local files and remote objects."""
     meta = getattr(ds, "file_meta", None)
     if meta is None or "TransferSyntaxUID" not in meta:
         raise DicomParseError(image_id, "no transfer syntax in the file meta information")
@@ -88,16 +119,15 @@ def read_header(image_id: str, path: str, fast: FastHeader | None = None,
     if value is not None:
         check_frames_fit(image_id, info, len(value))
     elif ts != DEFLATED and tell is not None:
-        check_frames_fit(image_id, info, st.st_size - tell if undefined else int(length or 0))
+        check_frames_fit(image_id, info, file_size - tell if undefined else int(length or 0))
     if ts == DEFLATED or tell is None or value is not None:
         return ds, None
-    if not undefined and tell + length > st.st_size:
+    if not undefined and tell + length > file_size:
         raise MissingPixelDataError(
             image_id, f"pixel data truncated: {length} bytes declared, "
-            f"{max(0, st.st_size - tell)} in the file"
+            f"{max(0, file_size - tell)} in the file"
         )
-    return ds, PixelLocator(path, st.st_mtime_ns, st.st_size, tell,
-                            None if undefined else length, info)
+    return ds, PixelLocator(path, version, file_size, tell, None if undefined else length, info)
 
 
 class LocatorStore:

@@ -18,7 +18,8 @@ from ..core.metadata import metadata
 from ..core.runtime import runtime
 from ..dicom.regular import is_regular
 from ..errors import GeometryError, MedstreamError
-from ..loaders.dicomfile import read_headers
+from ..loaders.dicomfile import absolute, read_headers
+from ..storage import is_remote, local_path, storage
 from ..volumes.geometry import SliceInfo, VolumeGeometry, compute_geometry, split_series
 
 _SKIP_NAMES = {"DICOMDIR"}
@@ -68,6 +69,8 @@ class FolderScan:
 
 
 def _walk(root: str, recursive: bool) -> list[str]:
+    if is_remote(root):  # one listing of the prefix (sizes and versions come with it)
+        return storage.list(root, recursive)
     if os.path.isfile(root):
         return [os.path.abspath(root)]
     out: list[str] = []
@@ -131,18 +134,21 @@ def group_slices(slices: list[SliceInfo]) -> list[SeriesInfo]:
 
 
 async def scan_folder_async(path: str | os.PathLike[str], *, recursive: bool = True) -> FolderScan:
-    root = os.fspath(path)
-    if not os.path.exists(root):
+    root = local_path(os.fspath(path))
+    if not is_remote(root) and not os.path.exists(root):
         raise MedstreamError(f"{root}: no such file or folder")
     files = await runtime.to_thread(_walk, root, recursive)
+    if not files and is_remote(root):
+        raise MedstreamError(f"{root}: no objects under this prefix")
     results = await read_headers(files)
     skipped = {p: r.cause for p, r in results.items() if isinstance(r, MedstreamError)}
     found = [r for p in files if not isinstance(r := results[p], MedstreamError)]
     slices = [SliceInfo.from_modules(i, metadata.get("all", i) or {}) for ids in found for i in ids]
     series = await runtime.to_thread(group_slices, slices)
-    return FolderScan(os.path.abspath(root), series, skipped, len(files))
+    return FolderScan(absolute(root), series, skipped, len(files))
 
 
 def scan_folder(path: str | os.PathLike[str] | Path, *, recursive: bool = True) -> FolderScan:
-    """Find the DICOM series under ``path`` (header-only, parallel reads)."""
+    """Find the DICOM series under ``path`` (header-only, parallel reads): a local folder, or
+    an object-store prefix (``s3://bucket/study/``; see ``configure_storage``)."""
     return runtime.run_sync(scan_folder_async(path, recursive=recursive))

@@ -13,9 +13,10 @@ from typing import Any
 from ..core.loading import create_and_cache_volume
 from ..core.runtime import runtime
 from ..errors import MedstreamError, VolumeError
-from ..loaders.dicomfile import read_file_header
+from ..loaders.dicomfile import absolute, read_file_header
 from ..loaders.http import fetch, http_config
 from ..loaders.wadors import url_join, wadors_image_ids_async
+from ..storage import is_remote, local_path, storage
 from ..volumes.dynamic import DynamicVolume
 from ..volumes.streaming import StreamingImageVolume, VolumeProgress
 from .folder import SeriesInfo, scan_folder_async
@@ -97,10 +98,10 @@ async def resolve_source(source: str | os.PathLike[str] | Sequence[Any], *,
         ids = [i for s in source for i in (as_image_ids(s) or [as_image_id(s)])]
         digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
         return f"{prefix}{digest}", ids
-    src = os.fspath(source)
+    src = local_path(os.fspath(source))
     if is_nifti(src):
         vid = src if src.startswith("nifti:") else (
-            "nifti:" + (src if src.startswith(("http://", "https://")) else os.path.abspath(src)))
+            "nifti:" + (src if src.startswith(("http://", "https://")) else absolute(src)))
         return vid, None
     web = dicomweb_url(src)
     if web is not None:
@@ -112,7 +113,7 @@ async def resolve_source(source: str | os.PathLike[str] | Sequence[Any], *,
             raise VolumeError(f"{src}: not a DICOMweb study or series URL "
                               f"(<root>/studies/S[/series/Se]){_root_hint(url)}")
         return f"{prefix}wadors:{url}", await wadors_image_ids_async(url, **http)
-    if os.path.isdir(src):
+    if await _is_folder(src):
         scan = await scan_folder_async(src)
         if dynamic:
             by_uid: dict[str, list[str]] = {}
@@ -120,14 +121,21 @@ async def resolve_source(source: str | os.PathLike[str] | Sequence[Any], *,
                 by_uid.setdefault(s.key.split("#")[0], []).extend(s.image_ids)
             names = list(by_uid)
             k = _pick([(n, len(by_uid[n])) for n in names], series, src)
-            return f"{prefix}{os.path.abspath(src)}#{names[k]}", by_uid[names[k]]
+            return f"{prefix}{absolute(src)}#{names[k]}", by_uid[names[k]]
         k = _pick([(s.key, s.n_images) for s in scan.series], series, src)
         chosen = scan.series[k]
-        return f"{prefix}{os.path.abspath(src)}#{chosen.key}", chosen.image_ids
-    if os.path.isfile(src):
+        return f"{prefix}{absolute(src)}#{chosen.key}", chosen.image_ids
+    if is_remote(src) or os.path.isfile(src):
         ids, _ = await runtime.to_thread(read_file_header, src)
-        return f"{prefix}{os.path.abspath(src)}", ids
+        return f"{prefix}{absolute(src)}", ids
     raise MedstreamError(f"{src}: not a folder, file, NIfTI or DICOMweb URL")
+
+
+async def _is_folder(src: str) -> bool:
+    """A local folder, or an object-store prefix (a name ending in "/", or no object)."""
+    if is_remote(src):
+        return src.endswith("/") or await runtime.to_thread(storage.isdir, src)
+    return os.path.isdir(src)
 
 
 def _root_hint(url: str) -> str:
@@ -143,7 +151,7 @@ async def describe_source_async(source: str | os.PathLike[str], **http: Any) -> 
     from ..volumes.geometry import SliceInfo
     from .folder import group_slices
 
-    src = os.fspath(source)
+    src = local_path(os.fspath(source))
     web = dicomweb_url(src)
     if web is not None:
         kind, url = web
@@ -154,9 +162,9 @@ async def describe_source_async(source: str | os.PathLike[str], **http: Any) -> 
         else:
             raise VolumeError(f"{src}: not a DICOMweb study or series URL{_root_hint(url)}")
         ids = [i for u in urls for i in await wadors_image_ids_async(u, **http)]
-    elif os.path.isdir(src):
+    elif await _is_folder(src):
         return (await scan_folder_async(src)).series
-    elif os.path.isfile(src):
+    elif is_remote(src) or os.path.isfile(src):
         ids, _ = await runtime.to_thread(read_file_header, src)
     else:
         raise MedstreamError(f"{src}: not a folder, file or DICOMweb URL")

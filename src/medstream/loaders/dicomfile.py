@@ -32,6 +32,7 @@ from ..dicom.part10 import (
 )
 from ..dicom.store import module_store
 from ..errors import ImageLoadError
+from ..storage import is_remote, local_path, storage
 
 SCHEME = "dicomfile"
 
@@ -52,7 +53,7 @@ def _split(image_id: str) -> tuple[str, str]:
     path, _, query = rest.partition("?")
     if path.startswith("//"):  # dicomfile:///abs/path (URL style)
         path = path[2:]
-    return unquote(path), query
+    return local_path(unquote(path)), query
 
 
 def _query_int(image_id: str, query: str, name: str) -> int | None:
@@ -67,10 +68,16 @@ def _query_int(image_id: str, query: str, name: str) -> int | None:
 
 def image_id_for(path: str | os.PathLike[str], frame: int | None = None,
                  tile: int | None = None) -> str:
-    ident = f"{SCHEME}:{os.path.abspath(os.fspath(path))}"
+    ident = f"{SCHEME}:{absolute(path)}"
     if tile is not None:
         return f"{ident}?tile={tile}"
     return ident if frame is None else f"{ident}?frame={frame}"
+
+
+def absolute(path: str | os.PathLike[str]) -> str:
+    """An absolute local path, or a remote URL (``s3://...``) as it is."""
+    name = local_path(os.fspath(path))
+    return name if is_remote(name) else os.path.abspath(name)
 
 
 class _ParsedFiles:
@@ -86,11 +93,16 @@ class _ParsedFiles:
 
     def get(self, image_id: str, path: str, keep: bool = False) -> ParsedDicom:
         """Parse ``path`` (cached when multi-frame, or with ``keep`` for mosaics)."""
+        remote = is_remote(path)
         try:
-            st = os.stat(path)
+            if remote:
+                info = storage.info(path, image_id)
+                key = (path, info.version_key, info.size)
+            else:
+                st = os.stat(path)
+                key = (path, st.st_mtime_ns, st.st_size)
         except OSError:
             return parse_part10(image_id, path)  # reports the missing file under its ID
-        key = (path, st.st_mtime_ns, st.st_size)
         with self._lock:
             gate = self._parsing.setdefault(key, threading.Lock())
         with gate:  # one parse per file at a time; the others wait and take the result
@@ -100,7 +112,8 @@ class _ParsedFiles:
                     self._items.move_to_end(key)
                     return hit[0]
             try:
-                parsed = parse_part10(image_id, path)
+                parsed = parse_part10(image_id, storage.read_all(image_id, path) if remote
+                                      else path)
             finally:
                 with self._lock:
                     self._parsing.pop(key, None)
@@ -164,6 +177,8 @@ def load_sync(image_id: str, prescale: bool = True) -> Image:
 
 def _classic_header(path: str) -> FastHeader | None:
     """The compact header of a regular file it can read (then no pydicom parse is needed)."""
+    if is_remote(path):
+        return read_fast_header(storage.open(path, path))
     try:
         return read_fast_header(path) if stat.S_ISREG(os.stat(path).st_mode) else None
     except OSError:
@@ -206,7 +221,7 @@ def read_file_header(path: str, fast: FastHeader | None = None,
     Returns the file's image IDs (one per frame for multi-frame objects). ``fast``: its compact
     header, when the caller read it already.
     """
-    path = os.path.abspath(path)
+    path = absolute(path)
     base = image_id_for(path)
     ds, loc = read_header(base, path, fast)
     ts = str(ds.file_meta.TransferSyntaxUID)
@@ -225,7 +240,7 @@ def read_file_header(path: str, fast: FastHeader | None = None,
     if loc is not None:
         locators.put(loc)
     else:
-        locators.discard(os.path.abspath(path))
+        locators.discard(path)
     return ids, loc
 
 
@@ -234,10 +249,17 @@ async def read_headers(paths: list[str]) -> dict[str, list[str] | ImageLoadError
 
     Parsing is pure Python and holds the GIL, so threads only contend: files are read in
     sequential chunks, a few chunks at a time on machines with many cores (for network storage).
+    The heads of remote objects are fetched first, all in flight at once.
     """
     import asyncio
 
     out: dict[str, list[str] | ImageLoadError] = {}
+    remote = [p for p in paths if is_remote(p)]
+    if remote:
+        failed = await runtime.to_thread(storage.prefetch_heads, remote)
+        for path, exc in failed.items():
+            out[path] = exc if isinstance(exc, ImageLoadError) else ImageLoadError(path, str(exc))
+        paths = [p for p in paths if p not in failed]
 
     def chunk(part: list[str]) -> None:
         for path in part:

@@ -80,11 +80,28 @@ def runs(frames: list[LocatedFrame], most: int = BATCH) -> list[list[LocatedFram
     return out
 
 
+def _fetch_remote(run: list[LocatedFrame]) -> dict[int, bytes]:
+    """The pixel bytes of a run's remote frames, all ranges in flight at once; {} on a failure
+    (each frame then reports its own error on the per-frame path)."""
+    from ..storage import storage
+
+    remote = [f for f in run if f.loc.remote]
+    if not remote:
+        return {}
+    try:
+        got = storage.read_ranges(remote[0].image_id,
+                                  [(f.loc.path, *f.loc.span()) for f in remote])
+    except Exception:
+        return {}
+    return {f.k: data for f, data in zip(remote, got)}
+
+
 def _decode_run(volume: StreamingImageVolume, run: list[LocatedFrame], prescale: bool,
                 stop: threading.Event) -> tuple[list[int], list[int]]:
     """(landed, left to the per-frame path) for one run, in a worker thread."""
     done: list[int] = []
     rest: list[int] = []
+    fetched = _fetch_remote(run)
     for f in run:
         if stop.is_set():
             rest.append(f.k)
@@ -92,7 +109,10 @@ def _decode_run(volume: StreamingImageVolume, run: list[LocatedFrame], prescale:
         try:
             if not f.loc.still_valid():
                 raise OSError("file changed since its header was read")
-            data, index = frame_payload(f.image_id, f.loc.info, f.loc.read(), 0)
+            raw = fetched.pop(f.k, None)
+            if raw is None:
+                raw = f.loc.read()
+            data, index = frame_payload(f.image_id, f.loc.info, raw, 0)
             image = decode_to_image(f.image_id, data, f.loc.info, f.modules, index=index,
                                     prescale=prescale)
             volume._write(f.k, image)  # distinct slices: no lock needed

@@ -1,0 +1,384 @@
+"""Where file bytes come from: local paths, or fsspec URLs (``s3://``, ``gs://``, ``az://``...).
+
+Public imaging datasets sit as DICOM objects in buckets. A remote object is read the way a local
+file is: its first block for the header (one ranged GET; more only for a header longer than
+that), then just the pixel bytes a header read located, many ranges in flight at once (fsspec's
+concurrent ``cat_ranges``), never the whole object where a range suffices. Objects a compact
+header read cannot address (multi-frame, mosaics, deflated) are read whole, once, under the
+byte budget.
+
+Options (endpoint, credentials, ``anon``) are configured per bucket prefix with
+:func:`configure_storage`, so they are only ever used for the objects under that prefix; image
+IDs stay plain strings (``dicomfile:s3://bucket/ct/1.dcm``). Objects are read as immutable
+during a load: a pixel range must come back whole, or the frame fails with a typed error.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from .errors import ImageLoadError, MedstreamError, NetworkError
+from .limits import check_size
+
+HEAD_BYTES = 64 * 1024  # one GET holds the header of nearly every single-frame file
+TIMEOUT = 60.0  # seconds: a deadline for each batch of remote reads
+_LOCAL = ("file", "local")
+
+
+def protocol_of(path: str) -> str | None:
+    """The URL scheme of ``path`` (``s3``, ``gs``...), or None for a plain path."""
+    head, sep, _ = path.partition("://")
+    if not sep or not head or not all(c.isalnum() or c in "+-." for c in head):
+        return None
+    return head.lower()
+
+
+def is_remote(path: str) -> bool:
+    """Whether ``path`` names an object behind fsspec (not a local path or ``file://`` URL).
+    ``http(s)://`` stays with the DICOMweb, WADO-URI and web image loaders."""
+    proto = protocol_of(path)
+    return proto is not None and proto not in _LOCAL and proto not in ("http", "https")
+
+
+def local_path(path: str) -> str:
+    """``file:///x/y`` -> ``/x/y``; anything else unchanged."""
+    if protocol_of(path) in _LOCAL:
+        return unquote(urlsplit(path).path)
+    return path
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    url: str
+    size: int
+    version: str  # ETag, generation or mtime: part of every cache key of the object
+
+    @property
+    def version_key(self) -> int:
+        return hash(self.version) & 0x7FFFFFFFFFFFFFFF
+
+
+class _Bounded(OrderedDict[Any, Any]):
+    """An LRU map bounded by item count and by the bytes of its values."""
+
+    def __init__(self, max_items: int, max_bytes: int | None = None) -> None:
+        super().__init__()
+        self.max_items, self.max_bytes, self.nbytes = max_items, max_bytes, 0
+
+    def put(self, key: Any, value: Any) -> None:
+        if key in self:
+            self.nbytes -= _size(self.pop(key))
+        self[key] = value
+        self.nbytes += _size(value)
+        while len(self) > 1 and (len(self) > self.max_items or (
+                self.max_bytes is not None and self.nbytes > self.max_bytes)):
+            self.nbytes -= _size(self.popitem(last=False)[1])
+
+    def hit(self, key: Any) -> Any:
+        value = self.get(key)
+        if value is not None:
+            self.move_to_end(key)
+        return value
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, (bytes, bytearray)) else 0
+
+
+class Storage:
+    """Remote objects through fsspec: per-prefix options, object info, ranged and whole reads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._options: dict[str, dict[str, Any]] = {}
+        self._info: _Bounded = _Bounded(200_000)
+        self._heads: _Bounded = _Bounded(4096, 64 * 1024**2)
+        self._whole: _Bounded = _Bounded(64, 512 * 1024**2)
+        self.bytes_read = 0  # transferred from remote objects (for benchmarks and tests)
+        self.requests = 0
+
+    # -- configuration -------------------------------------------------------------------------
+    def configure(self, prefix: str, **options: Any) -> None:
+        """Use ``options`` (fsspec/s3fs keyword arguments: ``endpoint_url``, ``key``,
+        ``secret``, ``anon``, ``client_kwargs``...) for every object under ``prefix``."""
+        if protocol_of(prefix) is None:
+            raise MedstreamError(f"configure_storage: {prefix!r} is not a URL prefix (s3://bucket)")
+        with self._lock:
+            self._options[prefix.rstrip("/")] = dict(options)
+            self._info.clear()
+            self._heads.clear()
+            self._whole.clear()
+
+    def options_for(self, url: str) -> dict[str, Any]:
+        with self._lock:
+            best = max((p for p in self._options if url == p or url.startswith(p + "/")),
+                       key=len, default=None)
+            return dict(self._options[best]) if best is not None else {}
+
+    def filesystem(self, url: str) -> tuple[Any, str]:
+        """(fsspec filesystem, path inside it) for ``url``; fsspec caches the instances."""
+        try:
+            import fsspec
+        except ImportError as exc:  # pragma: no cover - fsspec comes with the package
+            raise MedstreamError(f"{url}: reading URLs needs fsspec (pip install fsspec)") from exc
+        options = self.options_for(url)
+        proto = protocol_of(url)
+        if proto in ("s3", "s3a"):
+            options.setdefault("config_kwargs", {"connect_timeout": 10, "read_timeout": 30,
+                                                 "retries": {"max_attempts": 3}})
+        try:
+            fs, path = fsspec.core.url_to_fs(url, **options)
+        except (ImportError, ValueError) as exc:
+            raise MedstreamError(f"{url}: no filesystem for {proto}:// ({exc}); for S3 "
+                                 "pip install s3fs, for GCS gcsfs, for Azure adlfs") from exc
+        return fs, path
+
+    # -- object info and listing -----------------------------------------------------------
+    def info(self, url: str, item_id: str | None = None) -> ObjectInfo:
+        with self._lock:
+            hit = self._info.hit(url)
+        if hit is not None:
+            return hit  # type: ignore[no-any-return]
+        fs, path = self.filesystem(url)
+        detail = self._call(item_id or url, url, fs.info, path)
+        if detail.get("type") == "directory":
+            raise ImageLoadError(item_id or url, f"is a folder, not an object: {url}")
+        found = self._remember(url, detail)
+        return found
+
+    def _remember(self, url: str, detail: dict[str, Any]) -> ObjectInfo:
+        version = next((str(detail[k]) for k in ("ETag", "etag", "generation", "md5Hash",
+                                                   "LastModified", "mtime", "last_modified")
+                        if detail.get(k) is not None), "")
+        found = ObjectInfo(url, int(detail.get("size") or 0), version)
+        with self._lock:
+            self._info.put(url, found)
+        return found
+
+    def isdir(self, url: str) -> bool:
+        fs, path = self.filesystem(url)
+        try:
+            return bool(self._call(url, url, fs.isdir, path))
+        except ImageLoadError:
+            return False
+
+    def list(self, url: str, recursive: bool = True) -> list[str]:
+        """Object URLs under a prefix (sorted; hidden names and DICOMDIR left out)."""
+        fs, path = self.filesystem(url)
+        proto = protocol_of(url) or ""
+        found = self._call(url, url, fs.find, path.rstrip("/"),
+                           maxdepth=None if recursive else 1, detail=True)
+        out = []
+        for name, detail in sorted(found.items()):
+            base = name.rsplit("/", 1)[-1]
+            if detail.get("type") == "directory" or base.startswith(".") or base == "DICOMDIR":
+                continue
+            if any(part.startswith(".") for part in name[len(path.rstrip("/")):].split("/")):
+                continue
+            full = fs.unstrip_protocol(name) if hasattr(fs, "unstrip_protocol") else \
+                f"{proto}://{name}"
+            self._remember(full, detail)
+            out.append(full)
+        return out
+
+    # -- reads -------------------------------------------------------------------------------
+    def read_ranges(self, item_id: str, ranges: Sequence[tuple[str, int, int]]) -> list[bytes]:
+        """``[start, end)`` of each object, fetched concurrently; each must come back whole."""
+        if not ranges:
+            return []
+        for url, start, end in ranges:
+            check_size(item_id, f"a range of {url}", end - start)
+        out: list[Any] = [self._cached(*r) for r in ranges]  # small objects: the head holds all
+        by_fs: dict[int, tuple[Any, list[int]]] = {}
+        paths: list[str] = []
+        for n, (url, _, _) in enumerate(ranges):
+            fs, path = self.filesystem(url)
+            paths.append(path)
+            if out[n] is None:
+                by_fs.setdefault(id(fs), (fs, []))[1].append(n)
+        for fs, idx in by_fs.values():
+            got = self._call(item_id, ranges[idx[0]][0], fs.cat_ranges, [paths[i] for i in idx],
+                             [ranges[i][1] for i in idx], [ranges[i][2] for i in idx],
+                             on_error="return")
+            for i, data in zip(idx, got):
+                out[i] = data
+        for (url, start, end), data in zip(ranges, out):
+            if isinstance(data, BaseException):
+                raise _typed(item_id, url, data)
+            if len(data) != end - start:
+                raise ImageLoadError(item_id, f"{url}: asked bytes {start}..{end}, got "
+                                              f"{len(data)} (object changed or truncated)")
+        with self._lock:
+            fetched = [n for _, idx in by_fs.values() for n in idx]
+            self.requests += len(fetched)
+            self.bytes_read += sum(len(out[n]) for n in fetched)
+        return out
+
+    def _cached(self, url: str, start: int, end: int) -> bytes | None:
+        with self._lock:
+            info = self._info.get(url)
+            head = None if info is None else self._heads.get((url, info.version))
+        return head[start:end] if head is not None and end <= len(head) else None
+
+    def read_range(self, item_id: str, url: str, start: int, end: int) -> bytes:
+        return self.read_ranges(item_id, [(url, start, end)])[0]
+
+    def head(self, item_id: str, url: str) -> bytes:
+        """The first ``HEAD_BYTES`` of an object (cached: a scan and the load share them)."""
+        info = self.info(url, item_id)
+        with self._lock:
+            hit = self._heads.hit((url, info.version))
+        if hit is not None:
+            return hit  # type: ignore[no-any-return]
+        data = self.read_range(item_id, url, 0, min(info.size, HEAD_BYTES))
+        with self._lock:
+            self._heads.put((url, info.version), data)
+        return data
+
+    def prefetch_heads(self, urls: Sequence[str]) -> dict[str, MedstreamError]:
+        """Fetch the heads of many objects concurrently; url -> error for those that failed."""
+        failed: dict[str, MedstreamError] = {}
+        todo: list[tuple[str, int, int]] = []
+        versions: dict[str, str] = {}
+        for url in urls:
+            try:
+                info = self.info(url)
+            except MedstreamError as exc:
+                failed[url] = exc
+                continue
+            with self._lock:
+                if (url, info.version) in self._heads:
+                    continue
+            versions[url] = info.version
+            todo.append((url, 0, min(info.size, HEAD_BYTES)))
+        for i in range(0, len(todo), 256):
+            part = todo[i : i + 256]
+            try:
+                got = self.read_ranges(part[0][0], part)
+            except MedstreamError:  # one by one, so each failure names its own object
+                for url, start, end in part:
+                    try:
+                        self.read_range(url, url, start, end)
+                    except MedstreamError as exc:
+                        failed[url] = exc
+                continue
+            with self._lock:
+                for (url, _, _), data in zip(part, got):
+                    self._heads.put((url, versions[url]), data)
+        return failed
+
+    def read_all(self, item_id: str, url: str) -> bytes:
+        """The whole object, under the byte budget (kept for a header read and its load)."""
+        info = self.info(url, item_id)
+        check_size(item_id, f"object {url}", info.size)
+        with self._lock:
+            hit = self._whole.hit((url, info.version))
+        if hit is not None:
+            return hit  # type: ignore[no-any-return]
+        data = self.read_range(item_id, url, 0, info.size)
+        with self._lock:
+            self._whole.put((url, info.version), data)
+        return data
+
+    def open(self, item_id: str, url: str) -> RemoteFile:
+        return RemoteFile(self, item_id, url)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._info.clear()
+            self._heads.clear()
+            self._whole.clear()
+
+    def _call(self, item_id: str, url: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            if getattr(fn, "__self__", None) is not None and getattr(fn.__self__, "async_impl",
+                                                                      False):
+                kwargs["timeout"] = TIMEOUT  # fsspec's sync bridge: a deadline on the wait
+            return fn(*args, **kwargs)
+        except MedstreamError:
+            raise
+        except Exception as exc:
+            raise _typed(item_id, url, exc) from exc
+
+
+def _typed(item_id: str, url: str, exc: BaseException) -> ImageLoadError:
+    """An fsspec/botocore failure as a typed error naming the object (never the options)."""
+    if isinstance(exc, ImageLoadError):
+        return exc
+    if isinstance(exc, FileNotFoundError):
+        return ImageLoadError(item_id, f"no such object: {url}")
+    if isinstance(exc, PermissionError):
+        return ImageLoadError(item_id, f"access denied: {url}")
+    return NetworkError(item_id, f"{url}: {type(exc).__name__}: {str(exc)[:200]}")
+
+
+class RemoteFile(io.RawIOBase):
+    """A read-only, seekable view of an object: its cached head, then ranged reads, so a
+    header parser reads a remote object as it reads a local file."""
+
+    def __init__(self, storage: Storage, item_id: str, url: str) -> None:
+        super().__init__()
+        self._storage, self._item_id, self.name = storage, item_id, url
+        self._info = storage.info(url, item_id)
+        self._head = storage.head(item_id, url)
+        self._pos = 0
+        self._ahead: tuple[int, bytes] = (0, b"")
+
+    @property
+    def size(self) -> int:
+        return self._info.size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = self.size if size is None or size < 0 else min(self.size, self._pos + size)
+        if end <= self._pos:
+            return b""
+        for base, buf in ((0, self._head), self._ahead):
+            if base <= self._pos and end <= base + len(buf):
+                data = buf[self._pos - base : end - base]
+                break
+        else:  # a ranged read, with another head's worth ahead, as a local file reads ahead
+            fetch = max(end, min(self.size, self._pos + HEAD_BYTES))
+            self._ahead = (self._pos, self._storage.read_range(self._item_id, self.name,
+                                                               self._pos, fetch))
+            data = self._ahead[1][: end - self._pos]
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+
+storage = Storage()
+
+
+def configure_storage(prefix: str, **options: Any) -> None:
+    """Options for the objects under a URL prefix, e.g. ``configure_storage("s3://bucket",
+    endpoint_url="https://minio.local:9000", key=..., secret=...)`` or ``anon=True`` for a
+    public bucket. Without one, fsspec's defaults apply (environment, config files)."""
+    storage.configure(prefix, **options)
+
+
+__all__ = ["HEAD_BYTES", "ObjectInfo", "RemoteFile", "Storage", "configure_storage",
+           "is_remote", "local_path", "protocol_of", "storage"]
