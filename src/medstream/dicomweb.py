@@ -4,6 +4,7 @@
 >>> studies = ms.dicomweb.search_studies(root, PatientID="P1", StudyDate="20240101-20241231")
 >>> series = ms.dicomweb.search_series(root, studies[0].study_uid, Modality="CT")
 >>> volume = series[0].open_volume()
+>>> picture = series[0].thumbnail(viewport=(128, 128))  # WADO-RS /thumbnail, else /rendered
 
 Queries go through the shared HTTP layer, so per-request deadlines, retries, byte budgets and
 credential scoping apply as for loads. Results are small frozen dataclasses read straight from
@@ -27,6 +28,7 @@ from urllib.parse import quote, urlencode
 
 from pydicom.datadict import tag_for_keyword
 
+from .core.image import Image
 from .core.runtime import runtime
 from .dicom.jsonmeta import JsonDataset
 from .loaders.http import fetch, http_config
@@ -106,6 +108,18 @@ class StudyResult:
         """The series of this study (same query and HTTP options as :func:`search_series`)."""
         return search_series(self.root, self.study_uid, **query)
 
+    def rendered_image_id(self, **params: Any) -> str:
+        """:func:`rendered_image_id` of this study (``viewport=``, ``window=``...)."""
+        return rendered_image_id(self.root, self.study_uid, **params)
+
+    def thumbnail_image_id(self, **params: Any) -> str:
+        return thumbnail_image_id(self.root, self.study_uid, **params)
+
+    def thumbnail(self, viewport: tuple[int, int] | None = None, **options: Any) -> Image:
+        """The study's thumbnail as an :class:`~medstream.Image` (blocking; ``options`` as for
+        ``ms.load_image``: ``token=``, ``timeout=``...)."""
+        return _load(self.thumbnail_image_id(viewport=viewport), options)
+
 
 @dataclass(frozen=True)
 class SeriesResult:
@@ -148,6 +162,18 @@ class SeriesResult:
 
         return await open_volume_async(self.url, **kwargs)
 
+    def rendered_image_id(self, **params: Any) -> str:
+        """:func:`rendered_image_id` of this series (``viewport=``, ``window=``...)."""
+        return rendered_image_id(self.root, self.study_uid, self.series_uid, **params)
+
+    def thumbnail_image_id(self, **params: Any) -> str:
+        return thumbnail_image_id(self.root, self.study_uid, self.series_uid, **params)
+
+    def thumbnail(self, viewport: tuple[int, int] | None = None, **options: Any) -> Image:
+        """The series' thumbnail as an :class:`~medstream.Image` (blocking; ``options`` as for
+        ``ms.load_image``). A server without ``/thumbnail`` renders the series instead."""
+        return _load(self.thumbnail_image_id(viewport=viewport), options)
+
 
 @dataclass(frozen=True)
 class InstanceResult:
@@ -173,6 +199,19 @@ class InstanceResult:
         """``wadors:`` frame IDs (frame 1 when the server did not say how many frames)."""
         return [f"wadors:{url_join(self.url, f'/frames/{k}')}"
                 for k in range(1, (self.n_frames or 1) + 1)]
+
+    def rendered_image_id(self, frame: int | None = None, **params: Any) -> str:
+        """:func:`rendered_image_id` of this instance, or of one of its frames."""
+        return rendered_image_id(self.root, self.study_uid, self.series_uid,
+                                 self.sop_instance_uid, frame, **params)
+
+    def thumbnail_image_id(self, frame: int | None = None, **params: Any) -> str:
+        return thumbnail_image_id(self.root, self.study_uid, self.series_uid,
+                                  self.sop_instance_uid, frame, **params)
+
+    def thumbnail(self, viewport: tuple[int, int] | None = None, **options: Any) -> Image:
+        """The instance's thumbnail as an :class:`~medstream.Image` (blocking)."""
+        return _load(self.thumbnail_image_id(viewport=viewport), options)
 
     @classmethod
     def from_json(cls, root: str, ds: JsonDataset, study_uid: str | None = None,
@@ -343,6 +382,78 @@ def search_instances(root: str, study_uid: str | None = None, series_uid: str | 
     return runtime.run_sync(search_instances_async(root, study_uid, series_uid, **kwargs))
 
 
+# -- rendered pictures and thumbnails ----------------------------------------------------------
+def _rendered(resource: str, root: str, study_uid: str, series_uid: str | None,
+              sop_instance_uid: str | None, frame: int | None,
+              params: list[tuple[str, str]]) -> str:
+    if (sop_instance_uid and not series_uid) or (frame is not None and not sop_instance_uid):
+        raise OptionError(f"{resource}_image_id(): an instance needs its series, a frame its "
+                          "instance")
+    if frame is not None and (not isinstance(frame, int) or frame < 1):
+        raise OptionError(f"{resource}_image_id(): frame is 1-based, got {frame!r}")
+    path = f"/studies/{study_uid}"
+    path += f"/series/{series_uid}" if series_uid else ""
+    path += f"/instances/{sop_instance_uid}" if sop_instance_uid else ""
+    path += f"/frames/{frame}" if frame is not None else ""
+    url = url_join(_root(root), f"{path}/{resource}")
+    if params:
+        url += ("&" if "?" in url else "?") + urlencode(params, quote_via=quote, safe=",/")
+    return f"wadors:{url}"
+
+
+def _num(x: float) -> str:
+    """A window value as plain decimals (no exponent: ``1e+06`` is not a DICOM number)."""
+    return f"{float(x):f}".rstrip("0").rstrip(".")
+
+
+def _viewport(viewport: tuple[int, int] | None) -> list[tuple[str, str]]:
+    if viewport is None:
+        return []
+    w, h = viewport
+    if int(w) < 1 or int(h) < 1:
+        raise OptionError(f"viewport must be (width, height) >= 1, got {viewport!r}")
+    return [("viewport", f"{int(w)},{int(h)}")]
+
+
+def rendered_image_id(root: str, study_uid: str, series_uid: str | None = None,
+                      sop_instance_uid: str | None = None, frame: int | None = None, *,
+                      viewport: tuple[int, int] | None = None,
+                      window: tuple[float, float] | tuple[float, float, str] | None = None,
+                      quality: int | None = None, accept: str | None = None) -> str:
+    """The ``wadors:`` ID of a server-rendered picture (WADO-RS ``/rendered``) of a frame,
+    instance, series or study, for ``ms.load_image``: grayscale comes back ``(rows, columns)``
+    uint8, colour RGB. ``window=(center, width)`` (function ``linear`` unless given third),
+    ``viewport=(width, height)`` and ``quality`` go to the server; ``accept="image/jpeg"``
+    picks the format (PNG first, then JPEG, by default)."""
+    params = _viewport(viewport)
+    if window is not None:
+        center, width, *function = window
+        params.append(("window", f"{_num(center)},{_num(width)},{(function or ['linear'])[0]}"))
+    if quality is not None:
+        params.append(("quality", str(int(quality))))
+    if accept:
+        params.append(("accept", accept))
+    return _rendered("rendered", root, study_uid, series_uid, sop_instance_uid, frame, params)
+
+
+def thumbnail_image_id(root: str, study_uid: str, series_uid: str | None = None,
+                       sop_instance_uid: str | None = None, frame: int | None = None, *,
+                       viewport: tuple[int, int] | None = None, accept: str | None = None) -> str:
+    """The ``wadors:`` ID of a thumbnail (WADO-RS ``/thumbnail``) of a frame, instance, series
+    or study. Where the server has no ``/thumbnail`` (404, 406 or 501), the loader asks for
+    ``/rendered`` at the same level with the same ``viewport``: a picture of the object is what
+    a thumbnail strip needs, and ``/rendered`` is far more widely served."""
+    params = _viewport(viewport) + ([("accept", accept)] if accept else [])
+    return _rendered("thumbnail", root, study_uid, series_uid, sop_instance_uid, frame, params)
+
+
+def _load(image_id: str, options: dict[str, Any]) -> Image:
+    from .core.loading import load_image
+
+    image: Image = load_image(image_id, **options).result()
+    return image
+
+
 def is_root_url(url: str) -> bool:
     """Whether an http(s) URL looks like a DICOMweb root (``.../dicom-web``): no
     ``/studies/`` path, no file name with an extension, not a WADO-URI query."""
@@ -354,7 +465,7 @@ def is_root_url(url: str) -> bool:
 
 
 __all__ = [
-    "InstanceResult", "SeriesResult", "StudyResult", "is_root_url", "search_instances",
+    "InstanceResult", "SeriesResult", "StudyResult", "is_root_url", "rendered_image_id", "thumbnail_image_id", "search_instances",
     "search_instances_async", "search_series", "search_series_async", "search_studies",
     "search_studies_async",
 ]

@@ -1,4 +1,5 @@
-"""``wadors:<root>/studies/S/series/Se/instances/I/frames/N`` — DICOMweb frame retrieval.
+"""``wadors:<root>/studies/S/series/Se/instances/I/frames/N`` — DICOMweb frame retrieval
+(``.../rendered`` and ``.../thumbnail`` IDs are server-rendered pictures: see ``rendered.py``).
 
 Frames are requested with ``transfer-syntax=*`` so the server sends its stored (compressed) bytes
 and medstream decodes them in the worker pool. The series ``/metadata`` is fetched once per series
@@ -36,6 +37,7 @@ from ..limits import check_frames
 from ..redact import redact_url
 from .http import fetch, http_config, stream_chunks
 from .multipart import MultipartError, MultipartReader, parse_multipart_related
+from .rendered import is_rendered_id, load_rendered
 from .shared import SharedResults
 from .wadouri import fetch_part10
 
@@ -209,6 +211,8 @@ def _frame_info_for(image_id: str, ds: Any, ts: str) -> FrameInfo:
 
 
 async def load_wadors(image_id: str, prescale: bool = True, **http: Any) -> Image:
+    if is_rendered_id(image_id):  # .../rendered, .../thumbnail: a picture, not pixel data
+        return await load_rendered(image_id, **http)
     wid = parse_image_id(image_id)
     datasets = await get_series_metadata(image_id, wid.series_url, **http)
     ds = datasets.get(wid.instance)
