@@ -1,10 +1,12 @@
-"""WADO-RS extras against a real Orthanc: server-rendered frames and thumbnails as images.
-A few paths Orthanc's plugin (1.7) never takes (a real /thumbnail, a 501, media type refusals)
-are checked against a local scripted server."""
+"""WADO-RS extras against a real Orthanc: server-rendered frames and thumbnails as images, and
+BulkDataURI values of the metadata fetched on demand (credentials kept on the metadata's host).
+A few paths Orthanc's plugin (1.7) never takes (a real /thumbnail, a 501, media type refusals,
+bulk data on another host) are checked against a local scripted server."""
 
 from __future__ import annotations
 
 import io
+import json
 import warnings
 from pathlib import Path
 
@@ -14,11 +16,15 @@ import pydicom
 import pytest
 from PIL import Image as PILImage
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 import medstream as ms
 from corpus import find, with_new_uids
-from hostile_server import HostileServer, send
+from hostile_server import FRAMES_TYPE, HostileServer, one_instance_series, send
+from medstream.dicom.instance import json_of
+from medstream.dicom.modules import build_modules
+from medstream.loaders import bulkdata
 from medstream.render import image_to_uint8, window_to_uint8
 
 warnings.filterwarnings("ignore", category=UserWarning)
@@ -47,6 +53,28 @@ def _mono8(path: Path) -> Path:
     return path
 
 
+def _with_bulk(path: Path) -> Path:
+    """MR_small with elements Orthanc sends as BulkDataURI: a private OB blob, an ICC profile,
+    overlay data, and a VOI LUT (nested in a sequence)."""
+    ds = pydicom.dcmread(with_new_uids(find("MR_small.dcm"), path))
+    block = ds.private_block(0x0011, "MEDSTREAM", create=True)
+    block.add_new(0x01, "OB", bytes(range(256)) * 40)
+    ds.ICCProfile = bytes(range(7, 250)) * 20
+    ds.add_new(0x60000010, "US", 64)
+    ds.add_new(0x60000011, "US", 64)
+    ds.add_new(0x60000040, "CS", "G")
+    ds.add_new(0x60000050, "SS", [1, 1])
+    ds.add_new(0x60000100, "US", 1)
+    ds.add_new(0x60000102, "US", 0)
+    ds.add_new(0x60003000, "OW", np.packbits(np.eye(64, dtype=np.uint8)).tobytes())
+    lut = Dataset()
+    lut.LUTDescriptor = [256, 0, 16]
+    lut.add_new(0x00283006, "OW", (np.arange(256, dtype="<u2") * 17).tobytes())
+    ds.VOILUTSequence = Sequence([lut])
+    ds.save_as(path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def objs(orthanc, tmp_path_factory):
     """name -> (local path, study, series, sop, orthanc ID)."""
@@ -56,6 +84,7 @@ def objs(orthanc, tmp_path_factory):
         "ct": with_new_uids(find("CT_small.dcm"), tmp / "ct.dcm"),
         "emri": with_new_uids(find("emri_small.dcm"), tmp / "emri.dcm"),
         "rgb": with_new_uids(find("SC_rgb.dcm"), tmp / "rgb.dcm"),
+        "bulk": _with_bulk(tmp / "bulk.dcm"),
     }
     out = {}
     for name, path in paths.items():
@@ -257,3 +286,148 @@ def test_rendered_garbage_and_oversized_pictures_are_typed_errors(server):
             ms.load_image(f"wadors:{server.url}/dicom-web/studies/2/rendered").result(10)
     finally:
         ms.configure_limits(max_bytes=before)
+
+
+# -- bulk data against Orthanc --------------------------------------------------------------------
+@pytest.fixture
+def bulk_requests(monkeypatch):
+    """Every bulk data fetch, counted (the metadata and frame loads must make none)."""
+    seen: list[str] = []
+    real = bulkdata.fetch
+
+    async def counting(url, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        seen.append(url)
+        return await real(url, *args, **kwargs)
+
+    monkeypatch.setattr(bulkdata, "fetch", counting)
+    return seen
+
+
+def test_bulk_data_is_fetched_on_demand_and_matches_the_file(orthanc, objs, bulk_requests):
+    path, study, series, sop, _ = objs["bulk"]
+    series_url = f"{orthanc.dicomweb}/studies/{study}/series/{series}"
+    raw = httpx.get(f"{series_url}/metadata", timeout=10).json()[0]
+    for tag in ("00111001", "00282000", "60003000"):  # what Orthanc leaves out of /metadata
+        assert "BulkDataURI" in raw[tag]
+        assert "Value" not in raw[tag] and "InlineBinary" not in raw[tag]
+    ds = pydicom.dcmread(path)
+
+    ids = ms.wadors_image_ids(series_url)
+    image = ms.load_image(ids[0]).result(30)
+    assert image.rows == ds.Rows
+    for module in ("imagePixelModule", "overlayPlaneModule", "voiLutModule", "instance"):
+        ms.metadata.get(module, ids[0])
+    assert ms.metadata.get("instance", ids[0])["ICCProfile"] is None  # "instance" never fetches
+    assert bulk_requests == []  # nothing fetched until asked
+
+    assert ms.metadata.get("ICCProfile", ids[0]) == ds.ICCProfile
+    assert ms.metadata.get("00111001", ids[0]) == ds[0x00111001].value
+    assert ms.dicomweb.read_element(ids[0], "60003000") == ds[0x60003000].value
+    assert ms.dicomweb.read_element(ids[0], "PatientID") == ds.PatientID  # inline: no fetch
+    assert len(bulk_requests) == 3 and all(u.startswith(series_url) for u in bulk_requests)
+
+    view = json_of(ids[0])
+    ref = view.bulk("ICCProfile")
+    assert ref.vr == "OB" and ref.uri == raw["00282000"]["BulkDataURI"]
+    assert set(view.bulk_elements()) >= {"00111001", "00282000", "60003000"}
+    assert view.get("ICCProfile") is None and view.bulk("PatientID") is None
+    lut = view.get("VOILUTSequence")[0]
+    assert lut.bulk("LUTData") is not None and lut.get("LUTData") is None
+    assert lut.bulk("LUTData").value() == ds.VOILUTSequence[0][0x00283006].value
+    assert len(bulk_requests) == 4  # the references fetched nothing; the LUT once
+
+
+def test_bulk_data_by_instance_url_and_search_result(orthanc, objs):
+    path, study, series, sop, _ = objs["bulk"]
+    ds = pydicom.dcmread(path)
+    ms.purge_cache()
+    instance = ms.dicomweb.search_instances(orthanc.dicomweb, study, series)[0]
+    assert instance.read_element("ICCProfile") == ds.ICCProfile
+    assert ms.dicomweb.read_element(f"wadors:{instance.url}", "00111001") == ds[0x00111001].value
+    with pytest.raises(ms.OptionError):
+        ms.dicomweb.read_element(instance.url, "NotAKeyword")
+
+
+def test_module_builders_never_fetch_bulk_data():
+    """Module builders and the pydicom dataset of a view read a BulkDataURI as absent."""
+    from medstream.dicom.jsonmeta import JsonDataset
+
+    async def refuse(uri: str) -> bytes:
+        raise AssertionError(f"fetched {uri}")
+
+    ds = pydicom.dcmread(find("MR_small.dcm"), stop_before_pixels=True)
+    item = ds.to_json_dict()
+    item["00282000"] = {"vr": "OB", "BulkDataURI": "http://127.0.0.1:9/icc"}
+    item["00283010"] = {"vr": "SQ", "Value": [{"00283006": {"vr": "US",
+                                                            "BulkDataURI": "http://x/lut"}}]}
+    view = JsonDataset(item, refuse)
+    modules = build_modules(view, 0)
+    assert modules["imagePixelModule"]["rows"] == ds.Rows
+    assert view.dataset().ICCProfile is None and view.get("ICCProfile") is None
+    assert view.get("VOILUTSequence")[0].bulk("LUTData").uri == "http://x/lut"
+
+
+# -- bulk data: credentials stay on the metadata's origin ----------------------------------------
+def test_bulk_credentials_go_only_to_the_metadata_origin(server):
+    other = HostileServer()
+    try:
+        ds = pydicom.dcmread(find("CT_small.dcm"))
+        meta_json, frame = one_instance_series(ds)
+        meta = json.loads(meta_json)
+        base = f"{server.url}/dicom-web/studies/1/series/2"
+        meta[0]["00282000"] = {"vr": "OB", "BulkDataURI": f"{base}/bulk/icc"}
+        meta[0]["00111001"] = {"vr": "OB", "BulkDataURI": "bulk/private"}  # relative
+        meta[0]["00291010"] = {"vr": "OB", "BulkDataURI": f"{other.url}/elsewhere"}
+        meta[0]["00291020"] = {"vr": "OB", "BulkDataURI": "file:///etc/passwd"}
+        meta[0]["00283006"] = {"vr": "US", "BulkDataURI": f"{base}/bulk/lut"}
+        server.routes["/dicom-web/studies/1/series/2/metadata"] = lambda h: send(
+            h, json.dumps(meta).encode(), ctype="application/dicom+json")
+        part = b"--B0UND\r\nContent-Type: application/octet-stream\r\n\r\n%s\r\n--B0UND--\r\n"
+        for path, body in (("bulk/icc", b"ICC!"), ("bulk/private", b"PRIV"),
+                           ("bulk/lut", (np.arange(4, dtype="<u2") * 300).tobytes())):
+            server.routes[f"/dicom-web/studies/1/series/2/{path}"] = (
+                lambda h, body=body: send(h, part % body, ctype=FRAMES_TYPE))
+        other.routes["/elsewhere"] = lambda h: send(h, b"OTHER")  # not multipart: as is
+
+        series_url = f"{base}?access_token=q1"
+        ids = ms.wadors_image_ids(series_url, token="s3cret", headers={"X-Api-Key": "k1"})
+        uid = ds.SOPInstanceUID
+        frame = f"wadors:{base}/instances/{uid}/frames/1?access_token=q1"
+        assert ids == [frame]
+        assert ms.metadata.get("ICCProfile", frame) == b"ICC!"
+        assert ms.metadata.get("00111001", frame) == b"PRIV"
+        assert ms.metadata.get("00291010", frame) == b"OTHER"
+        assert ms.metadata.get("LUTData", frame) == [0, 300, 600, 900]  # US, as pydicom reads it
+        with pytest.raises(ms.ImageLoadError, match="not http"):
+            json_of(frame).bulk("00291020").read()
+
+        for path in ("/dicom-web/studies/1/series/2/bulk/icc",
+                     "/dicom-web/studies/1/series/2/bulk/private"):
+            (full, sent), = [(p, h) for p, h in server.log if p.split("?")[0] == path]
+            assert full.endswith("?access_token=q1")  # the root's query, same origin only
+            assert sent["authorization"] == "Bearer s3cret" and sent["x-api-key"] == "k1"
+        (full, sent), = other.log
+        assert full == "/elsewhere" and "authorization" not in sent and "x-api-key" not in sent
+    finally:
+        other.close()
+
+
+def test_configured_credentials_scope_and_byte_budget_hold_for_bulk_data(server):
+    ds = pydicom.dcmread(find("CT_small.dcm"))
+    meta_json, _ = one_instance_series(ds)
+    meta = json.loads(meta_json)
+    base = f"{server.url}/dicom-web/studies/1/series/2"
+    meta[0]["00282000"] = {"vr": "OB", "BulkDataURI": f"{base}/bulk/icc"}
+    server.routes["/dicom-web/studies/1/series/2/metadata"] = lambda h: send(
+        h, json.dumps(meta).encode(), ctype="application/dicom+json")
+    server.routes["/dicom-web/studies/1/series/2/bulk/icc"] = lambda h: send(h, b"x" * 50_000)
+    frame = f"wadors:{base}/instances/{ds.SOPInstanceUID}/frames/1"
+    ms.configure_http(token="conf", base_url=server.url)
+    try:
+        assert ms.dicomweb.read_element(frame, "ICCProfile") == b"x" * 50_000
+        (sent,) = server.seen("/dicom-web/studies/1/series/2/bulk/icc")
+        assert sent["authorization"] == "Bearer conf"
+        with pytest.raises(ms.ResourceLimitError):
+            ms.dicomweb.read_element(frame, "ICCProfile", max_bytes=20_000)
+    finally:
+        ms.configure_http(token=None, base_url=None)

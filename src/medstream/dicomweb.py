@@ -5,6 +5,7 @@
 >>> series = ms.dicomweb.search_series(root, studies[0].study_uid, Modality="CT")
 >>> volume = series[0].open_volume()
 >>> picture = series[0].thumbnail(viewport=(128, 128))  # WADO-RS /thumbnail, else /rendered
+>>> icc = ms.dicomweb.read_element(frame_id, "ICCProfile")  # a BulkDataURI, fetched now
 
 Queries go through the shared HTTP layer, so per-request deadlines, retries, byte budgets and
 credential scoping apply as for loads. Results are small frozen dataclasses read straight from
@@ -212,6 +213,10 @@ class InstanceResult:
     def thumbnail(self, viewport: tuple[int, int] | None = None, **options: Any) -> Image:
         """The instance's thumbnail as an :class:`~medstream.Image` (blocking)."""
         return _load(self.thumbnail_image_id(viewport=viewport), options)
+
+    def read_element(self, keyword: str, **http: Any) -> Any:
+        """:func:`read_element` of this instance (bulk data fetched)."""
+        return read_element(self.url, keyword, **http)
 
     @classmethod
     def from_json(cls, root: str, ds: JsonDataset, study_uid: str | None = None,
@@ -454,6 +459,46 @@ def _load(image_id: str, options: dict[str, Any]) -> Image:
     return image
 
 
+# -- elements, bulk data included ----------------------------------------------------------------
+async def read_element_async(image_id: str, keyword: str, **http: Any) -> Any:
+    """One element of the instance of a ``wadors:`` frame ID (or an instance URL), by keyword
+    or tag (``"00111001"`` for a private one). A value the server left out of the metadata as
+    a BulkDataURI is fetched now (credentials only to the metadata's origin) and converted as
+    pydicom reads it from a file: bytes for OB/OW/UN, numbers for US/SS... Other values come
+    from the series metadata (fetched once if no load has). None if there is no such element.
+
+    Unlike ``ms.metadata.get(keyword, image_id)``, which fetches the same bulk data but logs a
+    failure and answers None, this raises the typed error (``HTTPStatusError``...)."""
+    from .dicom.instance import _plain
+    from .dicom.jsonmeta import _key, convert_bulk
+    from .errors import ImageLoadError
+    from .loaders.bulkdata import bulk_fetcher
+    from .loaders.wadors import get_series_metadata, parse_instance_id
+
+    check_options("read_element", http, "http")
+    key = _key(keyword)
+    if key is None:
+        raise OptionError(f"read_element(): {keyword!r} is not a DICOM keyword nor a tag "
+                          "(8 hex digits)")
+    series_url, instance = parse_instance_id(image_id)
+    datasets = await get_series_metadata(image_id, series_url, **http)
+    ds = datasets.get(instance)
+    if ds is None:
+        raise ImageLoadError(image_id, f"instance {instance} is not in the series metadata")
+    bulk = ds.bulk(keyword)
+    if bulk is not None:  # fetched with this call's options (its byte budget, its timeout)
+        fetch_bulk = bulk_fetcher(url_join(series_url, "/metadata"), http_config(**http))
+        return convert_bulk(bulk.tag, bulk.vr, await fetch_bulk(bulk.uri))
+    dataset = await runtime.to_thread(ds.dataset)
+    tag = int(key, 16)
+    return _plain(dataset[tag].value) if tag in dataset else None
+
+
+def read_element(image_id: str, keyword: str, **http: Any) -> Any:
+    """Blocking :func:`read_element_async`."""
+    return runtime.run_sync(read_element_async(image_id, keyword, **http))
+
+
 def is_root_url(url: str) -> bool:
     """Whether an http(s) URL looks like a DICOMweb root (``.../dicom-web``): no
     ``/studies/`` path, no file name with an extension, not a WADO-URI query."""
@@ -465,7 +510,8 @@ def is_root_url(url: str) -> bool:
 
 
 __all__ = [
-    "InstanceResult", "SeriesResult", "StudyResult", "is_root_url", "rendered_image_id", "thumbnail_image_id", "search_instances",
+    "InstanceResult", "SeriesResult", "StudyResult", "is_root_url", "read_element",
+    "read_element_async", "rendered_image_id", "thumbnail_image_id", "search_instances",
     "search_instances_async", "search_series", "search_series_async", "search_studies",
     "search_studies_async",
 ]
