@@ -380,11 +380,13 @@ def test_bulk_credentials_go_only_to_the_metadata_origin(server):
         meta[0]["00291010"] = {"vr": "OB", "BulkDataURI": f"{other.url}/elsewhere"}
         meta[0]["00291020"] = {"vr": "OB", "BulkDataURI": "file:///etc/passwd"}
         meta[0]["00283006"] = {"vr": "US", "BulkDataURI": f"{base}/bulk/lut"}
+        meta[0]["00283002"] = {"vr": "US", "BulkDataURI": f"{base}/bulk/odd"}
         server.routes["/dicom-web/studies/1/series/2/metadata"] = lambda h: send(
             h, json.dumps(meta).encode(), ctype="application/dicom+json")
         part = b"--B0UND\r\nContent-Type: application/octet-stream\r\n\r\n%s\r\n--B0UND--\r\n"
         for path, body in (("bulk/icc", b"ICC!"), ("bulk/private", b"PRIV"),
-                           ("bulk/lut", (np.arange(4, dtype="<u2") * 300).tobytes())):
+                           ("bulk/lut", (np.arange(4, dtype="<u2") * 300).tobytes()),
+                           ("bulk/odd", b"abc")):
             server.routes[f"/dicom-web/studies/1/series/2/{path}"] = (
                 lambda h, body=body: send(h, part % body, ctype=FRAMES_TYPE))
         other.routes["/elsewhere"] = lambda h: send(h, b"OTHER")  # not multipart: as is
@@ -400,6 +402,9 @@ def test_bulk_credentials_go_only_to_the_metadata_origin(server):
         assert ms.metadata.get("LUTData", frame) == [0, 300, 600, 900]  # US, as pydicom reads it
         with pytest.raises(ms.ImageLoadError, match="not http"):
             json_of(frame).bulk("00291020").read()
+        with pytest.raises(ms.DecodeError, match="not a valid US"):  # 3 bytes of US
+            ms.dicomweb.read_element(frame, "00283002", token="s3cret",
+                                     headers={"X-Api-Key": "k1"})
 
         for path in ("/dicom-web/studies/1/series/2/bulk/icc",
                      "/dicom-web/studies/1/series/2/bulk/private"):

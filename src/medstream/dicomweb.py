@@ -488,7 +488,7 @@ async def read_element_async(image_id: str, keyword: str, **http: Any) -> Any:
     bulk = ds.bulk(keyword)
     if bulk is not None:  # fetched with this call's options (its byte budget, its timeout)
         fetch_bulk = bulk_fetcher(url_join(series_url, "/metadata"), http_config(**http))
-        return convert_bulk(bulk.tag, bulk.vr, await fetch_bulk(bulk.uri))
+        return convert_bulk(bulk.tag, bulk.vr, await fetch_bulk(bulk.uri), image_id)
     dataset = await runtime.to_thread(ds.dataset)
     tag = int(key, 16)
     return _plain(dataset[tag].value) if tag in dataset else None

@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
 from ..core.runtime import runtime
-from ..errors import ImageLoadError
+from ..errors import DecodeError, ImageLoadError
 from .values import KeywordAttributes
 
 #: ``await fetch(uri)``: the bytes of one BulkDataURI (the loader that read the metadata makes
@@ -47,13 +47,18 @@ def _key(keyword: str) -> str | None:
     return None if tag is None else f"{tag:08X}"
 
 
-def convert_bulk(tag: str, vr: str, data: bytes) -> Any:
+def convert_bulk(tag: str, vr: str, data: bytes, item_id: str = "") -> Any:
     """Bulk bytes as pydicom gives that VR from a file: bytes for OB/OW/OF/..., numbers for
-    US/SS/FL/..., text for string VRs (little endian, as PS3.18 sends bulk data)."""
+    US/SS/FL/..., text for string VRs (little endian, as PS3.18 sends bulk data). Bytes that
+    do not fit the VR (3 bytes of US) raise ``DecodeError``."""
     if vr in _BYTES_VRS or vr not in _KNOWN_VRS:
         return data
     raw = RawDataElement(Tag(int(tag, 16)), vr, len(data), data, 0, False, True)
-    return convert_raw_data_element(raw).value
+    try:
+        return convert_raw_data_element(raw).value
+    except Exception as exc:  # pydicom's BytesLengthException, struct errors, bad text
+        raise DecodeError(item_id or tag, f"bulk data of ({tag[:4]},{tag[4:]}) is not a valid "
+                                          f"{vr} value ({len(data)} bytes: {exc})") from exc
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,7 +87,7 @@ class BulkData:
 
     async def value_async(self) -> Any:
         """The value as pydicom reads it from a file: bytes for OB/OW/UN, numbers for US..."""
-        return convert_bulk(self.tag, self.vr, await self.read_async())
+        return convert_bulk(self.tag, self.vr, await self.read_async(), self.uri)
 
     def value(self) -> Any:
         """Blocking :meth:`value_async`."""

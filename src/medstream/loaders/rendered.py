@@ -38,7 +38,6 @@ from .multipart import MultipartError, parse_multipart_related
 from .web import decode_web_image
 
 SCHEME = "wadors"
-RESOURCES = ("rendered", "thumbnail")
 MEDIA_TYPES = ("image/png", "image/jpeg")
 _REFUSED = (400, 406, 415)  # this media type is not offered: try the next one
 _NO_THUMBNAIL = (404, 406, 501)  # no thumbnail resource: render instead
@@ -56,15 +55,6 @@ class RenderedId:
     target: str
     resource: str
     query: str = ""
-
-    @property
-    def level(self) -> str:
-        """``study``, ``series``, ``instance`` or ``frame``."""
-        for level, part in (("frame", "/frames/"), ("instance", "/instances/"),
-                            ("series", "/series/")):
-            if part in self.target:
-                return level
-        return "study"
 
     def url(self, resource: str | None = None) -> str:
         query = f"?{self.query}" if self.query else ""
@@ -136,7 +126,7 @@ async def load_rendered(image_id: str, **http: Any) -> Image:
     if resource == "thumbnail" and resp.status_code in _NO_THUMBNAIL:
         first = resp
         resource = "rendered"
-        resp = await _negotiate(rid.url(resource), image_id, cfg, rid.accept(), (404, 406, 501))
+        resp = await _negotiate(rid.url(resource), image_id, cfg, rid.accept(), _NO_THUMBNAIL)
         _raise_for(image_id, resp, f"no thumbnail (HTTP {first.status_code}) and rendering "
                                    f"failed: HTTP {resp.status_code}")
     _raise_for(image_id, resp)
