@@ -4,6 +4,8 @@
 >>> studies = ms.dicomweb.search_studies(root, PatientID="P1", StudyDate="20240101-20241231")
 >>> series = ms.dicomweb.search_series(root, studies[0].study_uid, Modality="CT")
 >>> volume = series[0].open_volume()
+>>> picture = series[0].thumbnail(viewport=(128, 128))  # WADO-RS /thumbnail, else /rendered
+>>> icc = ms.dicomweb.read_element(frame_id, "ICCProfile")  # a BulkDataURI, fetched now
 
 Queries go through the shared HTTP layer, so per-request deadlines, retries, byte budgets and
 credential scoping apply as for loads. Results are small frozen dataclasses read straight from
@@ -27,6 +29,7 @@ from urllib.parse import quote, urlencode
 
 from pydicom.datadict import tag_for_keyword
 
+from .core.image import Image
 from .core.runtime import runtime
 from .dicom.jsonmeta import JsonDataset
 from .loaders.http import fetch, http_config
@@ -106,6 +109,18 @@ class StudyResult:
         """The series of this study (same query and HTTP options as :func:`search_series`)."""
         return search_series(self.root, self.study_uid, **query)
 
+    def rendered_image_id(self, **params: Any) -> str:
+        """:func:`rendered_image_id` of this study (``viewport=``, ``window=``...)."""
+        return rendered_image_id(self.root, self.study_uid, **params)
+
+    def thumbnail_image_id(self, **params: Any) -> str:
+        return thumbnail_image_id(self.root, self.study_uid, **params)
+
+    def thumbnail(self, viewport: tuple[int, int] | None = None, **options: Any) -> Image:
+        """The study's thumbnail as an :class:`~medstream.Image` (blocking; ``options`` as for
+        ``ms.load_image``: ``token=``, ``timeout=``...)."""
+        return _load(self.thumbnail_image_id(viewport=viewport), options)
+
 
 @dataclass(frozen=True)
 class SeriesResult:
@@ -148,6 +163,18 @@ class SeriesResult:
 
         return await open_volume_async(self.url, **kwargs)
 
+    def rendered_image_id(self, **params: Any) -> str:
+        """:func:`rendered_image_id` of this series (``viewport=``, ``window=``...)."""
+        return rendered_image_id(self.root, self.study_uid, self.series_uid, **params)
+
+    def thumbnail_image_id(self, **params: Any) -> str:
+        return thumbnail_image_id(self.root, self.study_uid, self.series_uid, **params)
+
+    def thumbnail(self, viewport: tuple[int, int] | None = None, **options: Any) -> Image:
+        """The series' thumbnail as an :class:`~medstream.Image` (blocking; ``options`` as for
+        ``ms.load_image``). A server without ``/thumbnail`` renders the series instead."""
+        return _load(self.thumbnail_image_id(viewport=viewport), options)
+
 
 @dataclass(frozen=True)
 class InstanceResult:
@@ -173,6 +200,23 @@ class InstanceResult:
         """``wadors:`` frame IDs (frame 1 when the server did not say how many frames)."""
         return [f"wadors:{url_join(self.url, f'/frames/{k}')}"
                 for k in range(1, (self.n_frames or 1) + 1)]
+
+    def rendered_image_id(self, frame: int | None = None, **params: Any) -> str:
+        """:func:`rendered_image_id` of this instance, or of one of its frames."""
+        return rendered_image_id(self.root, self.study_uid, self.series_uid,
+                                 self.sop_instance_uid, frame, **params)
+
+    def thumbnail_image_id(self, frame: int | None = None, **params: Any) -> str:
+        return thumbnail_image_id(self.root, self.study_uid, self.series_uid,
+                                  self.sop_instance_uid, frame, **params)
+
+    def thumbnail(self, viewport: tuple[int, int] | None = None, **options: Any) -> Image:
+        """The instance's thumbnail as an :class:`~medstream.Image` (blocking)."""
+        return _load(self.thumbnail_image_id(viewport=viewport), options)
+
+    def read_element(self, keyword: str, **http: Any) -> Any:
+        """:func:`read_element` of this instance (bulk data fetched)."""
+        return read_element(self.url, keyword, **http)
 
     @classmethod
     def from_json(cls, root: str, ds: JsonDataset, study_uid: str | None = None,
@@ -343,6 +387,118 @@ def search_instances(root: str, study_uid: str | None = None, series_uid: str | 
     return runtime.run_sync(search_instances_async(root, study_uid, series_uid, **kwargs))
 
 
+# -- rendered pictures and thumbnails ----------------------------------------------------------
+def _rendered(resource: str, root: str, study_uid: str, series_uid: str | None,
+              sop_instance_uid: str | None, frame: int | None,
+              params: list[tuple[str, str]]) -> str:
+    if (sop_instance_uid and not series_uid) or (frame is not None and not sop_instance_uid):
+        raise OptionError(f"{resource}_image_id(): an instance needs its series, a frame its "
+                          "instance")
+    if frame is not None and (not isinstance(frame, int) or frame < 1):
+        raise OptionError(f"{resource}_image_id(): frame is 1-based, got {frame!r}")
+    path = f"/studies/{study_uid}"
+    path += f"/series/{series_uid}" if series_uid else ""
+    path += f"/instances/{sop_instance_uid}" if sop_instance_uid else ""
+    path += f"/frames/{frame}" if frame is not None else ""
+    url = url_join(_root(root), f"{path}/{resource}")
+    if params:
+        url += ("&" if "?" in url else "?") + urlencode(params, quote_via=quote, safe=",/")
+    return f"wadors:{url}"
+
+
+def _num(x: float) -> str:
+    """A window value as plain decimals (no exponent: ``1e+06`` is not a DICOM number)."""
+    return f"{float(x):f}".rstrip("0").rstrip(".")
+
+
+def _viewport(viewport: tuple[int, int] | None) -> list[tuple[str, str]]:
+    if viewport is None:
+        return []
+    w, h = viewport
+    if int(w) < 1 or int(h) < 1:
+        raise OptionError(f"viewport must be (width, height) >= 1, got {viewport!r}")
+    return [("viewport", f"{int(w)},{int(h)}")]
+
+
+def rendered_image_id(root: str, study_uid: str, series_uid: str | None = None,
+                      sop_instance_uid: str | None = None, frame: int | None = None, *,
+                      viewport: tuple[int, int] | None = None,
+                      window: tuple[float, float] | tuple[float, float, str] | None = None,
+                      quality: int | None = None, accept: str | None = None) -> str:
+    """The ``wadors:`` ID of a server-rendered picture (WADO-RS ``/rendered``) of a frame,
+    instance, series or study, for ``ms.load_image``: grayscale comes back ``(rows, columns)``
+    uint8, colour RGB. ``window=(center, width)`` (function ``linear`` unless given third),
+    ``viewport=(width, height)`` and ``quality`` go to the server; ``accept="image/jpeg"``
+    picks the format (PNG first, then JPEG, by default)."""
+    params = _viewport(viewport)
+    if window is not None:
+        center, width, *function = window
+        params.append(("window", f"{_num(center)},{_num(width)},{(function or ['linear'])[0]}"))
+    if quality is not None:
+        params.append(("quality", str(int(quality))))
+    if accept:
+        params.append(("accept", accept))
+    return _rendered("rendered", root, study_uid, series_uid, sop_instance_uid, frame, params)
+
+
+def thumbnail_image_id(root: str, study_uid: str, series_uid: str | None = None,
+                       sop_instance_uid: str | None = None, frame: int | None = None, *,
+                       viewport: tuple[int, int] | None = None, accept: str | None = None) -> str:
+    """The ``wadors:`` ID of a thumbnail (WADO-RS ``/thumbnail``) of a frame, instance, series
+    or study. Where the server has no ``/thumbnail`` (404, 406 or 501), the loader asks for
+    ``/rendered`` at the same level with the same ``viewport``: a picture of the object is what
+    a thumbnail strip needs, and ``/rendered`` is far more widely served."""
+    params = _viewport(viewport) + ([("accept", accept)] if accept else [])
+    return _rendered("thumbnail", root, study_uid, series_uid, sop_instance_uid, frame, params)
+
+
+def _load(image_id: str, options: dict[str, Any]) -> Image:
+    from .core.loading import load_image
+
+    image: Image = load_image(image_id, **options).result()
+    return image
+
+
+# -- elements, bulk data included ----------------------------------------------------------------
+async def read_element_async(image_id: str, keyword: str, **http: Any) -> Any:
+    """One element of the instance of a ``wadors:`` frame ID (or an instance URL), by keyword
+    or tag (``"00111001"`` for a private one). A value the server left out of the metadata as
+    a BulkDataURI is fetched now (credentials only to the metadata's origin) and converted as
+    pydicom reads it from a file: bytes for OB/OW/UN, numbers for US/SS... Other values come
+    from the series metadata (fetched once if no load has). None if there is no such element.
+
+    Unlike ``ms.metadata.get(keyword, image_id)``, which fetches the same bulk data but logs a
+    failure and answers None, this raises the typed error (``HTTPStatusError``...)."""
+    from .dicom.instance import _plain
+    from .dicom.jsonmeta import _key, convert_bulk
+    from .errors import ImageLoadError
+    from .loaders.bulkdata import bulk_fetcher
+    from .loaders.wadors import get_series_metadata, parse_instance_id
+
+    check_options("read_element", http, "http")
+    key = _key(keyword)
+    if key is None:
+        raise OptionError(f"read_element(): {keyword!r} is not a DICOM keyword nor a tag "
+                          "(8 hex digits)")
+    series_url, instance = parse_instance_id(image_id)
+    datasets = await get_series_metadata(image_id, series_url, **http)
+    ds = datasets.get(instance)
+    if ds is None:
+        raise ImageLoadError(image_id, f"instance {instance} is not in the series metadata")
+    bulk = ds.bulk(keyword)
+    if bulk is not None:  # fetched with this call's options (its byte budget, its timeout)
+        fetch_bulk = bulk_fetcher(url_join(series_url, "/metadata"), http_config(**http))
+        return convert_bulk(bulk.tag, bulk.vr, await fetch_bulk(bulk.uri), image_id)
+    dataset = await runtime.to_thread(ds.dataset)
+    tag = int(key, 16)
+    return _plain(dataset[tag].value) if tag in dataset else None
+
+
+def read_element(image_id: str, keyword: str, **http: Any) -> Any:
+    """Blocking :func:`read_element_async`."""
+    return runtime.run_sync(read_element_async(image_id, keyword, **http))
+
+
 def is_root_url(url: str) -> bool:
     """Whether an http(s) URL looks like a DICOMweb root (``.../dicom-web``): no
     ``/studies/`` path, no file name with an extension, not a WADO-URI query."""
@@ -354,7 +510,8 @@ def is_root_url(url: str) -> bool:
 
 
 __all__ = [
-    "InstanceResult", "SeriesResult", "StudyResult", "is_root_url", "search_instances",
+    "InstanceResult", "SeriesResult", "StudyResult", "is_root_url", "read_element",
+    "read_element_async", "rendered_image_id", "thumbnail_image_id", "search_instances",
     "search_instances_async", "search_series", "search_series_async", "search_studies",
     "search_studies_async",
 ]

@@ -10,6 +10,7 @@ Cornerstone's PET, patient-study, overlay, cine and calibration modules are buil
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -21,11 +22,13 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.valuerep import PersonName
 
 from ..core.metadata import metadata
+from .jsonmeta import JsonDataset
 from .modules import EXTRA_MODULES, extra_modules
 from .store import _camel
 
 MAX_HEADERS = 256
 _BINARY_LIMIT = 256  # bytes: larger binary values (overlays, LUTs) are left out of "instance"
+_TAG_RE = re.compile(r"^[0-9A-Fa-f]{8}$")
 
 
 class _Headers:
@@ -77,23 +80,30 @@ def header_of(image_id: str) -> Dataset | None:
             return None
         return headers.get(f"{path}|{st.st_mtime_ns}|{st.st_size}", read_file)
     if scheme == "wadors":
-        from ..loaders import wadors
+        found = json_of(image_id)
+        return None if found is None else found.dataset()
+    return None
 
-        try:
-            wid = wadors.parse_image_id(image_id)
-        except Exception:
-            return None
-        # series metadata is kept per credentials ("<series URL>\n<credentials key>")
-        entries = [e for k, e in list(wadors.series_metadata._items.items())
-                   if k.split("\n", 1)[0] == wid.series_url]
-        for entry in entries:
-            task = getattr(entry, "task", None)
-            if task is None or not task.done() or task.cancelled() or task.exception() is not None:
-                continue
-            found = task.result().get(wid.instance)
-            if found is not None:
-                return found.dataset()
+
+def json_of(image_id: str) -> JsonDataset | None:
+    """The DICOM JSON view of a ``wadors:`` frame's (or instance URL's) instance, from series
+    metadata already fetched (nothing is requested here), or None."""
+    from ..loaders import wadors
+
+    try:
+        series_url, instance = wadors.parse_instance_id(image_id)
+    except Exception:
         return None
+    # series metadata is kept per credentials ("<series URL>\n<credentials key>")
+    entries = [e for k, e in list(wadors.series_metadata._items.items())
+               if k.split("\n", 1)[0] == series_url]
+    for entry in entries:
+        task = getattr(entry, "task", None)
+        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+            continue
+        found: JsonDataset | None = task.result().get(instance)
+        if found is not None:
+            return found
     return None
 
 
@@ -130,7 +140,11 @@ def _plain(value: Any) -> Any:
 
 def provider(module: str, image_id: str) -> Any:
     """``instance`` (the whole header as a dict), the extra Cornerstone modules, or any
-    element by keyword (``"KVP"``, ``"ImageType"``)."""
+    element by keyword (``"KVP"``, ``"ImageType"``) or by tag (``"00111001"``, private ones).
+
+    A ``wadors:`` element the server sent as a BulkDataURI is fetched when asked for by keyword
+    or tag (blocking: ask from your own thread, or use ``ms.dicomweb.read_element_async``);
+    ``instance`` never fetches (such elements are None there)."""
     if module == "instance":
         ds = header_of(image_id)
         return None if ds is None else naturalize(ds)
@@ -138,11 +152,16 @@ def provider(module: str, image_id: str) -> Any:
         module = _camel(module)
         ds = header_of(image_id)
         return None if ds is None else extra_modules(ds)[module]
-    if module[:1].isupper() and tag_for_keyword(module) is not None:
+    if module[:1].isupper() and tag_for_keyword(module) is not None or _TAG_RE.match(module):
+        found = json_of(image_id) if image_id.startswith("wadors:") else None
+        bulk = found.bulk(module) if found is not None else None
+        if bulk is not None:  # left out of the metadata: fetched now, as asked for
+            return _plain(bulk.value())
         ds = header_of(image_id)
-        if ds is None or module not in ds:
+        key: str | int = int(module, 16) if _TAG_RE.match(module) else module
+        if ds is None or key not in ds:
             return None
-        return _plain(ds[module].value)
+        return _plain(ds[key].value)
     return None
 
 

@@ -1,4 +1,5 @@
-"""``wadors:<root>/studies/S/series/Se/instances/I/frames/N`` — DICOMweb frame retrieval.
+"""``wadors:<root>/studies/S/series/Se/instances/I/frames/N`` — DICOMweb frame retrieval
+(``.../rendered`` and ``.../thumbnail`` IDs are server-rendered pictures: see ``rendered.py``).
 
 Frames are requested with ``transfer-syntax=*`` so the server sends its stored (compressed) bytes
 and medstream decodes them in the worker pool. The series ``/metadata`` is fetched once per series
@@ -20,7 +21,7 @@ from ..core.image import Image
 from ..core.runtime import runtime
 from ..dicom.fastheader import read_fast_header
 from ..dicom.frames import number_of_frames
-from ..dicom.jsonmeta import JsonDataset
+from ..dicom.jsonmeta import BulkFetcher, JsonDataset
 from ..dicom.modules import build_modules
 from ..dicom.part10 import (
     check_frame,
@@ -34,8 +35,10 @@ from ..dicom.store import module_store
 from ..errors import HTTPStatusError, ImageLoadError, MissingPixelDataError
 from ..limits import check_frames
 from ..redact import redact_url
+from .bulkdata import bulk_fetcher
 from .http import fetch, http_config, stream_chunks
 from .multipart import MultipartError, MultipartReader, parse_multipart_related
+from .rendered import is_rendered_id, load_rendered
 from .shared import SharedResults
 from .wadouri import fetch_part10
 
@@ -94,17 +97,36 @@ def parse_image_id(image_id: str) -> WadorsId:
     return WadorsId(m["root"], m["study"], m["series"], m["instance"], int(m["frame"]), query)
 
 
+_INSTANCE_RE = re.compile(
+    r"^(?P<series>.+?/studies/[^/]+/series/[^/]+)/instances/(?P<instance>[^/]+)"
+    r"(?:/frames/\d+)?$"
+)
+
+
+def parse_instance_id(image_id: str) -> tuple[str, str]:
+    """(series URL with the query, SOPInstanceUID) of a frame ID or an instance URL."""
+    url = image_id[len(SCHEME) + 1 :] if image_id.startswith(SCHEME + ":") else image_id
+    path, _, query = url.partition("?")
+    m = _INSTANCE_RE.match(path.rstrip("/"))
+    if not m:
+        raise ImageLoadError(image_id, "not a DICOMweb instance or frame ID "
+                                       "(<root>/studies/S/series/Se/instances/I[/frames/N])")
+    return m["series"] + (f"?{query}" if query else ""), m["instance"]
+
+
 # -- series metadata -------------------------------------------------------------------------
 series_metadata: SharedResults[dict[str, JsonDataset]] = SharedResults(max_items=256)
 
 
-def datasets_from_json(items: list[dict[str, Any]]) -> dict[str, JsonDataset]:
-    """Instances by SOPInstanceUID, each a light view of its JSON (no per-element parsing)."""
+def datasets_from_json(items: list[dict[str, Any]],
+                       bulk: BulkFetcher | None = None) -> dict[str, JsonDataset]:
+    """Instances by SOPInstanceUID, each a light view of its JSON (no per-element parsing);
+    ``bulk`` fetches their BulkDataURIs when one is read."""
     out: dict[str, JsonDataset] = {}
     for item in items:
         if not isinstance(item, dict):
             continue
-        ds = JsonDataset(item)
+        ds = JsonDataset(item, bulk)
         uid = str(ds.get("SOPInstanceUID", ""))
         if uid:
             out[uid] = ds
@@ -134,17 +156,15 @@ async def get_series_metadata(image_id: str, series_url: str, **http: Any) -> di
     cfg = http_config(**http)
 
     async def get() -> dict[str, JsonDataset]:
-        resp = await fetch(
-            url_join(series_url, "/metadata"), image_id, accept="application/dicom+json",
-            config=cfg,
-        )
+        metadata_url = url_join(series_url, "/metadata")
+        resp = await fetch(metadata_url, image_id, accept="application/dicom+json", config=cfg)
         try:
             items = resp.json()
         except ValueError as exc:
             raise ImageLoadError(image_id, f"series metadata is not JSON: {redact_url(series_url)}") from exc
 
         def build() -> dict[str, JsonDataset]:
-            datasets = datasets_from_json(items)
+            datasets = datasets_from_json(items, bulk_fetcher(metadata_url, cfg))
             register_modules(series_url, datasets)  # checks the frame counts before any ID
             return datasets
 
@@ -209,6 +229,8 @@ def _frame_info_for(image_id: str, ds: Any, ts: str) -> FrameInfo:
 
 
 async def load_wadors(image_id: str, prescale: bool = True, **http: Any) -> Image:
+    if is_rendered_id(image_id):  # .../rendered, .../thumbnail: a picture, not pixel data
+        return await load_rendered(image_id, **http)
     wid = parse_image_id(image_id)
     datasets = await get_series_metadata(image_id, wid.series_url, **http)
     ds = datasets.get(wid.instance)
