@@ -44,3 +44,20 @@ def orthanc():
     server = Orthanc().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A real S3-compatible server (moto) on 127.0.0.1. In CI a missing one fails, never skips."""
+    import os
+
+    from s3_server import S3Server, available
+
+    if not available():
+        msg = "moto[server] and s3fs not installed (pip install -e '.[test]')"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    server = S3Server().start()
+    yield server
+    server.stop()

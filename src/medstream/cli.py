@@ -103,7 +103,12 @@ def _cli_words(message: str) -> str:
 
 
 def _image_id(source: str, frame: int | None = None) -> str:
-    """A path becomes a dicomfile: (or nifti:) ID; anything with a scheme is taken as it is."""
+    """A path or object URL (s3://...) becomes a dicomfile: (or nifti:) ID; anything with
+    another scheme is taken as it is."""
+    from .storage import is_remote
+
+    if is_remote(source) and not source.lower().endswith((".nii", ".nii.gz")):
+        return f"dicomfile:{source}" + (f"?frame={frame}" if frame is not None else "")
     if os.path.exists(source):
         if source.lower().endswith((".nii", ".nii.gz")):
             return f"nifti:{os.path.abspath(source)}?slice={(frame or 1) - 1}"
@@ -123,9 +128,16 @@ def _source_kind(source: str) -> str:
     web = dicomweb_url(source)
     if web is not None and web[0] == "other" and is_root_url(web[1]):
         return "root"
-    if os.path.isdir(source) or (web is not None and web[0] in ("study", "series")):
+    if _is_folder(source) or (web is not None and web[0] in ("study", "series")):
         return "series"
     return "image"
+
+
+def _is_folder(source: str) -> bool:
+    """A local folder or an object-store prefix."""
+    from .discovery.source import is_folder
+
+    return is_folder(source)
 
 
 DEFAULT_TIMEOUT = 10.0  # a dead or stalled server is reported in seconds, not minutes
@@ -277,7 +289,7 @@ def info(ctx: click.Context, source: str, as_json: bool, token: str | None, time
         if kind == "nifti":
             volume = ms.open_volume(source, load=False, **http)
             found = [{"key": volume.volume_id, "images": volume.shape[0], **volume.geometry.summary()}]
-        elif os.path.isdir(source):
+        elif _is_folder(source):
             scan = ms.scan_folder(source)
             found, skipped = _summaries(scan.series), scan.skipped
         else:

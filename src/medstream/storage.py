@@ -194,20 +194,24 @@ class Storage:
             return []
         for url, start, end in ranges:
             check_size(item_id, f"a range of {url}", end - start)
-        out: list[Any] = [self._cached(*r) for r in ranges]  # small objects: the head holds all
+        known = [self._cached(*r) for r in ranges]  # what cached heads hold already
+        todo = [(url, start + len(have), end) for (url, start, end), have in zip(ranges, known)]
+        out: list[Any] = list(known)
         by_fs: dict[int, tuple[Any, list[int]]] = {}
         paths: list[str] = []
-        for n, (url, _, _) in enumerate(ranges):
+        for n, (url, start, end) in enumerate(todo):
             fs, path = self.filesystem(url)
             paths.append(path)
-            if out[n] is None:
+            if start < end:
                 by_fs.setdefault(id(fs), (fs, []))[1].append(n)
+        fetched = [n for _, idx in by_fs.values() for n in idx]
         for fs, idx in by_fs.values():
-            got = self._call(item_id, ranges[idx[0]][0], fs.cat_ranges, [paths[i] for i in idx],
-                             [ranges[i][1] for i in idx], [ranges[i][2] for i in idx],
+            got = self._call(item_id, todo[idx[0]][0], fs.cat_ranges, [paths[i] for i in idx],
+                             [todo[i][1] for i in idx], [todo[i][2] for i in idx],
                              on_error="return")
             for i, data in zip(idx, got):
-                out[i] = data
+                out[i] = data if isinstance(data, BaseException) or not known[i] \
+                    else known[i] + data
         for (url, start, end), data in zip(ranges, out):
             if isinstance(data, BaseException):
                 raise _typed(item_id, url, data)
@@ -215,16 +219,16 @@ class Storage:
                 raise ImageLoadError(item_id, f"{url}: asked bytes {start}..{end}, got "
                                               f"{len(data)} (object changed or truncated)")
         with self._lock:
-            fetched = [n for _, idx in by_fs.values() for n in idx]
             self.requests += len(fetched)
-            self.bytes_read += sum(len(out[n]) for n in fetched)
+            self.bytes_read += sum(len(out[n]) - len(known[n]) for n in fetched)
         return out
 
-    def _cached(self, url: str, start: int, end: int) -> bytes | None:
+    def _cached(self, url: str, start: int, end: int) -> bytes:
+        """The leading part of ``[start, end)`` that a cached head holds (maybe all, or none)."""
         with self._lock:
             info = self._info.get(url)
             head = None if info is None else self._heads.get((url, info.version))
-        return head[start:end] if head is not None and end <= len(head) else None
+        return head[start : min(end, len(head))] if head is not None and start < len(head) else b""
 
     def read_range(self, item_id: str, url: str, start: int, end: int) -> bytes:
         return self.read_ranges(item_id, [(url, start, end)])[0]

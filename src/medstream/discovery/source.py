@@ -132,9 +132,14 @@ async def resolve_source(source: str | os.PathLike[str] | Sequence[Any], *,
 
 
 async def _is_folder(src: str) -> bool:
-    """A local folder, or an object-store prefix (a name ending in "/", or no object)."""
+    return await runtime.to_thread(is_folder, src)
+
+
+def is_folder(src: str) -> bool:
+    """A local folder, or an object-store prefix (a name ending in "/", or a "directory")."""
+    src = local_path(src)
     if is_remote(src):
-        return src.endswith("/") or await runtime.to_thread(storage.isdir, src)
+        return src.endswith("/") or storage.isdir(src)
     return os.path.isdir(src)
 
 
