@@ -184,3 +184,16 @@ def test_cli_writes_a_nifti_from_a_bucket(s3, bucket, ct_512, tmp_path):
     assert result.exit_code == 0, result.output
     img = nib.load(out)
     assert img.shape == (512, 512, 12)
+
+
+def test_a_nifti_object_loads_as_a_volume(s3, bucket, tmp_path):
+    data = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
+    affine = np.diag([0.8, 0.9, 2.5, 1.0])
+    affine[:3, 3] = [-10, 20, 5]
+    nib.save(nib.Nifti1Image(data, affine), tmp_path / "v.nii.gz")
+    s3.upload(tmp_path / "v.nii.gz", f"{bucket}/n/v.nii.gz")
+    volume = ms.open_volume(f"{bucket}/n/v.nii.gz")
+    local = ms.open_volume(tmp_path / "v.nii.gz")
+    assert np.array_equal(np.asarray(volume), np.asarray(local))
+    np.testing.assert_allclose(volume.affine, local.affine)
+    assert np.array_equal(np.asarray(volume.to_nifti().dataobj), data)  # nibabel's own reading

@@ -23,6 +23,7 @@ from ..dicom.store import module_store
 from ..errors import ImageLoadError, VolumeError
 from ..limits import check_size, inflate
 from ..volumes.geometry import LPS_TO_RAS, VolumeGeometry
+from ..storage import is_remote, storage
 from .http import fetch, http_config
 from .shared import SharedResults
 
@@ -185,6 +186,10 @@ async def open_nifti(item_id: str, **http: Any) -> NiftiData:
             body = (await fetch(source, item_id, config=http_config(**http))).content
             img = await runtime.to_thread(_open_bytes, item_id, body)
             del body
+        elif is_remote(source):  # an object store: read whole (the byte budget is checked first)
+            img = await runtime.to_thread(
+                lambda: _open_bytes(item_id, storage.read_range(
+                    item_id, source, 0, storage.info(source, item_id).size)))
         else:
             img = await runtime.to_thread(_open_path, item_id, source)
         geometry = nifti_geometry(item_id, img, source)

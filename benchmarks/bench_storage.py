@@ -1,0 +1,178 @@
+"""A 300 x 512x512 CT series from an S3-compatible object store vs the same local folder.
+
+The store is moto's S3 server on 127.0.0.1 (started here; a real bucket adds network latency,
+which the concurrent ranged reads are there to hide). Cases, each in a fresh process, best of
+the measured runs after one warm-up:
+
+- medstream ``open_volume(folder)`` on the local copy (the reference),
+- medstream ``open_volume("s3://bucket/ct/")``: listing, ranged header reads, ranged pixel reads,
+- the strongest plain peer: s3fs fetching every object at once (``fs.cat`` of the list,
+  concurrent) then pydicom reading, sorting and stacking them,
+- s3fs fetching every object without decoding: what the server can deliver.
+
+    .venv/bin/pip install -e '.[test,bench]'
+    .venv/bin/python benchmarks/bench_storage.py [--slices 300] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+warnings.filterwarnings("ignore")
+
+
+def _options() -> dict:
+    from s3_server import KEY, SECRET
+
+    return {"key": KEY, "secret": SECRET,
+            "client_kwargs": {"endpoint_url": os.environ["BENCH_S3_ENDPOINT"]}}
+
+
+def _fs():
+    import s3fs
+
+    return s3fs.S3FileSystem(skip_instance_cache=True, **_options())
+
+
+def peer_medstream(source: str) -> np.ndarray:
+    import medstream as ms
+    from medstream.dicom.header import locators
+    from medstream.dicom.store import module_store
+    from medstream.storage import storage
+
+    if source.startswith("s3://"):
+        ms.configure_storage("s3://" + source[5:].split("/", 1)[0], **_options())
+    ms.purge_cache()
+    module_store.clear()  # every run lists, reads headers and pixels again: no head start
+    locators.clear()
+    storage.clear()
+    return ms.open_volume(source).scalar_data
+
+
+def peer_s3fs_pydicom(source: str) -> np.ndarray:
+    import io
+
+    import pydicom
+
+    fs = _fs()
+    blobs = fs.cat(sorted(fs.find(source)))  # every object, all requests in flight at once
+    dss = [pydicom.dcmread(io.BytesIO(b)) for b in blobs.values()]
+    iop = np.array(dss[0].ImageOrientationPatient, dtype=float)
+    normal = np.cross(iop[:3], iop[3:])
+    dss.sort(key=lambda d: float(np.dot(np.array(d.ImagePositionPatient, dtype=float), normal)))
+    out = np.empty((len(dss), dss[0].Rows, dss[0].Columns), np.int16)
+    for k, d in enumerate(dss):
+        out[k] = d.pixel_array.astype(np.int32) * int(d.RescaleSlope) + int(d.RescaleIntercept)
+    return out
+
+
+def peer_s3fs_fetch(source: str) -> np.ndarray:
+    fs = _fs()
+    blobs = fs.cat(sorted(fs.find(source)))
+    return np.array([sum(len(b) for b in blobs.values())], dtype=np.float64)
+
+
+PEERS = {"medstream": peer_medstream, "s3fs cat + pydicom": peer_s3fs_pydicom,
+         "s3fs cat only (no decode)": peer_s3fs_fetch}
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def child(peer: str, source: str, repeat: int) -> None:
+    import pydicom  # noqa: F401
+    import s3fs  # noqa: F401
+
+    import medstream  # noqa: F401  (imports count as baseline for every case)
+
+    base = _rss_mb()
+    arr = PEERS[peer](source)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+    times = []
+    for _ in range(repeat):
+        del arr
+        t0 = time.perf_counter()
+        arr = PEERS[peer](source)
+        times.append(time.perf_counter() - t0)
+    print(json.dumps({"seconds": min(times), "peak_mb": peak,
+                      "checksum": float(np.asarray(arr, dtype=np.float64).sum())}))
+
+
+def run_child(peer: str, source: str, repeat: int, endpoint: str) -> dict:
+    env = dict(os.environ, BENCH_S3_ENDPOINT=endpoint)
+    proc = subprocess.run([sys.executable, __file__, "--child", peer, source, str(repeat)],
+                          capture_output=True, text=True, timeout=1800, env=env)
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return {"error": (proc.stderr or proc.stdout)[-300:]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--slices", type=int, default=300)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "medstream-bench"))
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child[0], args.child[1], int(args.child[2]))
+        return
+    from bench_volume import prepare
+    from s3_server import S3Server
+
+    folder = prepare(Path(args.data), args.slices)["uncompressed"]
+    files = sorted(folder.glob("*.dcm"))
+    mb = sum(p.stat().st_size for p in files) / 1e6
+    server = S3Server().start()
+    try:
+        url = "s3://bench/ct/"
+        server.upload(folder, url)
+        server.filesystem().rm(f"{url}.done")
+        rows = [("local folder", "medstream", str(folder)), ("S3 (moto, 127.0.0.1)", "medstream", url),
+                ("S3 (moto, 127.0.0.1)", "s3fs cat + pydicom", url),
+                ("S3 (moto, 127.0.0.1)", "s3fs cat only (no decode)", url)]
+        results = []
+        for where, peer, source in rows:
+            r = run_child(peer, source, args.repeat, server.endpoint)
+            results.append((where, peer, r))
+            print(where, peer, r, file=sys.stderr)
+    finally:
+        server.stop()
+    ref = results[1][2].get("seconds")
+    local = results[0][2].get("seconds")
+    print(f"\n{len(files)} files, {mb:.0f} MB, {os.cpu_count()} cores\n")
+    print("| source | case | seconds | MB/s | peak MB | vs medstream from S3 |")
+    print("|---|---|---|---|---|---|")
+    for where, peer, r in results:
+        if "seconds" not in r:
+            print(f"| {where} | {peer} | n/a ({r.get('error', '')[:60]}) | | | |")
+            continue
+        ratio = f"{r['seconds'] / ref:.2f}x" if ref else "n/a"
+        print(f"| {where} | {peer} | {r['seconds']:.2f} | {mb / r['seconds']:.0f} | "
+              f"{r['peak_mb']:.0f} | {ratio} |")
+    if ref and local:
+        print(f"\nmedstream from S3 runs at {local / ref:.2f}x the speed of the local folder.")
+
+
+if __name__ == "__main__":
+    main()
