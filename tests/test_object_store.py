@@ -79,6 +79,12 @@ def test_a_remote_object_loads_by_image_id_and_async(s3, bucket, ct_512):
     hu = ds.pixel_array.astype(np.int32) * int(ds.RescaleSlope) + int(ds.RescaleIntercept)
     assert np.array_equal(image.pixel_data, hu)
     assert image.image_id == f"dicomfile:{bucket}/one/a.dcm"
+    assert ms.metadata.get("SeriesInstanceUID", image.image_id) == ds.SeriesInstanceUID
+    from medstream.dicom.instance import header_of
+
+    header = header_of(image.image_id)  # what metadata by keyword falls back to
+    assert header is not None and header.SOPInstanceUID == ds.SOPInstanceUID
+    assert "PixelData" not in header
 
     async def main():
         return await ms.open_volume_async(f"{bucket}/one/a.dcm")

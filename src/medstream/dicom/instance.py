@@ -22,6 +22,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.valuerep import PersonName
 
 from ..core.metadata import metadata
+from ..errors import MedstreamError
 from .jsonmeta import JsonDataset
 from .modules import EXTRA_MODULES, extra_modules
 from .store import _camel
@@ -66,17 +67,25 @@ def header_of(image_id: str) -> Dataset | None:
 
         path = parse_image_id(image_id)[0]
 
+        from ..storage import is_remote, storage
+
+        remote = is_remote(path)
+
         def read_file() -> Dataset | None:
             import pydicom
 
-            try:
-                return pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            try:  # a remote object by ranges: its cached head, then more only if needed
+                source: Any = storage.open(path, path) if remote else path
+                return pydicom.dcmread(source, stop_before_pixels=True, force=True)
             except Exception:
                 return None
 
         try:
+            if remote:
+                info = storage.info(path)
+                return headers.get(f"{path}|{info.version}|{info.size}", read_file)
             st = os.stat(path)
-        except OSError:
+        except (OSError, MedstreamError):
             return None
         return headers.get(f"{path}|{st.st_mtime_ns}|{st.st_size}", read_file)
     if scheme == "wadors":
