@@ -203,3 +203,74 @@ def test_a_nifti_object_loads_as_a_volume(s3, bucket, tmp_path):
     assert np.array_equal(np.asarray(volume), np.asarray(local))
     np.testing.assert_allclose(volume.affine, local.affine)
     assert np.array_equal(np.asarray(volume.to_nifti().dataobj), data)  # nibabel's own reading
+
+
+class _RangeServer:
+    """Static files over HTTP on 127.0.0.1, with Range support unless told to ignore it."""
+
+    def __init__(self, root: Path, ranges: bool = True) -> None:
+        import http.server
+        import threading
+
+        self.seen: list[tuple[str, str | None]] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                outer.seen.append((self.path, self.headers.get("Range")))
+                path = root / self.path.lstrip("/")
+                if not path.is_file():
+                    self.send_error(404)
+                    return
+                data = path.read_bytes()
+                spec = self.headers.get("Range")
+                if ranges and spec:
+                    first, last = (int(x) for x in spec.split("=")[1].split("-"))
+                    last = min(last, len(data) - 1)
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {first}-{last}/{len(data)}")
+                    data = data[first : last + 1]
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("ETag", f'"{path.stat().st_mtime_ns}"')
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("ranges", [True, False], ids=["ranges", "server-ignores-ranges"])
+def test_files_on_a_web_server_load_by_ranges(ct_512, tmp_path, ranges):
+    folder, paths = ct_512
+    small = write_series(tmp_path / "small", 5, size=64)
+    root = folder.parent
+    if not ranges:  # without ranges each object comes whole, once: small files only
+        root, paths = tmp_path, small
+    server = _RangeServer(root, ranges)
+    try:
+        base = f"{server.url}/{paths[0].parent.name}"
+        ids = [f"dicomfile:{base}/{p.name}" for p in paths]
+        volume = ms.open_volume(ids)
+        assert np.array_equal(np.asarray(volume), expected_stack(paths))
+        assert all(r is not None for _, r in server.seen)  # every request asked for a range
+        if ranges:  # a head, then the rest of the pixel bytes: two requests per file
+            assert len(server.seen) == 2 * len(paths)
+            assert {r for _, r in server.seen} >= {f"bytes=0-{HEAD_BYTES - 1}"}
+        else:
+            assert len(server.seen) == len(paths)
+        with pytest.raises(MedstreamError, match="cannot be listed"):
+            ms.scan_folder(f"{base}/")
+        with pytest.raises(ImageLoadError):
+            ms.load_image(f"dicomfile:{base}/missing.dcm").result(timeout=30)
+    finally:
+        server.close()

@@ -105,9 +105,9 @@ def _cli_words(message: str) -> str:
 def _image_id(source: str, frame: int | None = None) -> str:
     """A path or object URL (s3://...) becomes a dicomfile: (or nifti:) ID; anything with
     another scheme is taken as it is."""
-    from .storage import is_remote
+    from .storage import is_store_url
 
-    if is_remote(source) and not source.lower().endswith((".nii", ".nii.gz")):
+    if is_store_url(source) and not source.lower().endswith((".nii", ".nii.gz")):
         return f"dicomfile:{source}" + (f"?frame={frame}" if frame is not None else "")
     if os.path.exists(source):
         if source.lower().endswith((".nii", ".nii.gz")):

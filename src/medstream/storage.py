@@ -40,10 +40,20 @@ def protocol_of(path: str) -> str | None:
 
 
 def is_remote(path: str) -> bool:
-    """Whether ``path`` names an object behind fsspec (not a local path or ``file://`` URL).
-    ``http(s)://`` stays with the DICOMweb, WADO-URI and web image loaders."""
+    """Whether a file path names a remote object (not a local path or ``file://`` URL): an
+    object store through fsspec, or a file on an HTTP(S) server read by ranges."""
     proto = protocol_of(path)
-    return proto is not None and proto not in _LOCAL and proto not in ("http", "https")
+    return proto is not None and proto not in _LOCAL
+
+
+def is_store_url(path: str) -> bool:
+    """An object-store URL (``s3://``...) as a source; ``http(s)://`` sources stay with the
+    DICOMweb, WADO-URI and web image loaders (``dicomfile:https://...`` reads a file by ranges)."""
+    return is_remote(path) and not _is_http(path)
+
+
+def _is_http(url: str) -> bool:
+    return protocol_of(url) in ("http", "https")
 
 
 def local_path(path: str) -> str:
@@ -145,6 +155,16 @@ class Storage:
             hit = self._info.hit(url)
         if hit is not None:
             return hit  # type: ignore[no-any-return]
+        if _is_http(url):  # one ranged GET gives the size and the head
+            from .loaders import httpranges
+
+            detail, head, whole = httpranges.head(item_id or url, url, HEAD_BYTES)
+            found = self._remember(url, detail)
+            with self._lock:
+                self._heads.put((url, found.version), head)
+                if whole:
+                    self._whole.put((url, found.version), head)
+            return found
         fs, path = self.filesystem(url)
         detail = self._call(item_id or url, url, fs.info, path)
         if detail.get("type") == "directory":
@@ -162,14 +182,19 @@ class Storage:
         return found
 
     def isdir(self, url: str) -> bool:
+        if _is_http(url):
+            return False
         fs, path = self.filesystem(url)
         try:
             return bool(self._call(url, url, fs.isdir, path))
         except ImageLoadError:
             return False
 
-    def list(self, url: str, recursive: bool = True) -> list[str]:
+    def listing(self, url: str, recursive: bool = True) -> list[str]:
         """Object URLs under a prefix (sorted; hidden names and DICOMDIR left out)."""
+        if _is_http(url):
+            raise MedstreamError(f"{url}: an HTTP(S) URL cannot be listed; give the files' URLs "
+                                 "(dicomfile:https://...) or a DICOMweb series URL")
         fs, path = self.filesystem(url)
         proto = protocol_of(url) or ""
         found = self._call(url, url, fs.find, path.rstrip("/"),
@@ -200,15 +225,20 @@ class Storage:
         by_fs: dict[int, tuple[Any, list[int]]] = {}
         paths: list[str] = []
         for n, (url, start, end) in enumerate(todo):
-            fs, path = self.filesystem(url)
+            fs, path = (None, url) if _is_http(url) else self.filesystem(url)
             paths.append(path)
             if start < end:
                 by_fs.setdefault(id(fs), (fs, []))[1].append(n)
         fetched = [n for _, idx in by_fs.values() for n in idx]
         for fs, idx in by_fs.values():
-            got = self._call(item_id, todo[idx[0]][0], fs.cat_ranges, [paths[i] for i in idx],
-                             [todo[i][1] for i in idx], [todo[i][2] for i in idx],
-                             on_error="return")
+            if fs is None:
+                from .loaders import httpranges
+
+                got = httpranges.ranges(item_id, [todo[i] for i in idx])
+            else:
+                got = self._call(item_id, todo[idx[0]][0], fs.cat_ranges,
+                                 [paths[i] for i in idx], [todo[i][1] for i in idx],
+                                 [todo[i][2] for i in idx], on_error="return")
             for i, data in zip(idx, got):
                 out[i] = data if isinstance(data, BaseException) or not known[i] \
                     else known[i] + data
@@ -250,11 +280,11 @@ class Storage:
         failed: dict[str, MedstreamError] = {}
         todo: list[tuple[str, int, int]] = []
         versions: dict[str, str] = {}
+        infos = self._infos(urls)
         for url in urls:
-            try:
-                info = self.info(url)
-            except MedstreamError as exc:
-                failed[url] = exc
+            info = infos[url]
+            if isinstance(info, MedstreamError):
+                failed[url] = info
                 continue
             with self._lock:
                 if (url, info.version) in self._heads:
@@ -276,6 +306,25 @@ class Storage:
                 for (url, _, _), data in zip(part, got):
                     self._heads.put((url, versions[url]), data)
         return failed
+
+    def _infos(self, urls: Sequence[str]) -> dict[str, ObjectInfo | MedstreamError]:
+        """Object info for many URLs: from the cache (a listing), else asked for concurrently
+        (with their heads, for HTTP), on a few short-lived threads."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(url: str) -> ObjectInfo | MedstreamError:
+            try:
+                return self.info(url)
+            except MedstreamError as exc:
+                return exc
+
+        with self._lock:
+            missing = [u for u in urls if u not in self._info]
+        found: dict[str, ObjectInfo | MedstreamError] = {}
+        if len(missing) > 1:
+            with ThreadPoolExecutor(min(16, len(missing)), "medstream-info") as pool:
+                found = dict(zip(missing, pool.map(one, missing)))
+        return {u: found[u] if u in found else one(u) for u in urls}
 
     def read_all(self, item_id: str, url: str) -> bytes:
         """The whole object, under the byte budget (kept for a header read and its load)."""
@@ -385,4 +434,4 @@ def configure_storage(prefix: str, **options: Any) -> None:
 
 
 __all__ = ["HEAD_BYTES", "ObjectInfo", "RemoteFile", "Storage", "configure_storage",
-           "is_remote", "local_path", "protocol_of", "storage"]
+           "is_remote", "is_store_url", "local_path", "protocol_of", "storage"]

@@ -203,7 +203,7 @@ def _skip_sequence(r: _Reader, pos: int, explicit: bool, depth: int = 0) -> int:
                 pos = value + length
 
 
-def read_fast_header(source: str | os.PathLike[str] | bytes | memoryview | BinaryIO,
+def read_fast_header(source: str | os.PathLike[str] | bytes | memoryview | BinaryIO | io.RawIOBase,
                      ) -> FastHeader | None:
     """The header of a classic little-endian Part 10 file (a path, the object's bytes or a
     seekable file object), or None to use pydicom instead. Pixel offsets count from the start

@@ -70,7 +70,7 @@ class FolderScan:
 
 def _walk(root: str, recursive: bool) -> list[str]:
     if is_remote(root):  # one listing of the prefix (sizes and versions come with it)
-        return storage.list(root, recursive)
+        return storage.listing(root, recursive)
     if os.path.isfile(root):
         return [os.path.abspath(root)]
     out: list[str] = []

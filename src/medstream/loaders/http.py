@@ -193,14 +193,23 @@ class _Failure(Exception):
         return self.err
 
 
-def _headers(cfg: HttpConfig, accept: str | None, url: str, token: str | None) -> dict[str, str]:
-    headers = {"Accept-Encoding": "gzip, deflate"}
+def _headers(cfg: HttpConfig, accept: str | None, url: str, token: str | None,
+             byte_range: tuple[int, int] | None = None) -> dict[str, str]:
+    headers = _plain(accept, byte_range)
+    headers.setdefault("Accept-Encoding", "gzip, deflate")
     if cfg.credentials_for(url):
         headers.update(cfg.headers)
         if token:
             headers["Authorization"] = f"Bearer {token}"
-    if accept:
-        headers["Accept"] = accept
+    return headers
+
+
+def _plain(accept: str | None, byte_range: tuple[int, int] | None) -> dict[str, str]:
+    """The headers any origin may see: Accept, and a byte range (of the unencoded object)."""
+    headers = {"Accept": accept} if accept else {}
+    if byte_range is not None:
+        headers["Range"] = f"bytes={byte_range[0]}-{byte_range[1] - 1}"
+        headers["Accept-Encoding"] = "identity"
     return headers
 
 
@@ -228,27 +237,29 @@ async def _token(cfg: HttpConfig, stale: str | None = None) -> str | None:
     return cfg.token
 
 
-async def _open(url: str, cfg: HttpConfig, accept: str | None, image_id: str) -> httpx.Response:
+async def _open(url: str, cfg: HttpConfig, accept: str | None, image_id: str,
+                byte_range: tuple[int, int] | None = None) -> httpx.Response:
     """Send the GET; a 401 to a token from a provider is tried once more with a fresh one."""
     token = await _token(cfg) if cfg.credentials_for(url) else None
-    resp, used = await _follow(url, cfg, accept, image_id, token)
+    resp, used = await _follow(url, cfg, accept, image_id, token, byte_range)
     if resp.status_code == 401 and used and callable(cfg.token):
         await resp.aclose()
         token = await _token(cfg, stale=token)
-        resp, _ = await _follow(url, cfg, accept, image_id, token)
+        resp, _ = await _follow(url, cfg, accept, image_id, token, byte_range)
     return resp
 
 
 async def _follow(url: str, cfg: HttpConfig, accept: str | None, image_id: str,
-                  token: str | None) -> tuple[httpx.Response, bool]:
+                  token: str | None, byte_range: tuple[int, int] | None = None,
+                  ) -> tuple[httpx.Response, bool]:
     """Send the GET and follow redirects by hand: on a change of origin, the token, the auth,
     the client certificate and every configured header are dropped (httpx drops only
     Authorization). Returns the response and whether the credentials went with it."""
     first = origin_of(url)
     for _ in range(MAX_REDIRECTS + 1):
         trusted = origin_of(url) == first and cfg.credentials_for(url)
-        headers = _headers(cfg, accept, url, token) if trusted else (
-            {"Accept": accept} if accept else {})
+        headers = _headers(cfg, accept, url, token, byte_range) if trusted else _plain(
+            accept, byte_range)
         client = _client_for(cfg, url, trusted, image_id)
         request = client.build_request("GET", url, headers=headers, timeout=cfg.timeout)
         auth = cfg.auth if trusted else None
@@ -290,11 +301,12 @@ async def _read(resp: httpx.Response, image_id: str, limit: int, cfg: HttpConfig
 
 
 async def _attempt(url: str, image_id: str, cfg: HttpConfig, accept: str | None,
-                   ok_statuses: tuple[int, ...], limit: int) -> Body:
+                   ok_statuses: tuple[int, ...], limit: int,
+                   byte_range: tuple[int, int] | None = None) -> Body:
     safe = redact_url(url)
     try:
         async with asyncio.timeout(cfg.timeout):
-            resp = await _open(url, cfg, accept, image_id)
+            resp = await _open(url, cfg, accept, image_id, byte_range)
             try:
                 if not (resp.is_success or resp.status_code in ok_statuses):
                     detail = await _error_detail(resp)
@@ -326,9 +338,11 @@ async def fetch(
     config: HttpConfig | None = None,
     ok_statuses: tuple[int, ...] = (),
     max_bytes: int | None = None,
+    byte_range: tuple[int, int] | None = None,
 ) -> Body:
     """GET ``url`` and read the whole body (at most ``max_bytes``, default the configured
-    budget). Retries transient failures with jittered backoff.
+    budget). Retries transient failures with jittered backoff. ``byte_range``: ask for bytes
+    ``[start, end)`` only (the caller checks for 206 and the length).
 
     Returns the body for 2xx or a status in ``ok_statuses``; raises ``HTTPStatusError``,
     ``NetworkError`` or ``ResourceLimitError`` otherwise. Cancellation aborts the request.
@@ -343,7 +357,7 @@ async def fetch(
             raise NetworkError(image_id, f"{safe}: {reason}")
         failure: _Failure | None = None
         try:
-            body = await _attempt(url, image_id, cfg, accept, ok_statuses, limit)
+            body = await _attempt(url, image_id, cfg, accept, ok_statuses, limit, byte_range)
         except _Failure as exc:
             failure = exc
         except BaseException:

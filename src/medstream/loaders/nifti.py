@@ -22,8 +22,8 @@ from ..dicom.regular import is_regular, open_regular
 from ..dicom.store import module_store
 from ..errors import ImageLoadError, VolumeError
 from ..limits import check_size, inflate
-from ..volumes.geometry import LPS_TO_RAS, VolumeGeometry
 from ..storage import is_remote, storage
+from ..volumes.geometry import LPS_TO_RAS, VolumeGeometry
 from .http import fetch, http_config
 from .shared import SharedResults
 
