@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -90,10 +89,12 @@ PEERS = {"medstream": peer_medstream, "s3fs cat + pydicom": peer_s3fs_pydicom,
          "s3fs cat only (no decode)": peer_s3fs_fetch}
 
 
-def _rss_mb() -> float:
+def _rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory (``VmHWM``: its high-water mark). Not ``ru_maxrss``,
+    which keeps the parent's high-water mark across fork and exec."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
@@ -106,7 +107,7 @@ def child(peer: str, source: str, repeat: int) -> None:
 
     base = _rss_mb()
     arr = PEERS[peer](source)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+    peak = _rss_mb("VmHWM") - base
     times = []
     for _ in range(repeat):
         del arr

@@ -88,10 +88,12 @@ def _htj2k(paths: list[Path], folder: Path) -> None:
 
 
 # -- peers (each runs in a child process) --------------------------------------------------------
-def _rss_mb() -> float:
+def _rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory (``VmHWM``: its high-water mark). Not ``ru_maxrss``,
+    which keeps the parent's high-water mark across fork and exec."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
@@ -263,7 +265,7 @@ def child(peer: str, source: str, repeat: int) -> None:
     except Exception as exc:
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"[:200]}))
         return
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+    peak = _rss_mb("VmHWM") - base
     if peer == "dcm2niix":
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     times = []
