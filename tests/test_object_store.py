@@ -274,3 +274,12 @@ def test_files_on_a_web_server_load_by_ranges(ct_512, tmp_path, ranges):
             ms.load_image(f"dicomfile:{base}/missing.dcm").result(timeout=30)
     finally:
         server.close()
+
+
+def test_object_urls_are_image_ids_too(s3, bucket, ct_512):
+    folder, paths = ct_512
+    s3.upload(paths[0], f"{bucket}/u/a.dcm")
+    s3.upload(paths[1], f"{bucket}/u/b.dcm")
+    volume = ms.open_volume([f"{bucket}/u/a.dcm", f"{bucket}/u/b.dcm"], spacing="keep")
+    assert volume.shape[0] == 2
+    assert all(i.startswith(f"dicomfile:{bucket}/u/") for i in volume.image_ids)

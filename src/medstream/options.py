@@ -103,7 +103,8 @@ def variant_suffix(options: Mapping[str, Any]) -> str:
 # -- plain paths as image IDs ------------------------------------------------------------------
 def as_image_id(item: str | os.PathLike[str]) -> str:
     """An image ID for ``item``: IDs with a registered scheme unchanged; a path (``/x.dcm``,
-    ``scan/IM1``, a ``Path``) becomes ``dicomfile:`` (``nifti:...?slice=0`` for NIfTI).
+    ``scan/IM1``, a ``Path``) or an object URL (``s3://b/x.dcm``) becomes ``dicomfile:``
+    (``nifti:...?slice=0`` for NIfTI).
 
     A missing path raises ``ImageLoadError`` saying "no such file" — not "no loader for
     scheme ''". Without a scheme and not on disk, an ID still goes to the unknown-scheme
@@ -111,8 +112,16 @@ def as_image_id(item: str | os.PathLike[str]) -> str:
     """
     from .core.registry import image_loaders, scheme_of
 
+    from .storage import is_store_url
+
     path_like = isinstance(item, os.PathLike)
     text = os.fspath(item)
+    if not path_like and is_store_url(text) and scheme_of(text) not in image_loaders.schemes():
+        if text.lower().endswith((".nii", ".nii.gz")):  # an object URL: a file in a bucket
+            return f"nifti:{text}?slice=0"
+        from .loaders.dicomfile import image_id_for
+
+        return image_id_for(text)
     if not path_like:
         scheme = scheme_of(text)
         if scheme and (scheme in image_loaders.schemes() or len(scheme) > 1 and not

@@ -15,6 +15,7 @@ during a load: a pixel range must come back whole, or the frame fails with a typ
 
 from __future__ import annotations
 
+import hashlib
 import io
 import threading
 from collections import OrderedDict
@@ -71,7 +72,8 @@ class ObjectInfo:
 
     @property
     def version_key(self) -> int:
-        return hash(self.version) & 0x7FFFFFFFFFFFFFFF
+        """The version as a number (where a local file's mtime goes), the same in every process."""
+        return int.from_bytes(hashlib.blake2b(self.version.encode(), digest_size=7).digest(), "big")
 
 
 class _Bounded(OrderedDict[Any, Any]):
