@@ -208,7 +208,7 @@ def test_a_nifti_object_loads_as_a_volume(s3, bucket, tmp_path):
 class _RangeServer:
     """Static files over HTTP on 127.0.0.1, with Range support unless told to ignore it."""
 
-    def __init__(self, root: Path, ranges: bool = True) -> None:
+    def __init__(self, root: Path, ranges: bool = True, lie: bool = False) -> None:
         import http.server
         import threading
 
@@ -224,7 +224,10 @@ class _RangeServer:
                     return
                 data = path.read_bytes()
                 spec = self.headers.get("Range")
-                if ranges and spec:
+                if lie and spec:  # "206" with the whole object: more than was asked
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes 0-{len(data) - 1}/{len(data)}")
+                elif ranges and spec:
                     first, last = (int(x) for x in spec.split("=")[1].split("-"))
                     last = min(last, len(data) - 1)
                     self.send_response(206)
@@ -283,3 +286,23 @@ def test_object_urls_are_image_ids_too(s3, bucket, ct_512):
     volume = ms.open_volume([f"{bucket}/u/a.dcm", f"{bucket}/u/b.dcm"], spacing="keep")
     assert volume.shape[0] == 2
     assert all(i.startswith(f"dicomfile:{bucket}/u/") for i in volume.image_ids)
+
+
+@pytest.mark.parametrize("mode", ["ignores-ranges", "sends-too-much"])
+def test_a_web_server_cannot_make_a_range_read_allocate_more(ct_512, mode):
+    from medstream.errors import ResourceLimitError
+
+    folder, paths = ct_512
+    server = _RangeServer(folder.parent, ranges=mode != "ignores-ranges",
+                          lie=mode == "sends-too-much")
+    before = ms.configure_limits().max_bytes
+    ms.configure_limits(max_bytes=256 * 1024)  # the objects are 525 kB
+    try:
+        image_id = f"dicomfile:{server.url}/{folder.name}/{paths[0].name}"
+        with pytest.raises((ResourceLimitError, ImageLoadError)) as err:
+            ms.load_image(image_id).result(timeout=30)
+        assert isinstance(err.value, ResourceLimitError) or "asked bytes" in str(err.value)
+    finally:
+        ms.configure_limits(max_bytes=before)
+        server.close()
+        storage.clear()
