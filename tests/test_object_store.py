@@ -143,8 +143,11 @@ def test_missing_objects_and_prefixes_are_typed_errors(s3, bucket, ct_512):
         ms.scan_folder(f"{bucket}/empty/")
     s3.upload(ct_512[1][0], f"{bucket}/x/a.dcm")
     s3.filesystem().pipe(f"{bucket[5:]}/x/b.dcm", b"not dicom at all" * 10)
+    s3.filesystem().pipe(f"{bucket[5:]}/x/c.bin", bytes(range(256)) * 40_000)  # 10 MB
+    before = _transfer()[1]
     scan = ms.scan_folder(f"{bucket}/x/")
-    assert scan.files == 2 and list(scan.skipped) == [f"{bucket}/x/b.dcm"]
+    assert scan.files == 3 and sorted(scan.skipped) == [f"{bucket}/x/b.dcm", f"{bucket}/x/c.bin"]
+    assert _transfer()[1] - before < 3 * HEAD_BYTES  # the 10 MB object was not downloaded
 
 
 def test_a_dead_endpoint_fails_within_its_deadline():

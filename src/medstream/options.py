@@ -111,7 +111,6 @@ def as_image_id(item: str | os.PathLike[str]) -> str:
     loader when one is registered.
     """
     from .core.registry import image_loaders, scheme_of
-
     from .storage import is_store_url
 
     path_like = isinstance(item, os.PathLike)

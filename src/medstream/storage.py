@@ -341,8 +341,8 @@ class Storage:
             self._whole.put((url, info.version), data)
         return data
 
-    def open(self, item_id: str, url: str) -> RemoteFile:
-        return RemoteFile(self, item_id, url)
+    def open(self, item_id: str, url: str, limit: int | None = None) -> RemoteFile:
+        return RemoteFile(self, item_id, url, limit)
 
     def clear(self) -> None:
         with self._lock:
@@ -377,9 +377,11 @@ class RemoteFile(io.RawIOBase):
     """A read-only, seekable view of an object: its cached head, then ranged reads, so a
     header parser reads a remote object as it reads a local file."""
 
-    def __init__(self, storage: Storage, item_id: str, url: str) -> None:
+    def __init__(self, storage: Storage, item_id: str, url: str,
+                 limit: int | None = None) -> None:
         super().__init__()
-        self._storage, self._item_id, self.name = storage, item_id, url
+        self.limit = limit  # reading past this offset is an OSError (a bounded probe)
+        self._storage, self._item_id, self.url = storage, item_id, url
         self._info = storage.info(url, item_id)
         self._head = storage.head(item_id, url)
         self._pos = 0
@@ -407,13 +409,15 @@ class RemoteFile(io.RawIOBase):
         end = self.size if size is None or size < 0 else min(self.size, self._pos + size)
         if end <= self._pos:
             return b""
+        if self.limit is not None and end > self.limit:
+            raise OSError(f"read past the first {self.limit} bytes of {self.url}")
         for base, buf in ((0, self._head), self._ahead):
             if base <= self._pos and end <= base + len(buf):
                 data = buf[self._pos - base : end - base]
                 break
         else:  # a ranged read, with another head's worth ahead, as a local file reads ahead
             fetch = max(end, min(self.size, self._pos + HEAD_BYTES))
-            self._ahead = (self._pos, self._storage.read_range(self._item_id, self.name,
+            self._ahead = (self._pos, self._storage.read_range(self._item_id, self.url,
                                                                self._pos, fetch))
             data = self._ahead[1][: end - self._pos]
         self._pos += len(data)

@@ -28,6 +28,7 @@ from .regular import open_regular
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
 _DEFER = 2048
+_PROBE = 1024**2  # bytes a header read without "DICM" may look at in a remote object
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,10 @@ def read_header(image_id: str, path: str, fast: FastHeader | None = None,
         info = storage.info(path, image_id)
         if fast is None:
             fast = read_fast_header(storage.open(image_id, path))
+        if fast is None:  # by ranges first: a large object that is not DICOM stays unread
+            head = storage.head(image_id, path)
+            probe = storage.open(image_id, path, None if head[128:132] == b"DICM" else _PROBE)
+            read_dataset(image_id, probe, stop_before_pixels=True)
         ds: Any = fast if fast is not None else read_dataset(
             image_id, io.BytesIO(storage.read_all(image_id, path)))
         return _locate(image_id, path, ds, info.size, info.version_key)
