@@ -181,18 +181,27 @@ def test_options_belong_to_their_prefix_only():
 
 
 def test_cli_writes_a_nifti_from_a_bucket(s3, bucket, ct_512, tmp_path):
-    from click.testing import CliRunner
+    """The CLI takes its store from the standard AWS environment variables."""
+    import os
+    import subprocess
+    import sys
 
-    from medstream.cli import main
+    from s3_server import KEY, SECRET
 
     folder, paths = ct_512
     s3.upload(folder, f"{bucket}/cli/")
     out = tmp_path / "ct.nii.gz"
-    # the CLI has no storage options: the bucket is configured in this process already
-    result = CliRunner().invoke(main, ["volume", f"{bucket}/cli/", "-o", str(out)])
-    assert result.exit_code == 0, result.output
+    env = dict(os.environ, AWS_ENDPOINT_URL=s3.endpoint, AWS_ACCESS_KEY_ID=KEY,
+               AWS_SECRET_ACCESS_KEY=SECRET, AWS_DEFAULT_REGION="us-east-1")
+    result = subprocess.run([sys.executable, "-m", "medstream", "volume", f"{bucket}/cli/",
+                             "-o", str(out)], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
     img = nib.load(out)
     assert img.shape == (512, 512, 12)
+    ours, want = np.asarray(img.dataobj), expected_stack(paths)  # pydicom, from disk
+    assert np.array_equal(np.sort(ours, axis=None), np.sort(want, axis=None))
+
 
 
 def test_a_nifti_object_loads_as_a_volume(s3, bucket, tmp_path):
