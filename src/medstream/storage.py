@@ -15,6 +15,7 @@ during a load: a pixel range must come back whole, or the frame fails with a typ
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import threading
@@ -48,9 +49,19 @@ def is_remote(path: str) -> bool:
 
 
 def is_store_url(path: str) -> bool:
-    """An object-store URL (``s3://``...) as a source; ``http(s)://`` sources stay with the
-    DICOMweb, WADO-URI and web image loaders (``dicomfile:https://...`` reads a file by ranges)."""
-    return is_remote(path) and not _is_http(path)
+    """An object-store URL (``s3://``...: a protocol fsspec knows) as a source; ``http(s)://``
+    sources stay with the DICOMweb, WADO-URI and web image loaders (``dicomfile:https://...``
+    reads a file by ranges), and other schemes with their image loaders."""
+    return is_remote(path) and not _is_http(path) and protocol_of(path) in _fsspec_protocols()
+
+
+@functools.lru_cache(maxsize=1)
+def _fsspec_protocols() -> frozenset[str]:
+    try:
+        import fsspec
+    except ImportError:  # pragma: no cover - fsspec comes with the package
+        return frozenset()
+    return frozenset(fsspec.available_protocols())
 
 
 def _is_http(url: str) -> bool:
