@@ -26,7 +26,12 @@ def _wait(coro: Any) -> Any:
     if runtime.in_loop_thread():
         coro.close()
         raise RuntimeError("ranged HTTP reads run in worker threads, not on the loop")
-    return runtime.submit(coro).result(DEADLINE)
+    future = runtime.submit(coro)
+    try:
+        return future.result(DEADLINE)
+    except BaseException:  # a deadline or an interrupt: the requests stop too
+        future.cancel()
+        raise
 
 
 def _version(body: Body) -> str:
