@@ -14,14 +14,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..core.runtime import runtime
-from ..errors import ImageLoadError
+from ..errors import ImageLoadError, NetworkError
 from .http import Body, fetch, http_config
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 DEADLINE = 120.0  # seconds for one batch of ranges (each request has its own timeout too)
 
 
-def _wait(coro: Any) -> Any:
+def _wait(item_id: str, coro: Any) -> Any:
     """Run on the medstream loop and wait, from a worker thread (never the loop's own)."""
     if runtime.in_loop_thread():
         coro.close()
@@ -29,7 +29,10 @@ def _wait(coro: Any) -> Any:
     future = runtime.submit(coro)
     try:
         return future.result(DEADLINE)
-    except BaseException:  # a deadline or an interrupt: the requests stop too
+    except TimeoutError as exc:
+        future.cancel()
+        raise NetworkError(item_id, f"ranged reads not done in {DEADLINE:g} s") from exc
+    except BaseException:  # an interrupt: the requests stop too
         future.cancel()
         raise
 
@@ -41,7 +44,7 @@ def _version(body: Body) -> str:
 def head(item_id: str, url: str, size: int) -> tuple[dict[str, Any], bytes, bool]:
     """(info, the first ``size`` bytes, whether that is the whole object) in one request:
     the total size comes from ``Content-Range``, or the body is the whole object."""
-    body = _wait(fetch(url, item_id, config=http_config(), byte_range=(0, size)))
+    body = _wait(item_id, fetch(url, item_id, config=http_config(), byte_range=(0, size)))
     if body.status_code == 206:
         match = _CONTENT_RANGE.match(body.headers.get("content-range", ""))
         if match is None or match.group(3) == "*" or int(match.group(1)) != 0:
@@ -68,7 +71,7 @@ def ranges(item_id: str, wanted: Sequence[tuple[str, int, int]]) -> list[bytes |
     async def run() -> list[bytes | BaseException]:
         return await asyncio.gather(*(one(*w) for w in wanted), return_exceptions=True)
 
-    out: list[bytes | BaseException] = _wait(run())
+    out: list[bytes | BaseException] = _wait(item_id, run())
     for item in out:
         if isinstance(item, BaseException) and not isinstance(item, Exception):
             raise item  # cancellation and the like are not per-range failures
