@@ -318,3 +318,78 @@ def test_a_web_server_cannot_make_a_range_read_allocate_more(ct_512, mode):
         ms.configure_limits(max_bytes=before)
         server.close()
         storage.clear()
+
+
+def test_an_object_replaced_with_one_of_the_same_size_is_seen_anew(s3, bucket, ct_512,
+                                                                    monkeypatch):
+    import medstream.storage as st
+
+    folder, paths = ct_512
+    url = f"{bucket}/r/a.dcm"
+    s3.upload(paths[0], url)
+    first = ms.load_image(f"dicomfile:{url}").result(timeout=30).pixel_data.copy()
+    s3.upload(paths[1], url)  # same size, other pixels
+    monkeypatch.setattr(st, "INFO_TTL", 0.0)  # (the default trusts what it saw for 10 s)
+    monkeypatch.setattr(st.Storage.info, "__defaults__", (None, 0.0))
+    ms.purge_cache()
+    second = ms.load_image(f"dicomfile:{url}").result(timeout=30).pixel_data
+    ds = pydicom.dcmread(paths[1])
+    want = ds.pixel_array.astype(np.int32) * int(ds.RescaleSlope) + int(ds.RescaleIntercept)
+    assert np.array_equal(second, want) and not np.array_equal(first, second)
+
+
+def test_scheme_aliases_keep_their_options(s3, ct_512):
+    folder, paths = ct_512
+    name = f"a{uuid.uuid4().hex[:12]}"
+    s3.filesystem().mkdir(name)
+    s3.upload(folder, f"s3://{name}/ct/")
+    ms.configure_storage(f"s3a://{name}", **s3.options)  # s3a:// is s3:// to fsspec
+    try:
+        scan = ms.scan_folder(f"s3a://{name}/ct/")
+        assert scan.series[0].image_ids[0].startswith(f"dicomfile:s3a://{name}/ct/")
+        assert np.array_equal(np.asarray(ms.open_volume(f"s3a://{name}/ct/")),
+                              expected_stack(paths))
+    finally:
+        with storage._lock:
+            storage._options.pop(f"s3a://{name}", None)
+        storage.clear()
+
+
+def test_keys_with_url_characters_name_their_own_object(s3, bucket, ct_512):
+    folder, paths = ct_512
+    s3.upload(paths[0], f"{bucket}/k/a%41.dcm")
+    s3.upload(paths[1], f"{bucket}/k/aA.dcm")
+    s3.upload(paths[2], f"{bucket}/k/IM?1.dcm")
+    scan = ms.scan_folder(f"{bucket}/k/")
+    by_name = {}
+    for image_id in scan.series[0].image_ids:
+        image = ms.load_image(image_id).result(timeout=30)
+        by_name[ms.metadata.get("SOPInstanceUID", image_id)] = image_id
+    assert len(by_name) == 3  # three objects, three instances (no key read as another)
+    for path in paths[:3]:
+        assert pydicom.dcmread(path).SOPInstanceUID in by_name
+
+
+def test_a_server_without_ranges_past_the_cache(ct_512, tmp_path, monkeypatch):
+    """Whole-object answers keep working when the object is no longer cached."""
+    small = write_series(tmp_path / "s", 6, size=64)
+    server = _RangeServer(tmp_path, ranges=False)
+    try:
+        ids = [f"dicomfile:{server.url}/s/{p.name}" for p in small]
+        ms.open_volume(ids)  # headers and the whole objects seen once
+        storage._heads.clear()  # headers and locators kept, the bytes gone
+        storage._whole.clear()
+        ms.purge_cache()
+        volume = ms.open_volume(ids)
+        assert np.array_equal(np.asarray(volume), expected_stack(small))
+    finally:
+        server.close()
+        storage.clear()
+
+
+def test_cli_renders_the_asked_slice_of_a_nifti_object():
+    from medstream.cli import _image_id
+
+    assert _image_id("s3://b/seg.nii.gz", 5) == "nifti:s3://b/seg.nii.gz?slice=4"
+    assert _image_id("s3://b/ct/IM1.dcm", 2) == "dicomfile:s3://b/ct/IM1.dcm?frame=2"
+    assert _image_id("ftp://u:pw@h/x.dcm") == "ftp://u:pw@h/x.dcm"  # not an object store

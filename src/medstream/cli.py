@@ -107,8 +107,10 @@ def _image_id(source: str, frame: int | None = None) -> str:
     another scheme is taken as it is."""
     from .storage import is_store_url
 
-    if is_store_url(source) and not source.lower().endswith((".nii", ".nii.gz")):
-        return f"dicomfile:{source}" + (f"?frame={frame}" if frame is not None else "")
+    if is_store_url(source):
+        if source.lower().endswith((".nii", ".nii.gz")):
+            return f"nifti:{source}?slice={(frame or 1) - 1}"
+        return ms.dicomfile_image_id(source, frame)
     if os.path.exists(source):
         if source.lower().endswith((".nii", ".nii.gz")):
             return f"nifti:{os.path.abspath(source)}?slice={(frame or 1) - 1}"

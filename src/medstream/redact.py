@@ -13,7 +13,7 @@ _SECRET_NAME = re.compile(
     r"^(auth|key|sig|code|x-amz-.*|x-goog-.*)$",
     re.IGNORECASE,
 )
-_URL_RE = re.compile(r"\bhttps?://[^\s\"'<>]+", re.IGNORECASE)
+_URL_RE = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s\"'<>]+", re.IGNORECASE)  # any scheme
 _BEARER_RE = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}")
 _PARAM_RE = re.compile(  # name=value outside URLs (a query string alone, a header dump)
     r"(?i)\b([\w-]*(?:token|signature|credential|secret|password|jwt)[\w-]*)=([^&\s\"']+)")

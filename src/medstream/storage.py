@@ -15,22 +15,28 @@ during a load: a pixel range must come back whole, or the frame fails with a typ
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .errors import ImageLoadError, MedstreamError, NetworkError
 from .limits import check_size
+from .redact import redact_text, redact_url
 
 HEAD_BYTES = 64 * 1024  # one GET holds the header of nearly every single-frame file
 TIMEOUT = 60.0  # seconds: a deadline for each batch of remote reads
+INFO_TTL = 10.0  # seconds an object's size and version are trusted before asking again
 _LOCAL = ("file", "local")
+#: Object stores read through fsspec: async clients with deadlines (S3, GCS, Azure) and the
+#: in-process memory store. Other fsspec protocols (ftp, sftp, smb...) are not taken: their
+#: clients block without deadlines and their URLs carry passwords.
+STORE_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"})
 
 
 def protocol_of(path: str) -> str | None:
@@ -42,26 +48,16 @@ def protocol_of(path: str) -> str | None:
 
 
 def is_remote(path: str) -> bool:
-    """Whether a file path names a remote object (not a local path or ``file://`` URL): an
-    object store through fsspec, or a file on an HTTP(S) server read by ranges."""
-    proto = protocol_of(path)
-    return proto is not None and proto not in _LOCAL
+    """Whether a file path names a remote object: an object store (``STORE_PROTOCOLS``) or a
+    file on an HTTP(S) server read by ranges. Local paths and ``file://`` URLs are not."""
+    return is_store_url(path) or _is_http(path)
 
 
 def is_store_url(path: str) -> bool:
-    """An object-store URL (``s3://``...: a protocol fsspec knows) as a source; ``http(s)://``
-    sources stay with the DICOMweb, WADO-URI and web image loaders (``dicomfile:https://...``
-    reads a file by ranges), and other schemes with their image loaders."""
-    return is_remote(path) and not _is_http(path) and protocol_of(path) in _fsspec_protocols()
-
-
-@functools.lru_cache(maxsize=1)
-def _fsspec_protocols() -> frozenset[str]:
-    try:
-        import fsspec
-    except ImportError:  # pragma: no cover - fsspec comes with the package
-        return frozenset()
-    return frozenset(fsspec.available_protocols())
+    """An object-store URL (``s3://``...) as a source; ``http(s)://`` sources stay with the
+    DICOMweb, WADO-URI and web image loaders (``dicomfile:https://...`` reads a file by ranges),
+    and other schemes with their image loaders. Chained fsspec URLs (``a::b``) are not taken."""
+    return protocol_of(path) in STORE_PROTOCOLS and "::" not in path
 
 
 def _is_http(url: str) -> bool:
@@ -69,8 +65,9 @@ def _is_http(url: str) -> bool:
 
 
 def local_path(path: str) -> str:
-    """``file:///x/y`` -> ``/x/y``; anything else unchanged."""
-    if protocol_of(path) in _LOCAL:
+    """``file:///x/y`` (or ``file://localhost/x/y``) -> ``/x/y``; anything else unchanged (a
+    ``file://`` URL naming another host is not a local path)."""
+    if protocol_of(path) in _LOCAL and urlsplit(path).netloc in ("", "localhost"):
         return unquote(urlsplit(path).path)
     return path
 
@@ -80,6 +77,7 @@ class ObjectInfo:
     url: str
     size: int
     version: str  # ETag, generation or mtime: part of every cache key of the object
+    seen: float = field(default=0.0, compare=False)  # time.monotonic() when it was read
 
     @property
     def version_key(self) -> int:
@@ -97,6 +95,8 @@ class _Bounded(OrderedDict[Any, Any]):
     def put(self, key: Any, value: Any) -> None:
         if key in self:
             self.nbytes -= _size(self.pop(key))
+        if self.max_bytes is not None and _size(value) > self.max_bytes // 4:
+            return  # too big to keep: it would push everything else out
         self[key] = value
         self.nbytes += _size(value)
         while len(self) > 1 and (len(self) > self.max_items or (
@@ -131,7 +131,8 @@ class Storage:
         """Use ``options`` (fsspec/s3fs keyword arguments: ``endpoint_url``, ``key``,
         ``secret``, ``anon``, ``client_kwargs``...) for every object under ``prefix``."""
         if protocol_of(prefix) is None:
-            raise MedstreamError(f"configure_storage: {prefix!r} is not a URL prefix (s3://bucket)")
+            raise MedstreamError(f"configure_storage: {redact_url(prefix)!r} is not an object-store "
+                                 f"prefix (s3://bucket; {', '.join(sorted(STORE_PROTOCOLS))})")
         with self._lock:
             self._options[prefix.rstrip("/")] = dict(options)
             self._info.clear()
@@ -149,7 +150,7 @@ class Storage:
         try:
             import fsspec
         except ImportError as exc:  # pragma: no cover - fsspec comes with the package
-            raise MedstreamError(f"{url}: reading URLs needs fsspec (pip install fsspec)") from exc
+            raise MedstreamError("reading URLs needs fsspec (pip install fsspec)") from exc
         options = self.options_for(url)
         proto = protocol_of(url)
         if proto in ("s3", "s3a"):
@@ -157,16 +158,21 @@ class Storage:
                                                  "retries": {"max_attempts": 3}})
         try:
             fs, path = fsspec.core.url_to_fs(url, **options)
-        except (ImportError, ValueError) as exc:
-            raise MedstreamError(f"{url}: no filesystem for {proto}:// ({exc}); for S3 "
-                                 "pip install s3fs, for GCS gcsfs, for Azure adlfs") from exc
+        except Exception as exc:
+            raise MedstreamError(f"{redact_url(url)}: no filesystem for {proto}:// "
+                                 f"({type(exc).__name__}); for S3 pip install s3fs, for GCS "
+                                 "gcsfs, for Azure adlfs") from exc
         return fs, path
 
     # -- object info and listing -----------------------------------------------------------
-    def info(self, url: str, item_id: str | None = None) -> ObjectInfo:
+    def info(self, url: str, item_id: str | None = None,
+             max_age: float | None = INFO_TTL) -> ObjectInfo:
+        """Size and version of an object, as last seen at most ``max_age`` seconds ago (None:
+        any age; a load trusts what its scan saw). An object replaced since is seen anew, and
+        every cache of its bytes is keyed by the new version."""
         with self._lock:
             hit = self._info.hit(url)
-        if hit is not None:
+        if hit is not None and (max_age is None or time.monotonic() - hit.seen <= max_age):
             return hit  # type: ignore[no-any-return]
         if _is_http(url):  # one ranged GET gives the size and the head
             from .loaders import httpranges
@@ -179,9 +185,11 @@ class Storage:
                     self._whole.put((url, found.version), head)
             return found
         fs, path = self.filesystem(url)
+        if hit is not None and hasattr(fs, "invalidate_cache"):
+            fs.invalidate_cache(path)  # s3fs & co. keep listings: ask the store itself
         detail = self._call(item_id or url, url, fs.info, path)
         if detail.get("type") == "directory":
-            raise ImageLoadError(item_id or url, f"is a folder, not an object: {url}")
+            raise ImageLoadError(item_id or url, f"is a folder, not an object: {redact_url(url)}")
         found = self._remember(url, detail)
         return found
 
@@ -189,7 +197,7 @@ class Storage:
         version = next((str(detail[k]) for k in ("ETag", "etag", "generation", "md5Hash",
                                                    "LastModified", "mtime", "last_modified")
                         if detail.get(k) is not None), "")
-        found = ObjectInfo(url, int(detail.get("size") or 0), version)
+        found = ObjectInfo(url, int(detail.get("size") or 0), version, time.monotonic())
         with self._lock:
             self._info.put(url, found)
         return found
@@ -206,8 +214,8 @@ class Storage:
     def listing(self, url: str, recursive: bool = True) -> list[str]:
         """Object URLs under a prefix (sorted; hidden names and DICOMDIR left out)."""
         if _is_http(url):
-            raise MedstreamError(f"{url}: an HTTP(S) URL cannot be listed; give the files' URLs "
-                                 "(dicomfile:https://...) or a DICOMweb series URL")
+            raise MedstreamError(f"{redact_url(url)}: an HTTP(S) URL cannot be listed; give the "
+                                 "files' URLs (dicomfile:https://...) or a DICOMweb series URL")
         fs, path = self.filesystem(url)
         proto = protocol_of(url) or ""
         found = self._call(url, url, fs.find, path.rstrip("/"),
@@ -219,8 +227,7 @@ class Storage:
                 continue
             if any(part.startswith(".") for part in name[len(path.rstrip("/")):].split("/")):
                 continue
-            full = fs.unstrip_protocol(name) if hasattr(fs, "unstrip_protocol") else \
-                f"{proto}://{name}"
+            full = f"{proto}://{name}"  # the caller's scheme: its options are found again
             self._remember(full, detail)
             out.append(full)
         return out
@@ -247,7 +254,8 @@ class Storage:
             if fs is None:
                 from .loaders import httpranges
 
-                got = httpranges.ranges(item_id, [todo[i] for i in idx])
+                got = httpranges.ranges(item_id, [(*todo[i], self.info(todo[i][0], item_id,
+                                                                     None).size) for i in idx])
             else:
                 got = self._call(item_id, todo[idx[0]][0], fs.cat_ranges,
                                  [paths[i] for i in idx], [todo[i][1] for i in idx],
@@ -259,8 +267,8 @@ class Storage:
             if isinstance(data, BaseException):
                 raise _typed(item_id, url, data)
             if len(data) != end - start:
-                raise ImageLoadError(item_id, f"{url}: asked bytes {start}..{end}, got "
-                                              f"{len(data)} (object changed or truncated)")
+                raise ImageLoadError(item_id, f"{redact_url(url)}: asked bytes {start}..{end}, "
+                                              f"got {len(data)} (object changed or truncated)")
         with self._lock:
             self.requests += len(fetched)
             self.bytes_read += sum(len(out[n]) - len(known[n]) for n in fetched)
@@ -270,7 +278,8 @@ class Storage:
         """The leading part of ``[start, end)`` that a cached head holds (maybe all, or none)."""
         with self._lock:
             info = self._info.get(url)
-            head = None if info is None else self._heads.get((url, info.version))
+            key = None if info is None else (url, info.version)
+            head = None if key is None else (self._whole.get(key) or self._heads.get(key))
         return head[start : min(end, len(head))] if head is not None and start < len(head) else b""
 
     def read_range(self, item_id: str, url: str, start: int, end: int) -> bytes:
@@ -377,11 +386,12 @@ def _typed(item_id: str, url: str, exc: BaseException) -> ImageLoadError:
     """An fsspec/botocore failure as a typed error naming the object (never the options)."""
     if isinstance(exc, ImageLoadError):
         return exc
+    safe = redact_url(url)
     if isinstance(exc, FileNotFoundError):
-        return ImageLoadError(item_id, f"no such object: {url}")
+        return ImageLoadError(item_id, f"no such object: {safe}")
     if isinstance(exc, PermissionError):
-        return ImageLoadError(item_id, f"access denied: {url}")
-    return NetworkError(item_id, f"{url}: {type(exc).__name__}: {str(exc)[:200]}")
+        return ImageLoadError(item_id, f"access denied: {safe}")
+    return NetworkError(item_id, f"{safe}: {type(exc).__name__}: {redact_text(str(exc))[:200]}")
 
 
 class RemoteFile(io.RawIOBase):
@@ -421,7 +431,7 @@ class RemoteFile(io.RawIOBase):
         if end <= self._pos:
             return b""
         if self.limit is not None and end > self.limit:
-            raise OSError(f"read past the first {self.limit} bytes of {self.url}")
+            raise OSError(f"read past the first {self.limit} bytes of {redact_url(self.url)}")
         for base, buf in ((0, self._head), self._ahead):
             if base <= self._pos and end <= base + len(buf):
                 data = buf[self._pos - base : end - base]

@@ -140,6 +140,8 @@ def _read_forced(source: Any, **kwargs: Any) -> Dataset | None:
         if hasattr(source, "seek"):
             source.seek(0)
         ds = dcmread(source, force=True, **kwargs)
+    except ImageLoadError:  # a remote read failed: that is the error, not "not DICOM"
+        raise
     except Exception:
         return None
     if not all(k in ds for k in _PIXEL_MODULE) or not any(k in ds for k in _PIXEL_KEYWORDS):

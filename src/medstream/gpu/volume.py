@@ -237,7 +237,8 @@ class GpuStreamingVolume(StreamingImageVolume):
             j, f = j_f
             try:
                 i = f.loc.info
-                if (i.stored_dtype, i.bits_stored, i.rows, i.columns) != same or not f.loc.still_valid():
+                if (i.stored_dtype, i.bits_stored, i.rows, i.columns) != same or f.loc.remote \
+                        or not f.loc.still_valid():
                     return False
                 with open(f.loc.path, "rb") as fh:
                     fh.seek(f.loc.offset)

@@ -68,7 +68,10 @@ def _query_int(image_id: str, query: str, name: str) -> int | None:
 
 def image_id_for(path: str | os.PathLike[str], frame: int | None = None,
                  tile: int | None = None) -> str:
-    ident = f"{SCHEME}:{absolute(path)}"
+    """The ID of a file or object; "%", "?" and "#" in its name are escaped, so the name
+    comes back whole from :func:`parse_image_id` (object keys may hold them)."""
+    name = absolute(path).replace("%", "%25").replace("?", "%3F").replace("#", "%23")
+    ident = f"{SCHEME}:{name}"
     if tile is not None:
         return f"{ident}?tile={tile}"
     return ident if frame is None else f"{ident}?frame={frame}"
@@ -165,9 +168,12 @@ def load_sync(image_id: str, prescale: bool = True) -> Image:
     if tile is not None:
         return _load_tile(image_id, path, tile, prescale)
     if module_store.get_modules(image_id) is None:
-        fast = _classic_header(path)
-        if fast is not None:  # modules + pixel locator from the compact reader, no pydicom parse
-            read_file_header(path, fast)
+        if is_remote(path):  # by ranges, with the bounded probe: never a whole non-DICOM object
+            read_file_header(path)
+        else:
+            fast = _classic_header(path)
+            if fast is not None:  # modules + pixel locator from the compact reader
+                read_file_header(path, fast)
     image = _fast_path(image_id, path, frame or 1, prescale)
     if image is not None:
         return image

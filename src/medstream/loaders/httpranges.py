@@ -56,13 +56,18 @@ def head(item_id: str, url: str, size: int) -> tuple[dict[str, Any], bytes, bool
     return {"size": total, "ETag": _version(body)}, body.content, whole
 
 
-def ranges(item_id: str, wanted: Sequence[tuple[str, int, int]]) -> list[bytes | BaseException]:
-    """``[start, end)`` of each URL, all requests in flight at once; a reply that is not
-    exactly the range (an object that changed, a server ignoring Range) is an error."""
+def ranges(item_id: str, wanted: Sequence[tuple[str, int, int, int]],
+           ) -> list[bytes | BaseException]:
+    """``[start, end)`` of each URL (of an object of the given size), all requests in flight at
+    once. A server without Range support answers with the whole object (no larger than its known
+    size, under the budget), which is cut; any other reply that is not exactly the range (an
+    object that changed) is an error."""
 
-    async def one(url: str, start: int, end: int) -> bytes:
+    async def one(url: str, start: int, end: int, size: int) -> bytes:
         body = await fetch(url, item_id, config=http_config(), byte_range=(start, end),
-                           max_bytes=end - start + 1024)
+                           max_bytes=max(end - start + 1024, size))
+        if body.status_code == 200 and len(body.content) == size:
+            return body.content[start:end]
         if body.status_code != 206 or len(body.content) != end - start:
             raise ImageLoadError(item_id, f"asked bytes {start}..{end} of an object, got "
                                           f"{len(body.content)} (status {body.status_code})")

@@ -83,14 +83,15 @@ def runs(frames: list[LocatedFrame], most: int = BATCH) -> list[list[LocatedFram
 def _fetch_remote(run: list[LocatedFrame]) -> dict[int, bytes]:
     """The pixel bytes of a run's remote frames, all ranges in flight at once; {} on a failure
     (each frame then reports its own error on the per-frame path)."""
+    from ..limits import limits
     from ..storage import storage
 
     remote = [f for f in run if f.loc.remote]
-    if not remote:
-        return {}
+    spans = [(f.loc.path, *f.loc.span()) for f in remote]
+    if not remote or sum(end - start for _, start, end in spans) > limits().max_bytes:
+        return {}  # none, or more than one object's budget at once: frame by frame
     try:
-        got = storage.read_ranges(remote[0].image_id,
-                                  [(f.loc.path, *f.loc.span()) for f in remote])
+        got = storage.read_ranges(remote[0].image_id, spans)
     except Exception:
         return {}
     return {f.k: data for f, data in zip(remote, got)}
