@@ -393,3 +393,18 @@ def test_cli_renders_the_asked_slice_of_a_nifti_object():
     assert _image_id("s3://b/seg.nii.gz", 5) == "nifti:s3://b/seg.nii.gz?slice=4"
     assert _image_id("s3://b/ct/IM1.dcm", 2) == "dicomfile:s3://b/ct/IM1.dcm?frame=2"
     assert _image_id("ftp://u:pw@h/x.dcm") == "ftp://u:pw@h/x.dcm"  # not an object store
+
+
+def test_one_failing_object_does_not_cost_the_others_their_heads(s3, bucket, ct_512,
+                                                                  monkeypatch):
+    folder, paths = ct_512
+    s3.upload(folder, f"{bucket}/f/")
+    urls = storage.listing(f"{bucket}/f/")
+    gone = urls[3]
+    s3.filesystem().rm(gone[len("s3://"):])  # listed, then deleted: its read fails
+    before = _transfer()[0]
+    failed = storage.prefetch_heads(urls)
+    assert list(failed) == [gone] and gone in str(failed[gone])
+    assert _transfer()[0] - before == len(urls)  # one request each, none repeated
+    with storage._lock:
+        assert sum(1 for u in urls if (u, storage._info[u].version) in storage._heads) == 11

@@ -31,6 +31,7 @@ from .redact import redact_text, redact_url
 
 HEAD_BYTES = 64 * 1024  # one GET holds the header of nearly every single-frame file
 TIMEOUT = 60.0  # seconds: a deadline for each batch of remote reads
+LIST_TIMEOUT = 600.0  # seconds for listing a whole prefix (pages of 1000 keys)
 INFO_TTL = 10.0  # seconds an object's size and version are trusted before asking again
 _LOCAL = ("file", "local")
 #: Object stores read through fsspec: async clients with deadlines (S3, GCS, Azure) and the
@@ -218,7 +219,7 @@ class Storage:
                                  "files' URLs (dicomfile:https://...) or a DICOMweb series URL")
         fs, path = self.filesystem(url)
         proto = protocol_of(url) or ""
-        found = self._call(url, url, fs.find, path.rstrip("/"),
+        found = self._call(url, url, fs.find, path.rstrip("/"), timeout=LIST_TIMEOUT,
                            maxdepth=None if recursive else 1, detail=True)
         out = []
         for name, detail in sorted(found.items()):
@@ -235,10 +236,20 @@ class Storage:
     # -- reads -------------------------------------------------------------------------------
     def read_ranges(self, item_id: str, ranges: Sequence[tuple[str, int, int]]) -> list[bytes]:
         """``[start, end)`` of each object, fetched concurrently; each must come back whole."""
+        out = self.try_ranges(item_id, ranges)
+        for data in out:
+            if isinstance(data, ImageLoadError):
+                raise data
+        return out  # type: ignore[return-value]
+
+    def try_ranges(self, item_id: str | None, ranges: Sequence[tuple[str, int, int]],
+                   ) -> list[bytes | ImageLoadError]:
+        """:meth:`read_ranges` with each range's failure in its place, not raised (named by
+        ``item_id``, or by its own URL where that is None)."""
         if not ranges:
             return []
         for url, start, end in ranges:
-            check_size(item_id, f"a range of {url}", end - start)
+            check_size(item_id or url, f"a range of {redact_url(url)}", end - start)
         known = [self._cached(*r) for r in ranges]  # what cached heads hold already
         todo = [(url, start + len(have), end) for (url, start, end), have in zip(ranges, known)]
         out: list[Any] = list(known)
@@ -254,24 +265,28 @@ class Storage:
             if fs is None:
                 from .loaders import httpranges
 
-                got = httpranges.ranges(item_id, [(*todo[i], self.info(todo[i][0], item_id,
-                                                                     None).size) for i in idx])
+                got = httpranges.ranges(item_id or todo[idx[0]][0], [
+                    (*todo[i], self.info(todo[i][0], item_id, None).size) for i in idx])
             else:
-                got = self._call(item_id, todo[idx[0]][0], fs.cat_ranges,
+                got = self._call(item_id or todo[idx[0]][0], todo[idx[0]][0], fs.cat_ranges,
                                  [paths[i] for i in idx], [todo[i][1] for i in idx],
                                  [todo[i][2] for i in idx], on_error="return")
             for i, data in zip(idx, got):
                 out[i] = data if isinstance(data, BaseException) or not known[i] \
                     else known[i] + data
-        for (url, start, end), data in zip(ranges, out):
-            if isinstance(data, BaseException):
-                raise _typed(item_id, url, data)
-            if len(data) != end - start:
-                raise ImageLoadError(item_id, f"{redact_url(url)}: asked bytes {start}..{end}, "
-                                              f"got {len(data)} (object changed or truncated)")
         with self._lock:
             self.requests += len(fetched)
-            self.bytes_read += sum(len(out[n]) - len(known[n]) for n in fetched)
+            self.bytes_read += sum(len(out[n]) - len(known[n]) for n in fetched
+                                   if not isinstance(out[n], BaseException))
+        for n, ((url, start, end), data) in enumerate(zip(ranges, out)):
+            if isinstance(data, ImageLoadError) and item_id is None and data.image_id != url:
+                out[n] = ImageLoadError(url, data.cause)  # named by its own object
+            elif isinstance(data, BaseException):
+                out[n] = _typed(item_id or url, url, data)
+            elif len(data) != end - start:
+                out[n] = ImageLoadError(item_id or url, f"{redact_url(url)}: asked bytes "
+                                        f"{start}..{end}, got {len(data)} (object changed or "
+                                        "truncated)")
         return out
 
     def _cached(self, url: str, start: int, end: int) -> bytes:
@@ -315,18 +330,13 @@ class Storage:
             todo.append((url, 0, min(info.size, HEAD_BYTES)))
         for i in range(0, len(todo), 256):
             part = todo[i : i + 256]
-            try:
-                got = self.read_ranges(part[0][0], part)
-            except MedstreamError:  # one by one, so each failure names its own object
-                for url, start, end in part:
-                    try:
-                        self.read_range(url, url, start, end)
-                    except MedstreamError as exc:
-                        failed[url] = exc
-                continue
+            got = self.try_ranges(None, part)  # each failure named by its own object
             with self._lock:
                 for (url, _, _), data in zip(part, got):
-                    self._heads.put((url, versions[url]), data)
+                    if isinstance(data, ImageLoadError):
+                        failed[url] = data
+                    else:
+                        self._heads.put((url, versions[url]), data)
         return failed
 
     def _infos(self, urls: Sequence[str]) -> dict[str, ObjectInfo | MedstreamError]:
@@ -374,7 +384,7 @@ class Storage:
         try:
             if getattr(fn, "__self__", None) is not None and getattr(fn.__self__, "async_impl",
                                                                       False):
-                kwargs["timeout"] = TIMEOUT  # fsspec's sync bridge: a deadline on the wait
+                kwargs.setdefault("timeout", TIMEOUT)  # fsspec's sync bridge: a deadline
             return fn(*args, **kwargs)
         except MedstreamError:
             raise

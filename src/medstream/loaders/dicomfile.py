@@ -255,17 +255,11 @@ async def read_headers(paths: list[str]) -> dict[str, list[str] | ImageLoadError
 
     Parsing is pure Python and holds the GIL, so threads only contend: files are read in
     sequential chunks, a few chunks at a time on machines with many cores (for network storage).
-    The heads of remote objects are fetched first, all in flight at once.
+    The heads of remote objects are fetched in batches, each batch's requests in flight at once.
     """
     import asyncio
 
     out: dict[str, list[str] | ImageLoadError] = {}
-    remote = [p for p in paths if is_remote(p)]
-    if remote:
-        failed = await runtime.to_thread(storage.prefetch_heads, remote)
-        for path, exc in failed.items():
-            out[path] = exc if isinstance(exc, ImageLoadError) else ImageLoadError(path, str(exc))
-        paths = [p for p in paths if p not in failed]
 
     def chunk(part: list[str]) -> None:
         for path in part:
@@ -281,7 +275,17 @@ async def read_headers(paths: list[str]) -> dict[str, list[str] | ImageLoadError
         async with gate:
             await runtime.to_thread(chunk, part)
 
-    await asyncio.gather(*(run(paths[i : i + size]) for i in range(0, len(paths), size)))
+    async def parse(part: list[str]) -> None:
+        await asyncio.gather(*(run(part[i : i + size]) for i in range(0, len(part), size)))
+
+    remote = [p for p in paths if is_remote(p)]
+    for i in range(0, len(remote), 256):  # fetched together, parsed before the next batch
+        batch = remote[i : i + 256]  # (the head cache holds about a thousand)
+        failed = await runtime.to_thread(storage.prefetch_heads, batch)
+        for path, exc in failed.items():
+            out[path] = exc if isinstance(exc, ImageLoadError) else ImageLoadError(path, str(exc))
+        await parse([p for p in batch if p not in failed])
+    await parse([p for p in paths if not is_remote(p)])
     return out
 
 
