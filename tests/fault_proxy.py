@@ -15,7 +15,7 @@ from dataclasses import dataclass
 @dataclass
 class Rule:
     match: str  # substring of the request path ("" matches all); a trailing "$" anchors the end
-    action: str  # "status:503", "reset", "stall", "truncate", "refuse"
+    action: str  # "status:503", "reset", "stall", "truncate", "refuse", "delay:0.02" (seconds)
     times: int = 1_000_000  # how many matching requests get the fault
 
 
@@ -86,6 +86,8 @@ class FaultProxy:
             if action == "stall":
                 await asyncio.sleep(3600)
                 return
+            if action.startswith("delay:"):  # a round trip to a far server, then forwarded
+                await asyncio.sleep(float(action.split(":")[1]))
             lines = [ln for ln in head.decode("latin-1").split("\r\n")
                      if ln and not ln.lower().startswith(("connection:", "keep-alive:"))]
             forwarded = "\r\n".join(lines + ["Connection: close", "", ""]).encode("latin-1")

@@ -154,9 +154,11 @@ class Storage:
             raise MedstreamError("reading URLs needs fsspec (pip install fsspec)") from exc
         options = self.options_for(url)
         proto = protocol_of(url)
-        if proto in ("s3", "s3a"):
-            options.setdefault("config_kwargs", {"connect_timeout": 10, "read_timeout": 30,
-                                                 "retries": {"max_attempts": 3}})
+        if proto in ("s3", "s3a"):  # deadlines, and enough connections for many ranges at once
+            options["config_kwargs"] = {"connect_timeout": 10, "read_timeout": 30,
+                                        "retries": {"max_attempts": 3},
+                                        "max_pool_connections": 64,
+                                        **options.get("config_kwargs", {})}
         try:
             fs, path = fsspec.core.url_to_fs(url, **options)
         except Exception as exc:
