@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -465,6 +466,17 @@ class RemoteFile(io.RawIOBase):
 storage = Storage()
 
 
+def file_version(path: str, item_id: str | None = None) -> tuple[int, int]:
+    """(version, size) of a local file (its mtime) or a remote object (its version, as a
+    number): what every cache of the file's bytes is keyed by. Raises ``OSError`` for a local
+    file that cannot be stat'ed, ``ImageLoadError`` for an object that cannot be asked about."""
+    if is_remote(path):
+        info = storage.info(path, item_id)
+        return info.version_key, info.size
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size
+
+
 def configure_storage(prefix: str, **options: Any) -> None:
     """Options for the objects under a URL prefix, e.g. ``configure_storage("s3://bucket",
     endpoint_url="https://minio.local:9000", key=..., secret=...)`` or ``anon=True`` for a
@@ -473,4 +485,4 @@ def configure_storage(prefix: str, **options: Any) -> None:
 
 
 __all__ = ["HEAD_BYTES", "ObjectInfo", "RemoteFile", "Storage", "configure_storage",
-           "is_remote", "is_store_url", "local_path", "protocol_of", "storage"]
+           "file_version", "is_remote", "is_store_url", "local_path", "protocol_of", "storage"]

@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 
 from ..codecs.frame import FrameInfo
 from ..errors import DicomParseError, ImageLoadError, MissingPixelDataError
-from ..storage import is_remote, storage
+from ..storage import file_version, is_remote, storage
 from .fastheader import FastHeader, read_fast_header
 from .frames import check_frames_fit
 from .part10 import _PIXEL_KEYWORDS, frame_info, read_dataset
@@ -46,13 +46,9 @@ class PixelLocator:
 
     def still_valid(self) -> bool:
         try:
-            if self.remote:  # the object info a scan or header read saw (no request)
-                info = storage.info(self.path)
-                return info.version_key == self.mtime_ns and info.size == self.size
-            st = os.stat(self.path)
+            return file_version(self.path) == (self.mtime_ns, self.size)
         except (OSError, ImageLoadError):
             return False
-        return st.st_mtime_ns == self.mtime_ns and st.st_size == self.size
 
     def span(self, start: int = 0, size: int | None = None) -> tuple[int, int]:
         """[first, end) file offsets of the pixel bytes, or of ``size`` of them from ``start``."""

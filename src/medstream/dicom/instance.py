@@ -9,7 +9,6 @@ Cornerstone's PET, patient-study, overlay, cine and calibration modules are buil
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections import OrderedDict
@@ -67,7 +66,7 @@ def header_of(image_id: str) -> Dataset | None:
 
         path = parse_image_id(image_id)[0]
 
-        from ..storage import is_remote, storage
+        from ..storage import file_version, is_remote, storage
 
         remote = is_remote(path)
 
@@ -81,13 +80,10 @@ def header_of(image_id: str) -> Dataset | None:
                 return None
 
         try:
-            if remote:
-                info = storage.info(path)
-                return headers.get(f"{path}|{info.version}|{info.size}", read_file)
-            st = os.stat(path)
+            version, size = file_version(path)
         except (OSError, MedstreamError):
             return None
-        return headers.get(f"{path}|{st.st_mtime_ns}|{st.st_size}", read_file)
+        return headers.get(f"{path}|{version}|{size}", read_file)
     if scheme == "wadors":
         found = json_of(image_id)
         return None if found is None else found.dataset()

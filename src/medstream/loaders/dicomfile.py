@@ -32,7 +32,7 @@ from ..dicom.part10 import (
 )
 from ..dicom.store import module_store
 from ..errors import ImageLoadError
-from ..storage import is_remote, local_path, storage
+from ..storage import file_version, is_remote, local_path, storage
 
 SCHEME = "dicomfile"
 
@@ -98,12 +98,7 @@ class _ParsedFiles:
         """Parse ``path`` (cached when multi-frame, or with ``keep`` for mosaics)."""
         remote = is_remote(path)
         try:
-            if remote:
-                info = storage.info(path, image_id)
-                key = (path, info.version_key, info.size)
-            else:
-                st = os.stat(path)
-                key = (path, st.st_mtime_ns, st.st_size)
+            key = (path, *file_version(path, image_id))
         except OSError:
             return parse_part10(image_id, path)  # reports the missing file under its ID
         with self._lock:
@@ -182,9 +177,8 @@ def load_sync(image_id: str, prescale: bool = True) -> Image:
 
 
 def _classic_header(path: str) -> FastHeader | None:
-    """The compact header of a regular file it can read (then no pydicom parse is needed)."""
-    if is_remote(path):
-        return read_fast_header(storage.open(path, path))
+    """The compact header of a regular local file it can read (then no pydicom parse is
+    needed)."""
     try:
         return read_fast_header(path) if stat.S_ISREG(os.stat(path).st_mode) else None
     except OSError:
