@@ -76,8 +76,31 @@ def _tuple(ds: JsonDataset, keyword: str) -> tuple[str, ...]:
     return tuple(str(v) for v in (value if isinstance(value, list) else [value]))
 
 
+class _Pictures:
+    """The server-rendered pictures of a study, series or instance result."""
+
+    root: str
+
+    def _uids(self) -> tuple[str, str | None, str | None]:
+        """(study, series, instance) UIDs; None below the result's own level."""
+        raise NotImplementedError
+
+    def rendered_image_id(self, **params: Any) -> str:
+        """:func:`rendered_image_id` of this result (``viewport=``, ``window=``...)."""
+        return rendered_image_id(self.root, *self._uids(), **params)
+
+    def thumbnail_image_id(self, **params: Any) -> str:
+        return thumbnail_image_id(self.root, *self._uids(), **params)
+
+    def thumbnail(self, viewport: tuple[int, int] | None = None, **options: Any) -> Image:
+        """The thumbnail as an :class:`~medstream.Image` (blocking; ``options`` as for
+        ``ms.load_image``: ``token=``, ``timeout=``...). A server without ``/thumbnail``
+        renders the object instead."""
+        return _load(self.thumbnail_image_id(viewport=viewport), options)
+
+
 @dataclass(frozen=True)
-class StudyResult:
+class StudyResult(_Pictures):
     """One study matched by :func:`search_studies`."""
 
     root: str
@@ -109,21 +132,12 @@ class StudyResult:
         """The series of this study (same query and HTTP options as :func:`search_series`)."""
         return search_series(self.root, self.study_uid, **query)
 
-    def rendered_image_id(self, **params: Any) -> str:
-        """:func:`rendered_image_id` of this study (``viewport=``, ``window=``...)."""
-        return rendered_image_id(self.root, self.study_uid, **params)
-
-    def thumbnail_image_id(self, **params: Any) -> str:
-        return thumbnail_image_id(self.root, self.study_uid, **params)
-
-    def thumbnail(self, viewport: tuple[int, int] | None = None, **options: Any) -> Image:
-        """The study's thumbnail as an :class:`~medstream.Image` (blocking; ``options`` as for
-        ``ms.load_image``: ``token=``, ``timeout=``...)."""
-        return _load(self.thumbnail_image_id(viewport=viewport), options)
+    def _uids(self) -> tuple[str, str | None, str | None]:
+        return (self.study_uid, None, None)
 
 
 @dataclass(frozen=True)
-class SeriesResult:
+class SeriesResult(_Pictures):
     """One series matched by :func:`search_series`."""
 
     root: str
@@ -163,21 +177,12 @@ class SeriesResult:
 
         return await open_volume_async(self.url, **kwargs)
 
-    def rendered_image_id(self, **params: Any) -> str:
-        """:func:`rendered_image_id` of this series (``viewport=``, ``window=``...)."""
-        return rendered_image_id(self.root, self.study_uid, self.series_uid, **params)
-
-    def thumbnail_image_id(self, **params: Any) -> str:
-        return thumbnail_image_id(self.root, self.study_uid, self.series_uid, **params)
-
-    def thumbnail(self, viewport: tuple[int, int] | None = None, **options: Any) -> Image:
-        """The series' thumbnail as an :class:`~medstream.Image` (blocking; ``options`` as for
-        ``ms.load_image``). A server without ``/thumbnail`` renders the series instead."""
-        return _load(self.thumbnail_image_id(viewport=viewport), options)
+    def _uids(self) -> tuple[str, str | None, str | None]:
+        return (self.study_uid, self.series_uid, None)
 
 
 @dataclass(frozen=True)
-class InstanceResult:
+class InstanceResult(_Pictures):
     """One instance matched by :func:`search_instances`."""
 
     root: str
@@ -201,18 +206,15 @@ class InstanceResult:
         return [f"wadors:{url_join(self.url, f'/frames/{k}')}"
                 for k in range(1, (self.n_frames or 1) + 1)]
 
+    def _uids(self) -> tuple[str, str | None, str | None]:
+        return (self.study_uid, self.series_uid, self.sop_instance_uid)
+
     def rendered_image_id(self, frame: int | None = None, **params: Any) -> str:
         """:func:`rendered_image_id` of this instance, or of one of its frames."""
-        return rendered_image_id(self.root, self.study_uid, self.series_uid,
-                                 self.sop_instance_uid, frame, **params)
+        return super().rendered_image_id(frame=frame, **params)
 
     def thumbnail_image_id(self, frame: int | None = None, **params: Any) -> str:
-        return thumbnail_image_id(self.root, self.study_uid, self.series_uid,
-                                  self.sop_instance_uid, frame, **params)
-
-    def thumbnail(self, viewport: tuple[int, int] | None = None, **options: Any) -> Image:
-        """The instance's thumbnail as an :class:`~medstream.Image` (blocking)."""
-        return _load(self.thumbnail_image_id(viewport=viewport), options)
+        return super().thumbnail_image_id(frame=frame, **params)
 
     def read_element(self, keyword: str, **http: Any) -> Any:
         """:func:`read_element` of this instance (bulk data fetched)."""
