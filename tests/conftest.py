@@ -29,18 +29,23 @@ def clean_state():
         ms.request_pools.set_max_per_host(DEFAULT_MAX_PER_HOST)
 
 
-@pytest.fixture(scope="session")
-def orthanc():
-    """A real Orthanc with DICOMweb on 127.0.0.1. In CI a missing Orthanc fails, never skips."""
+def require_server(available: bool, msg: str) -> None:
+    """A real server the tests need: in CI a missing one fails, never skips."""
     import os
 
-    from orthanc_server import Orthanc, available
-
-    if not available():
-        msg = "Orthanc + orthanc-dicomweb not installed (apt-get install orthanc orthanc-dicomweb)"
+    if not available:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(msg)
         pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def orthanc():
+    """A real Orthanc with DICOMweb on 127.0.0.1. In CI a missing Orthanc fails, never skips."""
+    from orthanc_server import Orthanc, available
+
+    require_server(available(), "Orthanc + orthanc-dicomweb not installed "
+                                "(apt-get install orthanc orthanc-dicomweb)")
     server = Orthanc().start()
     yield server
     server.stop()
@@ -49,15 +54,9 @@ def orthanc():
 @pytest.fixture(scope="session")
 def s3():
     """A real S3-compatible server (moto) on 127.0.0.1. In CI a missing one fails, never skips."""
-    import os
-
     from s3_server import S3Server, available
 
-    if not available():
-        msg = "moto[server] and s3fs not installed (pip install -e '.[test]')"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require_server(available(), "moto[server] and s3fs not installed (pip install -e '.[test]')")
     server = S3Server().start()
     yield server
     server.stop()

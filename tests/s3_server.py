@@ -10,17 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from orthanc_server import free_port
+
 KEY, SECRET = "medstream-test", "medstream-test-secret"
 
 
 def available() -> bool:
     return importlib.util.find_spec("moto") is not None and importlib.util.find_spec("s3fs") is not None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class S3Server:

@@ -151,7 +151,7 @@ def test_missing_objects_and_prefixes_are_typed_errors(s3, bucket, ct_512):
 
 
 def test_a_dead_endpoint_fails_within_its_deadline():
-    from s3_server import free_port
+    from orthanc_server import free_port
 
     prefix = f"s3://dead{uuid.uuid4().hex[:8]}"
     ms.configure_storage(prefix, key="k", secret="s", client_kwargs={
@@ -361,13 +361,16 @@ def test_keys_with_url_characters_name_their_own_object(s3, bucket, ct_512):
     s3.upload(paths[1], f"{bucket}/k/aA.dcm")
     s3.upload(paths[2], f"{bucket}/k/IM?1.dcm")
     scan = ms.scan_folder(f"{bucket}/k/")
+    files = {pydicom.dcmread(p).SOPInstanceUID: p for p in paths[:3]}
     by_name = {}
     for image_id in scan.series[0].image_ids:
         image = ms.load_image(image_id).result(timeout=30)
-        by_name[ms.metadata.get("SOPInstanceUID", image_id)] = image_id
+        uid = ms.metadata.get("SOPInstanceUID", image_id)
+        by_name[uid] = image_id
+        ds = pydicom.dcmread(files[uid])  # the pixels are that instance's own
+        hu = ds.pixel_array.astype(np.int32) * int(ds.RescaleSlope) + int(ds.RescaleIntercept)
+        assert np.array_equal(image.pixel_data, hu)
     assert len(by_name) == 3  # three objects, three instances (no key read as another)
-    for path in paths[:3]:
-        assert pydicom.dcmread(path).SOPInstanceUID in by_name
 
 
 def test_a_server_without_ranges_past_the_cache(ct_512, tmp_path, monkeypatch):
