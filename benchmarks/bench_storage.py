@@ -36,6 +36,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 warnings.filterwarnings("ignore")
 
+from bench_volume import _rss_mb, prepare, stack_by_position  # noqa: E402
+
 
 def _options() -> dict:
     """The store for every case; the peer gets the same 64 connections as medstream (s3fs's
@@ -75,14 +77,7 @@ def peer_s3fs_pydicom(source: str) -> np.ndarray:
 
     fs = _fs()
     blobs = fs.cat(sorted(fs.find(source)))  # every object, all requests in flight at once
-    dss = [pydicom.dcmread(io.BytesIO(b)) for b in blobs.values()]
-    iop = np.array(dss[0].ImageOrientationPatient, dtype=float)
-    normal = np.cross(iop[:3], iop[3:])
-    dss.sort(key=lambda d: float(np.dot(np.array(d.ImagePositionPatient, dtype=float), normal)))
-    out = np.empty((len(dss), dss[0].Rows, dss[0].Columns), np.int16)
-    for k, d in enumerate(dss):
-        out[k] = d.pixel_array.astype(np.int32) * int(d.RescaleSlope) + int(d.RescaleIntercept)
-    return out
+    return stack_by_position([pydicom.dcmread(io.BytesIO(b)) for b in blobs.values()])
 
 
 def peer_s3fs_fetch(source: str) -> np.ndarray:
@@ -93,16 +88,6 @@ def peer_s3fs_fetch(source: str) -> np.ndarray:
 
 PEERS = {"medstream": peer_medstream, "s3fs cat + pydicom": peer_s3fs_pydicom,
          "s3fs cat only (no decode)": peer_s3fs_fetch}
-
-
-def _rss_mb(field: str = "VmRSS") -> float:
-    """This process's resident memory (``VmHWM``: its high-water mark). Not ``ru_maxrss``,
-    which keeps the parent's high-water mark across fork and exec."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def child(peer: str, source: str, repeat: int) -> None:
@@ -145,7 +130,6 @@ def main() -> None:
     if args.child:
         child(args.child[0], args.child[1], int(args.child[2]))
         return
-    from bench_volume import prepare
     from fault_proxy import FaultProxy
     from s3_server import S3Server
 

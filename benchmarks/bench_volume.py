@@ -111,17 +111,23 @@ def peer_medstream(source: str) -> np.ndarray:
     return ms.open_volume(source).scalar_data
 
 
-def peer_pydicom(source: str) -> np.ndarray:
-    import pydicom
-
-    dss = [pydicom.dcmread(p) for p in sorted(Path(source).glob("*.dcm"))]
+def stack_by_position(dss: list) -> np.ndarray:
+    """What a careful pydicom user writes: sort by position along the normal, decode, rescale
+    and stack (the peers that decode with pydicom all end here)."""
     iop = np.array(dss[0].ImageOrientationPatient, dtype=float)
     normal = np.cross(iop[:3], iop[3:])
-    dss.sort(key=lambda d: float(np.dot(np.array(d.ImagePositionPatient, dtype=float), normal)))
+    dss = sorted(dss, key=lambda d: float(np.dot(np.array(d.ImagePositionPatient, dtype=float),
+                                                  normal)))
     out = np.empty((len(dss), dss[0].Rows, dss[0].Columns), np.int16)
     for k, d in enumerate(dss):
         out[k] = d.pixel_array.astype(np.int32) * int(d.RescaleSlope) + int(d.RescaleIntercept)
     return out
+
+
+def peer_pydicom(source: str) -> np.ndarray:
+    import pydicom
+
+    return stack_by_position([pydicom.dcmread(p) for p in sorted(Path(source).glob("*.dcm"))])
 
 
 def peer_simpleitk(source: str) -> np.ndarray:
@@ -184,13 +190,7 @@ def peer_retrieve_series(series_url: str) -> np.ndarray:
 
     root, _, rest = series_url.partition("/studies/")
     study, _, series = rest.partition("/series/")
-    dss = DICOMwebClient(url=root).retrieve_series(study, series)
-    normal = np.cross(*np.array(dss[0].ImageOrientationPatient, dtype=float).reshape(2, 3))
-    dss.sort(key=lambda d: float(np.dot(np.array(d.ImagePositionPatient, dtype=float), normal)))
-    out = np.empty((len(dss), dss[0].Rows, dss[0].Columns), np.int16)
-    for k, d in enumerate(dss):
-        out[k] = d.pixel_array.astype(np.int32) * int(d.RescaleSlope) + int(d.RescaleIntercept)
-    return out
+    return stack_by_position(DICOMwebClient(url=root).retrieve_series(study, series))
 
 
 def decode_only(source: str, threads: int) -> tuple[float, int]:
