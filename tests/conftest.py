@@ -6,6 +6,7 @@ import pytest       # at session end, with threads running, tripped a CPython 3.
 import medstream as ms
 from medstream.core.cache import DEFAULT_MAX_CACHE_SIZE
 from medstream.core.request_pools import DEFAULT_MAX
+from needs import require
 
 
 @pytest.fixture(autouse=True)
@@ -29,22 +30,12 @@ def clean_state():
         ms.request_pools.set_max_per_host(DEFAULT_MAX_PER_HOST)
 
 
-def require_server(available: bool, msg: str) -> None:
-    """A real server the tests need: in CI a missing one fails, never skips."""
-    import os
-
-    if not available:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-
-
 @pytest.fixture(scope="session")
 def orthanc():
     """A real Orthanc with DICOMweb on 127.0.0.1. In CI a missing Orthanc fails, never skips."""
     from orthanc_server import Orthanc, available
 
-    require_server(available(), "Orthanc + orthanc-dicomweb not installed "
+    require(available(), "Orthanc + orthanc-dicomweb not installed "
                                 "(apt-get install orthanc orthanc-dicomweb)")
     server = Orthanc().start()
     yield server
@@ -56,7 +47,7 @@ def s3():
     """A real S3-compatible server (moto) on 127.0.0.1. In CI a missing one fails, never skips."""
     from s3_server import S3Server, available
 
-    require_server(available(), "moto[server] and s3fs not installed (pip install -e '.[test]')")
+    require(available(), "moto[server] and s3fs not installed (pip install -e '.[test]')")
     server = S3Server().start()
     yield server
     server.stop()

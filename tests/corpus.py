@@ -14,7 +14,24 @@ import numpy as np
 import pydicom
 from pydicom.uid import generate_uid
 
+from needs import require
+
 PYDICOM_DIR = Path(pydicom.__file__).parent / "data" / "test_files"
+QA_DIR = Path(__file__).resolve().parent / "data" / "qa-dev"  # real vendor files, see its README
+QA_MIN_FILES = 43  # DICOM files shipped in tests/data/qa-dev: a guard against a partial copy
+
+
+def qa(*parts: str) -> Path:
+    """A real vendor file or folder shipped with the tests (tests/data/qa-dev)."""
+    path = QA_DIR.joinpath(*parts)
+    require(path.exists(), f"real test data missing from the checkout: {path}")
+    return path
+
+
+def qa_files() -> list[Path]:
+    """Every DICOM file of tests/data/qa-dev (not the licences, notes or reference NIfTI)."""
+    return sorted(p for p in QA_DIR.rglob("*") if p.is_file()
+                  and p.suffix not in (".nii", ".txt", ".md") and p.name != "LICENSE")
 
 
 def data_store_dir() -> Path | None:

@@ -17,7 +17,8 @@ import numpy as np
 import pydicom
 import pytest
 from series import expected_stack, transcode, write_series
-from test_vendor_layouts import assert_same_volume, canonical, dcm2niix, qa
+from corpus import qa
+from test_vendor_layouts import assert_same_volume, canonical, dcm2niix
 
 import medstream as ms
 from medstream.errors import ImageLoadError, MedstreamError, NetworkError

@@ -19,21 +19,16 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut
 from pydicom.uid import ImplicitVRLittleEndian, RLELossless
 
 import medstream as ms
-from corpus import PYDICOM_DIR, find
+from corpus import PYDICOM_DIR, find, qa
 from medstream.codecs.registry import decoders
 from medstream.loaders import dicomfile
 from medstream.render import image_to_uint8
 
-QA = Path(__file__).resolve().parents[2] / "shared" / "data" / "qa-dev"
-BITS12 = QA / "bits-12"
 CT2 = PYDICOM_DIR / "dicomdirtests" / "77654033" / "CT2"
 
 
 def bits12(name: str) -> Path:
-    path = BITS12 / name
-    if not path.exists():
-        pytest.fail(f"{path} missing: the qa-dev data set is part of the test data")
-    return path
+    return qa("bits-12", name)
 
 
 def load(path: Path, prescale: bool = True, frame: int | None = None) -> ms.Image:

@@ -5,7 +5,6 @@ unknown position). References come from dcm2niix and pydicom, never from medstre
 
 from __future__ import annotations
 
-import os
 import subprocess
 import warnings
 from pathlib import Path
@@ -16,25 +15,15 @@ import pydicom
 import pytest
 
 import medstream as ms
+from corpus import qa
+from needs import need_tool
 from series import write_series
 
-QA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "qa-dev"
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def qa(*parts: str) -> Path:
-    path = QA.joinpath(*parts)
-    if not path.exists():
-        if CI:
-            pytest.fail(f"real test data missing: {path}")
-        pytest.skip(f"real test data not here: {path}")
-    return path
 
 
 def dcm2niix(folder: Path, out: Path) -> list[nib.Nifti1Image]:
     """dcm2niix's volumes (as closest-canonical images), in its own file-name order."""
-    if subprocess.run(["which", "dcm2niix"], capture_output=True).returncode:
-        (pytest.fail if CI else pytest.skip)("dcm2niix not installed (.ci/run installs it)")
+    need_tool("dcm2niix", "dcm2niix")
     out.mkdir(parents=True, exist_ok=True)
     subprocess.run(["dcm2niix", "-b", "n", "-z", "n", "-f", "%s_%e_%z", "-o", str(out),
                     str(folder)], check=True, capture_output=True, timeout=120)
