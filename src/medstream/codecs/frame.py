@@ -18,6 +18,11 @@ NATIVE_SYNTAXES = frozenset(
 BIG_ENDIAN = "1.2.840.10008.1.2.2"
 
 
+class CorruptStream(ValueError):
+    """Raised by a decoder that read the stream and found it corrupt (not merely unsupported):
+    the registry then tries no other decoder, which would spend the same time to say the same."""
+
+
 @dataclass(frozen=True)
 class FrameInfo:
     rows: int

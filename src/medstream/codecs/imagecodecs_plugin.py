@@ -7,7 +7,7 @@ from typing import Any
 import imagecodecs
 import numpy as np
 
-from .frame import FrameInfo
+from .frame import CorruptStream, FrameInfo
 
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
@@ -78,11 +78,22 @@ def _jpeg(data: bytes, info: FrameInfo) -> tuple[np.ndarray, str]:
 
 
 def _jpegls(data: bytes, info: FrameInfo) -> tuple[np.ndarray, str]:
-    return conform(imagecodecs.jpegls_decode(data), info), info.photometric_interpretation
+    try:
+        arr = imagecodecs.jpegls_decode(data)
+    except imagecodecs.JpeglsError as exc:  # CharLS: every other JPEG-LS decoder wraps it too
+        raise CorruptStream(str(exc)) from exc
+    return conform(arr, info), info.photometric_interpretation
+
+
+def _openjpeg(data: bytes) -> np.ndarray:
+    try:
+        return imagecodecs.jpeg2k_decode(data)
+    except imagecodecs.Jpeg2kError as exc:  # OpenJPEG: pydicom's J2K plugins wrap it too
+        raise CorruptStream(str(exc)) from exc
 
 
 def _j2k(data: bytes, info: FrameInfo) -> tuple[np.ndarray, str]:
-    arr = imagecodecs.jpeg2k_decode(data)
+    arr = _openjpeg(data)
     photometric = info.photometric_interpretation
     if info.samples_per_pixel == 3 and photometric in _YBR_J2K:
         photometric = "RGB"  # OpenJPEG applied the inverse multi-component transform
@@ -92,8 +103,11 @@ def _j2k(data: bytes, info: FrameInfo) -> tuple[np.ndarray, str]:
 def _htj2k(data: bytes, info: FrameInfo) -> tuple[np.ndarray, str]:
     try:
         return _j2k(data, info)
-    except Exception:
-        arr = imagecodecs.htj2k_decode(data)
+    except CorruptStream:
+        try:
+            arr = imagecodecs.htj2k_decode(data)  # OpenJPH, for what OpenJPEG cannot read
+        except imagecodecs.Htj2kError as exc:
+            raise CorruptStream(str(exc)) from exc
     photometric = info.photometric_interpretation
     if info.samples_per_pixel == 3 and photometric in _YBR_J2K:
         photometric = "RGB"
@@ -103,7 +117,10 @@ def _htj2k(data: bytes, info: FrameInfo) -> tuple[np.ndarray, str]:
 def _rle(data: bytes, info: FrameInfo) -> tuple[np.ndarray, str]:
     stored = info.stored_dtype
     be = stored.newbyteorder(">")
-    raw = imagecodecs.dicomrle_decode(data, be.str)
+    try:
+        raw = imagecodecs.dicomrle_decode(data, be.str)
+    except imagecodecs.DicomrleError as exc:
+        raise CorruptStream(str(exc)) from exc
     spp, rows, cols = info.samples_per_pixel, info.rows, info.columns
     arr = np.frombuffer(raw, dtype=be, count=rows * cols * spp)
     arr = arr.astype(stored) if be.itemsize > 1 else arr.view(stored)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..core.image import Image
-from ..errors import PixelRangeError
+from ..errors import DicomParseError, PixelRangeError
 from ..redact import redact_text
 from .color import palette_to_rgb, to_rgb
 from .frame import FrameInfo
@@ -218,6 +218,18 @@ def _color_window(header: PixelHeader, dtype: np.dtype) -> tuple[float, float]:
     return peak / 2.0, peak + 1.0
 
 
+def check_finite(image_id: str, header: PixelHeader, voi: Mapping[str, Any]) -> None:
+    """A NaN or infinite rescale or window is a broken header, not data: an image computed from
+    it would hold no finite value (or a window that draws nothing)."""
+    for name, value in (("RescaleSlope", header.slope), ("RescaleIntercept", header.intercept)):
+        if not math.isfinite(value):
+            raise DicomParseError(image_id, f"{name} is {value}; no image is computed from it")
+    for name, key in (("WindowCenter", "window_center"), ("WindowWidth", "window_width")):
+        values = voi.get(key)
+        if values is not None and not all(math.isfinite(float(v)) for v in values):
+            raise DicomParseError(image_id, f"{name} {list(values)} is not finite")
+
+
 def frame_to_image(
     image_id: str,
     raw: np.ndarray,
@@ -232,6 +244,7 @@ def frame_to_image(
     header = PixelHeader.from_modules(modules, info, lut_source)
     dtype = header.dtype(prescale)
     voi = modules.get("voiLutModule", {})
+    check_finite(image_id, header, voi)
     plane = modules.get("imagePlaneModule", {})
     color = header.color
     lo = hi = None

@@ -1,6 +1,7 @@
 """Decoder registry per transfer syntax, modelled on pydicom 3's ``pixels`` plugins.
 
-Each syntax maps to decoders in preference order; the first that succeeds wins. A decoder takes the
+Each syntax maps to decoders in preference order; the first that succeeds wins, and one that
+raises ``CorruptStream`` ends the search (the stream is bad, not the decoder). A decoder takes the
 encapsulated frame bytes and a ``FrameInfo`` and returns (array, photometric_after_decode): codecs
 such as libjpeg and OpenJPEG already turn YCbCr into RGB, and the caller must know that.
 """
@@ -15,7 +16,7 @@ import numpy as np
 
 from ..errors import DecodeError, UnsupportedTransferSyntaxError
 from .codestream import check_codestream
-from .frame import NATIVE_SYNTAXES, FrameInfo
+from .frame import NATIVE_SYNTAXES, CorruptStream, FrameInfo
 from .native import PixelDataLengthError, correct_unused_bits, decode_native
 
 Decoder = Callable[[bytes, FrameInfo], tuple[np.ndarray, str]]
@@ -86,6 +87,9 @@ class DecoderRegistry:
         for plugin in plugins:
             try:
                 arr, photometric = plugin.fn(bytes(data) if isinstance(data, memoryview) else data, info)
+            except CorruptStream as exc:  # read and found corrupt: a second decoder would agree
+                errors.append(f"{plugin.name}: {exc}")
+                break
             except Exception as exc:  # try the next plugin, report all if none works
                 errors.append(f"{plugin.name}: {type(exc).__name__}: {exc}")
                 continue

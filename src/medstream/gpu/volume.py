@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..codecs.codestream import check_codestream
 from ..codecs.frame import FrameInfo
 from ..core.runtime import runtime
 from ..dicom.header import PixelLocator, locators
@@ -220,6 +221,7 @@ class GpuStreamingVolume(StreamingImageVolume):
                     if frame is None:
                         data, _ = frame_payload(self.image_ids[f.k], f.loc.info, raw, 0)
                         frame = bytes(data)
+                    check_codestream(self.image_ids[f.k], frame, f.loc.info)  # before nvImageCodec
                     return frame
                 except Exception:
                     return None  # the CPU path reports why
