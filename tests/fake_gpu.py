@@ -1,8 +1,11 @@
 """A stand-in GPU stack (NumPy for CuPy, imagecodecs for nvImageCodec) so the GPU volume's
 batching, fallback, cancel and failure logic is tested on machines without a GPU (CI).
 
-The kernels are replaced by NumPy versions of the same arithmetic; the real ones run in
-``test_gpu.py``'s device tests.
+The kernels are replaced by NumPy versions of the same arithmetic, and the "GPU" decoder is a CPU
+decoder: a test on this stack that compares the "GPU" volume with the CPU one compares the CPU
+path with a NumPy copy of itself. Such tests check logic only and are never evidence about a GPU;
+the real kernels and decoders run only in ``test_gpu.py``'s ``real-gpu`` cases, which skip
+without a CUDA GPU.
 """
 
 from __future__ import annotations

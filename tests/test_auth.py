@@ -4,8 +4,6 @@ refreshed on 401 and before expiry, an httpx.Auth, and mTLS with certificates ma
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import ssl
 import subprocess
 import sys
@@ -24,6 +22,7 @@ from hostile_server import FRAMES_TYPE, HostileServer, one_instance_series, send
 from medstream.loaders.auth import forget_tokens
 from medstream.loaders.hosts import breaker
 from medstream.loaders.http import http_config
+from needs import need_tool
 
 
 def _dicom() -> bytes:
@@ -242,10 +241,7 @@ def _sign(tmp: Path, name: str, cn: str, ext: str) -> None:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> Path:
     """A test CA, a server certificate for 127.0.0.1 and a client certificate."""
-    if shutil.which("openssl") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("openssl is not installed (CI must have it)")
-        pytest.skip("openssl is not installed")
+    need_tool("openssl", "openssl")
     tmp = tmp_path_factory.mktemp("pki")
     _openssl(tmp, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
              "-out", "ca.pem", "-days", "2", "-subj", "/CN=medstream test CA")

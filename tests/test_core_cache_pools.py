@@ -100,6 +100,22 @@ def _pool_run(fn, rtype, priority=0, details=None):
     return ms.request_pools.add_request(fn, rtype, priority, details)
 
 
+def _queued() -> int:
+    return sum(ms.request_pools.get_request_pool().values())
+
+
+def _wait_on_loop(condition, timeout: float = 30.0) -> None:
+    """Wait until ``condition()`` holds, checked on the medstream loop (so it sees the pools
+    between two of their steps, never in the middle of one). The timeout guards a hang: the
+    condition normally holds within milliseconds. The pools decide to start or hold a request
+    when it is queued, so "all queued, none started" shows they were held back."""
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.001)
+
+    ms.runtime.run_sync(poll(), timeout=timeout)
+
+
 def test_interaction_starts_before_queued_prefetch():
     """500 slow prefetch requests queued; an interaction request starts before any more prefetch."""
     order: list[str] = []
@@ -123,7 +139,7 @@ def test_interaction_starts_before_queued_prefetch():
         while len(order) < ms.request_pools.get_max_simultaneous_requests("prefetch"):
             await asyncio.sleep(0.005)
 
-    ms.runtime.run_sync(wait_started(), timeout=5)
+    ms.runtime.run_sync(wait_started(), timeout=30)  # a hang guard: it takes milliseconds
     assert ms.request_pools.get_request_pool()[RequestType.PREFETCH] == 500 - len(order)
 
     async def interaction():
@@ -172,8 +188,9 @@ def test_type_order_priority_and_fifo():
         _pool_run(rec("prefetch-p1-b"), RequestType.PREFETCH, 1),
         _pool_run(rec("thumb"), RequestType.THUMBNAIL),
     ]
-    # The interaction backlog holds every lower type back until it drains.
-    ms.runtime.run_sync(asyncio.sleep(0.05))
+    # The interaction backlog holds every lower type back until it drains: all queued, none
+    # started (a request the pools may start is started the moment it is queued).
+    _wait_on_loop(lambda: "blocker" in order and _queued() == len(futs))
     assert order == ["blocker"]
     ms.runtime.call_soon(state["go"].set)
     first.result(5)
@@ -203,14 +220,15 @@ def test_clear_and_cancel_by_predicate():
         return fn
 
     futs = [_pool_run(req(k), RequestType.PREFETCH, 0, {"k": k}) for k in range(10)]
-    ms.runtime.run_sync(asyncio.sleep(0.05))
+    _wait_on_loop(lambda: len(ran) == 1 and _queued() == 9)  # one slot: one runs, nine wait
     assert ran == [0]
     ms.request_pools.cancel(lambda d: d.get("k") in (0, 3))  # one running, one queued
     with pytest.raises(concurrent.futures.CancelledError):
         futs[0].result(5)
     with pytest.raises(concurrent.futures.CancelledError):
         futs[3].result(5)
-    ms.runtime.run_sync(asyncio.sleep(0.05))
+    # The freed slot goes to the next queued request (1), the cancelled queued one (3) is gone.
+    _wait_on_loop(lambda: len(ran) == 2 and _queued() == 7)
     assert ran == [0, 1]
     ms.request_pools.clear_request_stack(RequestType.PREFETCH)
     ms.runtime.call_soon(state["go"].set)

@@ -55,6 +55,12 @@ def _sof_wider(f: bytearray) -> bytes:
     return bytes(f)
 
 
+def _sof_length(f: bytearray) -> bytes:
+    i = f.find(b"\xff\xc3")
+    f[i + 2 : i + 4] = (int.from_bytes(f[i + 2 : i + 4], "big") + 1).to_bytes(2, "big")
+    return bytes(f)
+
+
 def _cut_third(f: bytearray) -> bytes:
     return bytes(f[: len(f) // 3])
 
@@ -68,6 +74,7 @@ CASES = {
     "rle-segment-count": ("MR_small_RLE.dcm", _rle_segment_count, "segments"),
     "jpeg-lossless-sof-height-0": ("JPEG-LL.dcm", _sof_height_zero, "codestream is 256x0"),
     "jpeg-lossless-sof-wider": ("JPEG-LL.dcm", _sof_wider, "the header says"),
+    "jpeg-lossless-sof-length": ("JPEG-LL.dcm", _sof_length, "(SOF) has a length"),
     "jpegls-cut-short": ("MR_small_jpeg_ls_lossless.dcm", _cut_third, "cut short"),
     "jpegls-end-cut": ("MR_small_jpeg_ls_lossless.dcm", _cut_end, "cut short"),
     "jpeg-baseline-cut": ("SC_rgb_jpeg_dcmtk.dcm", _cut_third, "cut short"),

@@ -1,10 +1,11 @@
 """HTTP faults between medstream and a real Orthanc: error statuses, resets mid-body, stalls,
-truncated bodies, and the server killed in the middle of a volume load."""
+truncated bodies, and the server killed in the middle of a volume load. A volume that completes
+is checked against its files read with pydicom (series.expected_stack), never against medstream.
+Time bounds are hang guards, many times what the operation takes, not speed checks."""
 
 from __future__ import annotations
 
 import concurrent.futures
-import os
 import threading
 import time
 
@@ -13,8 +14,10 @@ import pytest
 
 import medstream as ms
 from fault_proxy import FaultProxy
+from needs import require
 from orthanc_server import Orthanc, available
-from series import write_series
+from reference import expected_affine
+from series import expected_stack, write_series
 
 FAST = {"retries": 3, "backoff": 0.01, "timeout": 5.0}
 
@@ -22,10 +25,8 @@ FAST = {"retries": 3, "backoff": 0.01, "timeout": 5.0}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A private Orthanc (this module kills it) with a fault proxy in front, and one series."""
-    if not available():
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("Orthanc + orthanc-dicomweb not installed")
-        pytest.skip("Orthanc not installed")
+    require(available(), "Orthanc + orthanc-dicomweb not installed "
+                         "(apt-get install orthanc orthanc-dicomweb)")
     orthanc = Orthanc().start()
     folder = tmp_path_factory.mktemp("faults") / "series"
     paths = write_series(folder, 40, size=64)
@@ -49,8 +50,12 @@ def env(server):
     return orthanc, proxy, folder, proxy.url + path, ids
 
 
-def _files_volume(folder) -> np.ndarray:
-    return ms.open_volume(folder).scalar_data.copy()
+def _matches_files(vol, folder) -> bool:
+    """The volume holds the series' files as pydicom reads them, in position order, with the
+    geometry their headers give."""
+    paths = sorted(folder.glob("*.dcm"))
+    np.testing.assert_allclose(vol.affine, expected_affine(paths), atol=1e-4)
+    return bool(np.array_equal(vol.scalar_data, expected_stack(paths)))
 
 
 def test_transient_503_is_retried(env):
@@ -97,7 +102,8 @@ def test_stall_times_out_within_the_limit(env):
     t0 = time.monotonic()
     with pytest.raises(ms.NetworkError, match="timed out"):
         ms.load_image(ids[5], timeout=0.5, retries=1, backoff=0.01).result(30)
-    assert time.monotonic() - t0 < 3
+    # Two 0.5 s attempts take about 1 s; 15 s guards a timeout that never fires, not speed.
+    assert time.monotonic() - t0 < 15
 
 
 def test_volume_keeps_loaded_frames_lists_failed_and_retry_completes(env):
@@ -113,7 +119,7 @@ def test_volume_keeps_loaded_frames_lists_failed_and_retry_completes(env):
     assert vol.status.frames_loaded == 37
     proxy.clear()  # the server is fine again
     vol.load().result(60)
-    assert vol.status.loaded and np.array_equal(vol.scalar_data, _files_volume(folder))
+    assert vol.status.loaded and _matches_files(vol, folder)
     assert proxy.count("/frames/") == 3  # only the missing frames were fetched again
 
 
@@ -124,7 +130,7 @@ def test_series_stream_reset_falls_back_to_frames(env):
     vol = ms.open_volume(url, **FAST)
     assert vol.status.loaded and proxy.count(series_path + "$", "reset") == 1
     assert vol.status.bulk_frames < 40 and proxy.count("/frames/") == 40 - vol.status.bulk_frames
-    assert np.array_equal(vol.scalar_data, _files_volume(folder))
+    assert _matches_files(vol, folder)
 
 
 def test_orthanc_killed_mid_volume_then_back(env):
@@ -146,7 +152,7 @@ def test_orthanc_killed_mid_volume_then_back(env):
     assert sum(ms.request_pools.get_running().values()) == 0
     orthanc.start()
     vol.load().result(60)
-    assert vol.status.loaded and np.array_equal(vol.scalar_data, _files_volume(folder))
+    assert vol.status.loaded and _matches_files(vol, folder)
 
 
 def test_twenty_concurrent_volume_loads_share_one_set_of_requests(env):
@@ -160,7 +166,7 @@ def test_twenty_concurrent_volume_loads_share_one_set_of_requests(env):
     assert proxy.count(series_path + "/metadata$") == 1
     assert proxy.count(series_path + "$") == 1 and proxy.count("/frames/") == 0
     assert len(proxy.log) == 2
-    assert np.array_equal(volumes[0].scalar_data, _files_volume(folder))
+    assert _matches_files(volumes[0], folder)
 
 
 def test_volume_load_timeout_settles_against_a_stalled_server(env):
@@ -170,10 +176,10 @@ def test_volume_load_timeout_settles_against_a_stalled_server(env):
     t0 = time.monotonic()
     with pytest.raises(ms.VolumeLoadError) as err:
         vol.load(timeout=1.0).result(30)
-    assert time.monotonic() - t0 < 3
+    assert time.monotonic() - t0 < 15  # the 1 s load timeout, 15x: guards a hang, not speed
     assert len(err.value.failed) == 40
     assert all("load timeout" in r for r in err.value.failed.values())
     assert sum(ms.request_pools.get_running().values()) == 0
     proxy.clear()
     vol.load().result(60)
-    assert np.array_equal(vol.scalar_data, _files_volume(folder))
+    assert _matches_files(vol, folder)

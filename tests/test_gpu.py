@@ -1,8 +1,14 @@
 """device="cuda": GPU volumes equal the CPU ones bit for bit, with the same streaming behaviour.
 
-Two stacks run the same tests: ``real`` (CuPy + nvImageCodec on a CUDA GPU; skipped where there
-is none, as in CI) and ``fake`` (NumPy + imagecodecs standing in, ``fake_gpu.py``) so the batch,
-fallback, cancel and failure logic is covered everywhere.
+Two stacks run the same tests:
+
+- ``real-gpu`` (CuPy + nvImageCodec on a CUDA GPU; skipped where there is none, as in CI). Only
+  these runs are evidence about the GPU: its decoders, its kernels, its results.
+- ``fake-logic-only`` (``fake_gpu.py``: NumPy arrays for CuPy, imagecodecs for nvImageCodec and
+  NumPy copies of the kernels' arithmetic). Here the "GPU" volume is the CPU decode run through a
+  NumPy copy of the same arithmetic, so "equal to the CPU" compares the CPU with itself. These
+  runs check the batching, the CPU fallback, cancel, failure listing and caching logic only;
+  they never show that anything works on a GPU, and a pass here is not GPU evidence.
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ NO_GPU = ("no CUDA GPU with CuPy and nvImageCodec here (pip install 'medstream[g
 ON_GPU = {"uncompressed", "j2k", "htj2k"}  # lossless syntaxes the batched path takes
 
 
-@pytest.fixture(params=["real", "fake"])
+@pytest.fixture(params=["real", "fake"], ids=["real-gpu", "fake-logic-only"])
 def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``real``: the CUDA stack (skips without one). ``fake``: the NumPy stand-in, which checks the
+    batching and fallback logic only (its kernels are a NumPy copy of the CPU arithmetic)."""
     if request.param == "real":
         if not HAS_GPU:
             pytest.skip(NO_GPU)
@@ -48,6 +56,9 @@ def cpu_and_gpu(folder: Path, **kw) -> tuple[ms.StreamingImageVolume, ms.Streami
 @pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
 @pytest.mark.parametrize("syntax", list(gpu_series.SYNTAXES))
 def test_gpu_volume_is_bit_identical(tmp_path, stack, syntax, signed):
+    """On the real stack: the GPU decode and kernels give the CPU's voxels bit for bit. On the
+    fake stack only the routing (which frames batch, which fall back) and the progress reports
+    are checked: its voxels are the CPU arithmetic compared with a NumPy copy of itself."""
     gpu_series.write_series(tmp_path / "s", 20, 64, syntax, signed=signed)
     progress = []
     cpu = ms.open_volume(str(tmp_path / "s"))
@@ -69,6 +80,8 @@ def test_gpu_volume_is_bit_identical(tmp_path, stack, syntax, signed):
 
 
 def test_jpeg_baseline_decodes_on_the_gpu_close_to_the_cpu(tmp_path, stack):
+    """GPU evidence on the real stack only (nvJPEG's IDCT against libjpeg-turbo's); the fake
+    stack decodes with imagecodecs on the CPU, so it checks the routing (12 batched frames)."""
     gpu_series.write_series(tmp_path / "j", 12, 128, "jpeg_baseline")
     cpu, gpu = cpu_and_gpu(tmp_path / "j")
     assert gpu.dtype == cpu.dtype == np.uint8 and gpu.status.gpu_frames == 12
@@ -78,6 +91,8 @@ def test_jpeg_baseline_decodes_on_the_gpu_close_to_the_cpu(tmp_path, stack):
 
 @pytest.mark.parametrize("syntax", ["uncompressed", "htj2k"])
 def test_float_rescale_matches_cpu(tmp_path, stack, syntax):
+    """Real stack: the CUDA float32 kernel rounds as the CPU does. Fake stack: logic only (the
+    kernel is a NumPy copy of the CPU arithmetic)."""
     gpu_series.write_series(tmp_path / "f", 10, 64, syntax, slope=0.37)
     cpu, gpu = cpu_and_gpu(tmp_path / "f")
     assert gpu.dtype == cpu.dtype == np.float32

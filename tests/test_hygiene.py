@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import medstream as ms
+from needs import require
 from series import write_series
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,10 +118,8 @@ def test_notebook_html_for_volumes_and_images(tmp_path):
 
 
 def test_mypy_is_clean_on_src():
-    if shutil.which("mypy", path=os.path.dirname(sys.executable)) is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("mypy not installed (it is in the test extra)")
-        pytest.skip("mypy not installed")
+    require(shutil.which("mypy", path=os.path.dirname(sys.executable)) is not None,
+            "mypy not installed (it is in the test extra)")
     proc = subprocess.run([sys.executable, "-m", "mypy", "src/medstream"], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:]
@@ -133,9 +132,7 @@ def test_docs_site_builds_strict(tmp_path):
         import mkdocs  # noqa: F401
         import mkdocstrings  # noqa: F401
     except ImportError:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("mkdocs-material / mkdocstrings not installed (they are in the test extra)")
-        pytest.skip("mkdocs not installed")
+        require(False, "mkdocs-material / mkdocstrings not installed (they are in the test extra)")
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q",
                            "-d", str(tmp_path / "site")], cwd=ROOT, capture_output=True,
                           text=True, timeout=300, env=dict(os.environ, NO_MKDOCS_2_WARNING="1"))

@@ -1,4 +1,5 @@
-"""wadors: and wadouri: against a real Orthanc: every object, every frame, identical to dicomfile:."""
+"""wadors: and wadouri: against a real Orthanc: every object, every frame, identical to the
+uploaded file as pydicom (or dcmtk, where pydicom has no decoder) reads it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 import medstream as ms
 from corpus import find, make_transcoded, with_new_uids
+from reference import expected_image, matches
 
 warnings.filterwarnings("ignore", category=UserWarning)
 
@@ -48,7 +50,10 @@ def _wadouri(orthanc, study, series, sop, frame=None):
     return f"wadouri:{url}" + (f"&frame={frame}" if frame else "")
 
 
-def test_every_object_every_frame_matches_dicomfile(orthanc, uploaded):
+def test_every_object_every_frame_matches_pydicom(orthanc, uploaded, tmp_path):
+    """Each frame over wadors: and wadouri: against the uploaded file read with pydicom (dcmtk
+    where pydicom has no decoder): pixels element-wise after the Modality LUT, and the window,
+    inversion and colour the header states."""
     checked = 0
     for path, study, series, sop, n in uploaded:
         series_url = f"{orthanc.dicomweb}/studies/{study}/series/{series}"
@@ -56,14 +61,15 @@ def test_every_object_every_frame_matches_dicomfile(orthanc, uploaded):
         assert len(ids) == n, path.name
         frames = range(1, n + 1) if n <= 12 else (1, n // 2, n)
         for k in frames:
-            local = ms.load_image(ms.dicomfile_image_id(path, k if n > 1 else None)).result(60)
+            want = expected_image(path, k if n > 1 else None, tmp_path)
             web = ms.load_image(f"wadors:{series_url}/instances/{sop}/frames/{k}").result(60)
             uri = ms.load_image(_wadouri(orthanc, study, series, sop, k if n > 1 else None)).result(60)
             for other, scheme in ((web, "wadors"), (uri, "wadouri")):
-                a, b = local.get_pixel_data(), other.get_pixel_data()
-                assert a.dtype == b.dtype and np.array_equal(a, b), f"{scheme} {path.name} frame {k}"
-                assert other.window_center == local.window_center, (scheme, path.name)
-                assert other.invert == local.invert and other.color == local.color
+                got = other.get_pixel_data()
+                assert matches(got, want["pixels"]), f"{scheme} {path.name} frame {k}"
+                assert got.dtype.kind in ("ui" if want["integral"] else "f"), (scheme, path.name)
+                assert other.window_center == want["window_center"], (scheme, path.name)
+                assert other.invert == want["invert"] and other.color == want["color"]
             checked += 1
     assert checked >= len(uploaded)
 
@@ -139,7 +145,7 @@ def test_connection_refused_and_timeout_are_network_errors():
         t0 = time.monotonic()
         with pytest.raises(ms.NetworkError, match="timed out"):
             ms.load_image(stalled, timeout=0.5, retries=0).result(30)
-        assert time.monotonic() - t0 < 5
+        assert time.monotonic() - t0 < 10  # 20x the 0.5 s timeout: guards a hang, not speed
     finally:
         srv.close()
 
@@ -162,15 +168,17 @@ def test_cancel_aborts_in_flight_request():
     iid = f"wadouri:http://127.0.0.1:{srv.getsockname()[1]}/slow.dcm"
     try:
         obj = ms.load_image(iid, timeout=60)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30
         while not accepted and time.monotonic() < deadline:
             time.sleep(0.01)
         assert accepted, "request never reached the server"
         t0 = time.monotonic()
         obj.cancel()
         with pytest.raises(concurrent.futures.CancelledError):
-            obj.result(5)
-        assert time.monotonic() - t0 < 1
+            obj.result(30)
+        # The request would wait 60 s for an answer; a cancel takes milliseconds. The bound
+        # (far above that) guards a cancel that waits for the timeout, not speed.
+        assert time.monotonic() - t0 < 20
         # The client closed the connection: the server sees EOF.
         accepted[0].settimeout(5)
         assert accepted[0].recv(65536, socket.MSG_PEEK) is not None

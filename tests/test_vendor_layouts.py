@@ -143,6 +143,28 @@ def test_4d_classic_series_are_numbered_in_acquisition_order(tmp_path):
         np.testing.assert_array_equal(dyn.scalar_data[t], ms.open_volume(part.image_ids).scalar_data)
 
 
+def test_volumes_are_not_ordered_by_a_key_that_varies_inside_a_volume(tmp_path):
+    """Philips DTI: AcquisitionNumber differs between the slices of one volume, so the volume
+    whose lowest-numbered slice happened to have the smallest number came first (the b=0 volume
+    came 16th). Volumes follow InstanceNumber there, as dcm2niix's volumes and bvals do."""
+    acquisition = {0: [3, 4, 5, 6], 1: [1, 2, 7, 8], 2: [2, 3, 9, 10]}  # per volume, per slice
+    b_values = {0: 0, 1: 1000, 2: 500}
+    uid = "1.2.3.77"
+    for v in range(3):
+        paths = write_series(tmp_path / "dti", 4, size=8, series_uid=uid, study_uid="1.2.3.78",
+                             name_prefix=f"V{v}_", frame_of_reference="1.2.3.9")
+        for k, path in enumerate(paths):
+            ds = pydicom.dcmread(path)
+            ds.InstanceNumber = v * 4 + k + 1
+            ds.AcquisitionNumber = acquisition[v][k]
+            ds.DiffusionBValue = b_values[v]
+            ds.save_as(path)
+    dyn = ms.open_volume(tmp_path / "dti", dynamic=True)
+    assert dyn.shape == (3, 4, 8, 8)
+    firsts = [pydicom.dcmread(str(vol.image_ids[0]).split(":", 1)[1]) for vol in dyn.time_points]
+    assert [int(ds.DiffusionBValue) for ds in firsts] == [0, 1000, 500]
+
+
 def test_slice_step_is_first_to_last_not_rounded_neighbours(tmp_path):
     """Headers round positions (here to 3 decimals); the step from first to last over n-1 keeps
     every slice within 1e-3 mm of its header, the median of rounded neighbour steps does not."""
@@ -251,3 +273,52 @@ def test_dynamic_over_different_kinds_of_images_warns():
     with pytest.warns(ms.GeometryWarning, match="kinds of images"):
         dyn = ms.open_volume(path, dynamic=True)
     assert dyn.shape == (2, 32, 64, 64)
+
+
+def test_ge_reversed_polarity_epi_is_never_passed_off_as_a_normal_volume(tmp_path):
+    """GE epi_pepolar stores reversed-polarity volumes with their rows reversed and says so only
+    in private elements (0019,109C) and (0019,10B3): the volume carries a warning naming them."""
+    paths = write_series(tmp_path / "pepolar", 4, size=8, extra={"Manufacturer": "GE MEDICAL SYSTEMS"})
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        block = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
+        block.add_new(0x9C, "LO", "research/ABCD/epi_pepolar")
+        block.add_new(0xB3, "DS", "1")
+        ds.save_as(path)
+    with pytest.warns(ms.GeometryWarning, match=r"\(0019,10B3\) = 1.*every volume"):
+        vol = ms.open_volume(tmp_path / "pepolar")
+    assert any("epi_pepolar" in w for w in vol.geometry.warnings)
+    plain = write_series(tmp_path / "plain", 4, size=8, extra={"Manufacturer": "GE MEDICAL SYSTEMS"})
+    assert not ms.open_volume(plain[0].parent).geometry.warnings
+
+
+def test_colour_images_without_geometry_save_as_4d_nifti(tmp_path):
+    """Derived colour images (no position or orientation) over time: (t, 1, y, x, 3), written as
+    NIfTI (x, y, z, t, rgb); once a bare ValueError."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    series, rng = generate_uid(), np.random.default_rng(3)
+    for k in range(4):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.SeriesInstanceUID, ds.StudyInstanceUID, ds.Modality = series, "1.2.3", "MR"
+        ds.InstanceNumber, ds.ImageType = k + 1, ["DERIVED", "SECONDARY"]
+        ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 6, 8, 3, "RGB"
+        ds.PlanarConfiguration, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 0, 8, 8, 7
+        ds.PixelRepresentation = 0
+        ds.PixelData = rng.integers(0, 255, (6, 8, 3), dtype=np.uint8).tobytes()
+        ds.save_as(tmp_path / f"c{k}.dcm", enforce_file_format=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dyn = ms.open_volume(tmp_path, dynamic=True)
+        assert dyn.shape == (4, 1, 6, 8, 3)
+        dyn.save(tmp_path / "out.nii.gz")
+    data = np.asarray(nib.load(tmp_path / "out.nii.gz").dataobj)
+    assert data.shape == (8, 6, 1, 4, 3)
+    for k in range(4):
+        ref = pydicom.dcmread(tmp_path / f"c{k}.dcm").pixel_array
+        assert np.array_equal(data[:, :, 0, k, :].transpose(1, 0, 2), ref)

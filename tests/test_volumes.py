@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import threading
 import warnings
@@ -16,6 +15,7 @@ import pytest
 
 import medstream as ms
 from medstream.volumes.streaming import load_order
+from needs import need_tool
 from series import ORIENTATIONS, expected_stack, oblique, rotation, transcode, write_series
 
 CASES = {
@@ -53,13 +53,12 @@ def dcm2niix(folder: Path, out: Path) -> nib.Nifti1Image:
     return nib.load(str(out / "ref.nii"))
 
 
-def need(tool: str) -> None:
-    if shutil.which(tool) is None:
-        import os
+PACKAGES = {"dcm2niix": "dcm2niix", "gdcmconv": "libgdcm-tools", "openssl": "openssl"}
 
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{tool} is not installed (.ci/run installs it)")
-        pytest.skip(f"{tool} not installed")
+
+def need(tool: str) -> None:
+    """A command-line tool (dcmtk unless listed in PACKAGES): fails in CI, skips elsewhere."""
+    need_tool(tool, PACKAGES.get(tool, "dcmtk"))
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -293,9 +292,12 @@ async def _heartbeat(ticks: list[float]) -> None:
 def test_cache_accounts_volume_and_purge(tmp_path):
     paths = write_series(tmp_path / "p", 8, size=32)
     vol = volume_of(paths, "p")
-    assert ms.get_cache_size() == vol.size_in_bytes == 8 * 32 * 32 * 2
+    kept = ms.cache.stores()  # what the scan kept besides pixels: metadata, pixel locators
+    assert kept["metadata"] > 0 and kept["pixel locators"] > 0
+    assert ms.get_cache_size() == vol.size_in_bytes + sum(kept.values())
+    assert vol.size_in_bytes == 8 * 32 * 32 * 2
     ms.purge_cache()
-    assert ms.get_cache_size() == 0
+    assert ms.get_cache_size() == 0 and not any(ms.cache.stores().values())
 
 
 def test_open_volume_folder_file_and_choice(tmp_path):

@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,6 +60,26 @@ def main(ctx: click.Context, debug: bool, headers: tuple[str, ...], insecure: bo
     if os.environ.get("MEDSTREAM_TOKEN"):
         http["token"] = os.environ["MEDSTREAM_TOKEN"]
     ctx.obj = {"debug": debug, "http": http}
+    if not debug:
+        warnings.showwarning = _show_warning
+
+
+_SHOWN: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """One 'warning:' line per distinct message on stderr (a volume's geometry warnings come
+    both as Python warnings and in its geometry report)."""
+    text = redact_text(" ".join(message.split()))
+    if text not in _SHOWN:
+        _SHOWN.add(text)
+        click.echo(f"warning: {text}", err=True)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Warnings as the CLI's own lines, not Python's (no file:line of the library)."""
+    _warn_once(str(message))
 
 
 def _header(text: str) -> tuple[str, str]:
@@ -194,7 +215,8 @@ def _geometry_lines(volume: ms.StreamingImageVolume | ms.DynamicVolume) -> list[
         f"origin (LPS) {tuple(round(float(x), 3) for x in g.origin)} mm, direction "
         f"{np.round(g.direction, 4).tolist()}",
     ]
-    lines += [f"warning: {w}" for w in g.warnings]
+    for w in g.warnings:
+        _warn_once(w)
     return lines
 
 
@@ -273,8 +295,7 @@ def info(ctx: click.Context, source: str, as_json: bool, token: str | None, time
                 return
         if kind == "image":
             image_id = _image_id(source)
-            ms.load_image(image_id, **http).result()
-            modules = ms.metadata.get("all", image_id) or {}
+            modules = _header_of(image_id, http)
             if as_json:
                 click.echo(json.dumps({"image_id": image_id, "modules": modules}, default=str))
                 return
@@ -284,7 +305,7 @@ def info(ctx: click.Context, source: str, as_json: bool, token: str | None, time
             for module, values in modules.items():
                 for key, value in (values or {}).items():
                     if value is not None:
-                        table.add_row(module, key, str(value))
+                        table.add_row(module, key, _shown(key, value))
             console.print(table)
             return
         skipped: dict[str, str] = {}
@@ -304,15 +325,48 @@ def info(ctx: click.Context, source: str, as_json: bool, token: str | None, time
         if not found:
             return
         table = Table(title=source)
-        for col in ("series", "modality", "description", "images", "shape", "spacing mm", "warnings"):
+        for col in ("#", "series", "modality", "description", "images", "shape", "spacing mm",
+                    "warnings"):
             table.add_column(col)
-        for s in found:
+        for index, s in enumerate(found):  # the number `volume --series N` takes
             stack = f"\nstack: {s['stack']}" if s.get("stack") else ""
-            table.add_row(str(s.get("key")) + stack, str(s.get("modality") or ""),
+            table.add_row(str(index), str(s.get("key")) + stack, str(s.get("modality") or ""),
                           str(s.get("description") or ""), str(s.get("images")),
                           str(s.get("shape")), str(s.get("spacing")),
                           "\n".join(s.get("warnings") or []) or "-")
         console.print(table)
+
+
+def _shown(key: str, value: Any) -> str:
+    """A value as a person reads it: acquisition times, kept as seconds for ordering frames and
+    tiles (since midnight from a TM, since the epoch from a DT), shown as a time or date-time."""
+    if key == "acquisition_time" and isinstance(value, float) and value >= 0:
+        import datetime as dt
+
+        if value < 86400:
+            return (dt.datetime.min + dt.timedelta(seconds=value)).strftime("%H:%M:%S.%f")
+        return dt.datetime.fromtimestamp(value, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return str(value)
+
+
+def _header_of(image_id: str, http: dict[str, Any]) -> dict[str, Any]:
+    """An image's metadata modules from its header alone (no pixel decoding); for an object
+    without pixels (RT plan, SR...) its header elements. Schemes with no header path (web
+    images) are loaded."""
+    from .core.runtime import runtime
+
+    runtime.run_sync(ms.metadata.preload([image_id], **http))
+    modules = ms.metadata.get("all", image_id)
+    if modules:
+        return dict(modules)
+    try:  # no header path, or no image in it: the load says which
+        ms.load_image(image_id, **http).result()
+    except ms.MissingPixelDataError:
+        header = ms.metadata.get("instance", image_id)
+        if not header:
+            raise
+        return {"header": {k: v for k, v in header.items() if v not in (None, "", [])}}
+    return dict(ms.metadata.get("all", image_id) or {})
 
 
 def _summaries(series: list[ms.SeriesInfo]) -> list[dict[str, Any]]:
@@ -469,9 +523,8 @@ def volume(ctx: click.Context, source: str, out: Path, order: str, series: str |
     with _errors(ctx):
         if not out.name.lower().endswith((".nii", ".nii.gz", ".npy", ".npz")):
             raise ValueError(f"{out}: unknown output format (use .nii, .nii.gz, .npy or .npz)")
-        chosen: str | int | None = int(series) if series and series.isdigit() else series
-        vol = ms.open_volume(source, load=False, series=chosen, spacing=spacing, tilt=tilt,
-                             dynamic=dynamic, **_http(token, timeout, retries))
+        vol = ms.open_volume(source, load=False, **_volume_options(series, spacing, tilt, dynamic),
+                             **_http(token, timeout, retries))
         try:
             seconds = _load(vol, console, "loading", order)
         except ms.VolumeLoadError:
@@ -487,6 +540,12 @@ def volume(ctx: click.Context, source: str, out: Path, order: str, series: str |
         console.print(f"wrote {out} in {seconds:.2f} s")
 
 
+def _volume_options(series: str | None, spacing: str, tilt: str, dynamic: bool) -> dict[str, Any]:
+    """The volume flags of `volume` and `convert-many` as open_volume's options."""
+    chosen: str | int | None = int(series) if series and series.isdigit() else series
+    return {"series": chosen, "spacing": spacing, "tilt": tilt, "dynamic": dynamic}
+
+
 # -- convert-many --------------------------------------------------------------------------------
 @main.command("convert-many")
 @click.argument("sources", nargs=-1, required=True)
@@ -499,11 +558,20 @@ def volume(ctx: click.Context, source: str, out: Path, order: str, series: str |
 @click.option("--max-series", type=int, default=None, help="Series loading at once, cluster-wide.")
 @click.option("--series-timeout", type=click.FloatRange(0.1, None), default=None,
               help="Deadline in seconds for each series' pixel load.")
+@click.option("--series", default=None,
+              help="In every source: series UID, 0-based index as listed by `medstream info`, "
+                   "or 'largest', when a source holds several.")
+@click.option("--spacing", type=click.Choice(["raise", "keep", "resample"]), default="raise",
+              help="Missing slices / irregular spacing.")
+@click.option("--tilt", type=click.Choice(["shear", "raise"]), default="shear", help="Gantry tilt.")
+@click.option("--dynamic", is_flag=True,
+              help="Every acquisition of a series (time points, echoes) as one 4D output.")
 @_net_options
 @click.pass_context
 def convert_many(ctx: click.Context, sources: tuple[str, ...], out_dir: Path, fmt: str,
                  scheduler: str | None, workers: int | None, max_requests: int,
-                 max_series: int | None, series_timeout: float | None, token: str | None,
+                 max_series: int | None, series_timeout: float | None, series: str | None,
+                 spacing: str, tilt: str, dynamic: bool, token: str | None,
                  timeout: float, retries: int) -> None:
     """Convert many series (folders, DICOMweb series URLs, NIfTI) on a Dask cluster."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -529,7 +597,8 @@ def convert_many(ctx: click.Context, sources: tuple[str, ...], out_dir: Path, fm
                 rows = msd.convert_many(
                     list(sources), out_dir, client=client, fmt=fmt, max_requests=max_requests,
                     max_series=max_series, series_timeout=series_timeout,
-                    on_done=lambda r: progress.advance(task), **_http(token, timeout, retries))
+                    on_done=lambda r: progress.advance(task), **_volume_options(
+                        series, spacing, tilt, dynamic), **_http(token, timeout, retries))
         finally:
             cluster = None if scheduler else client.cluster
             client.close()

@@ -126,13 +126,14 @@ class CacheSizeExceededError(MedstreamError):
         self.key = key
         self.size = size
         self.max_size = max_size
+        self.detail = detail
         super().__init__(
             f"{key}: {size} bytes do not fit in the cache (limit {max_size} bytes)"
             + (f"; {detail}" if detail else "")
         )
 
     def __reduce__(self):
-        return (self.__class__, (self.key, self.size, self.max_size))
+        return (self.__class__, (self.key, self.size, self.max_size, self.detail))
 
 
 class VolumeError(MedstreamError):

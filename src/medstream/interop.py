@@ -37,8 +37,9 @@ def _require(module: str, extra: str = "interop") -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ImportError(f"{module} is needed for this conversion: "
-                          f"pip install 'medstream[{extra}]' (or pip install {module})") from exc
+        package = module.split(".")[0]  # monai.data comes with the monai package
+        raise ImportError(f"{package} is needed for this conversion: "
+                          f"pip install 'medstream[{extra}]' (or pip install {package})") from exc
 
 
 # -- numpy -----------------------------------------------------------------------------------

@@ -99,6 +99,7 @@ class BoundedDecoder:
         else:
             raise ResourceLimitError(item_id, f"unsupported Content-Encoding {enc!r}", 0, 0)
         self._id, self._limit, self._enc, self.total = item_id, limit, enc, 0
+        self._head = b""  # deflate: the first bytes, until there are two to tell zlib from raw
 
     def feed(self, chunk: bytes) -> list[bytes]:
         out: list[bytes] = []
@@ -106,8 +107,11 @@ class BoundedDecoder:
             self._count(len(chunk))
             return [chunk]
         if self._d == "deflate":
-            zlib_header = len(chunk) >= 2 and chunk[0] & 0x0F == 8 and (
-                (chunk[0] << 8) | chunk[1]) % 31 == 0
+            chunk = self._head + chunk
+            if len(chunk) < 2:
+                self._head = chunk
+                return out
+            zlib_header = chunk[0] & 0x0F == 8 and ((chunk[0] << 8) | chunk[1]) % 31 == 0
             self._d = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
         pending = chunk
         while pending:
@@ -122,6 +126,12 @@ class BoundedDecoder:
             if not piece and not pending:
                 break
         return out
+
+    def finish(self) -> None:
+        """At the end of the body: a compressed stream that did not reach its end is an error
+        (a body cut short), not a shorter result."""
+        if self._d is not None and (self._d == "deflate" or not self._d.eof):
+            raise DecodeError(self._id, f"{self._enc} body ended before its compressed stream did")
 
     def _count(self, n: int) -> None:
         self.total += n

@@ -106,7 +106,7 @@ def as_image_id(item: str | os.PathLike[str]) -> str:
     ``scan/IM1``, a ``Path``) or an object URL (``s3://b/x.dcm``) becomes ``dicomfile:``
     (``nifti:...?slice=0`` for NIfTI).
 
-    A missing path raises ``ImageLoadError`` saying "no such file" — not "no loader for
+    A missing path raises ``ImageLoadError`` saying "no such file or folder" — not "no loader for
     scheme ''". Without a scheme and not on disk, an ID still goes to the unknown-scheme
     loader when one is registered.
     """
@@ -130,7 +130,7 @@ def as_image_id(item: str | os.PathLike[str]) -> str:
     if not os.path.exists(path):
         if not path_like and image_loaders._unknown is not None:
             return text  # the fallback loader may know what this is
-        raise ImageLoadError(text, f"no such file: {path}")
+        raise ImageLoadError(text, "no such file or folder" + (f": {path}" if path != text else ""))
     path = os.path.abspath(path)
     if os.path.isdir(path):
         raise ImageLoadError(text, f"{path} is a folder, not an image: open it with "

@@ -20,12 +20,12 @@ import io
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from .core.kept import KeptMap
 from .errors import ImageLoadError, MedstreamError, NetworkError
 from .limits import check_size
 from .redact import redact_text, redact_url
@@ -87,44 +87,18 @@ class ObjectInfo:
         return int.from_bytes(hashlib.blake2b(self.version.encode(), digest_size=7).digest(), "big")
 
 
-class _Bounded(OrderedDict[Any, Any]):
-    """An LRU map bounded by item count and by the bytes of its values."""
-
-    def __init__(self, max_items: int, max_bytes: int | None = None) -> None:
-        super().__init__()
-        self.max_items, self.max_bytes, self.nbytes = max_items, max_bytes, 0
-
-    def put(self, key: Any, value: Any) -> None:
-        if key in self:
-            self.nbytes -= _size(self.pop(key))
-        if self.max_bytes is not None and _size(value) > self.max_bytes // 4:
-            return  # too big to keep: it would push everything else out
-        self[key] = value
-        self.nbytes += _size(value)
-        while len(self) > 1 and (len(self) > self.max_items or (
-                self.max_bytes is not None and self.nbytes > self.max_bytes)):
-            self.nbytes -= _size(self.popitem(last=False)[1])
-
-    def hit(self, key: Any) -> Any:
-        value = self.get(key)
-        if value is not None:
-            self.move_to_end(key)
-        return value
-
-
-def _size(value: Any) -> int:
-    return len(value) if isinstance(value, (bytes, bytearray)) else 0
-
-
 class Storage:
     """Remote objects through fsspec: per-prefix options, object info, ranged and whole reads."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._options: dict[str, dict[str, Any]] = {}
-        self._info: _Bounded = _Bounded(200_000)
-        self._heads: _Bounded = _Bounded(4096, 64 * 1024**2)
-        self._whole: _Bounded = _Bounded(64, 512 * 1024**2)
+        self._info: KeptMap[str, Any] = KeptMap("object info", max_items=200_000,
+                                                 size_of=lambda _v: 512)
+        self._heads: KeptMap[tuple[str, str], bytes] = KeptMap(
+            "object heads", max_items=4096, max_bytes=64 * 1024**2, size_of=len)
+        self._whole: KeptMap[tuple[str, str], bytes] = KeptMap(
+            "whole objects", max_items=64, max_bytes=512 * 1024**2, size_of=len)
         self.bytes_read = 0  # transferred from remote objects (for benchmarks and tests)
         self.requests = 0
 
@@ -175,7 +149,7 @@ class Storage:
         any age; a load trusts what its scan saw). An object replaced since is seen anew, and
         every cache of its bytes is keyed by the new version."""
         with self._lock:
-            hit = self._info.hit(url)
+            hit = self._info.get(url)
         if hit is not None and (max_age is None or time.monotonic() - hit.seen <= max_age):
             return hit  # type: ignore[no-any-return]
         if _is_http(url):  # one ranged GET gives the size and the head
@@ -307,7 +281,7 @@ class Storage:
         """The first ``HEAD_BYTES`` of an object (cached: a scan and the load share them)."""
         info = self.info(url, item_id)
         with self._lock:
-            hit = self._heads.hit((url, info.version))
+            hit = self._heads.get((url, info.version))
         if hit is not None:
             return hit  # type: ignore[no-any-return]
         data = self.read_range(item_id, url, 0, min(info.size, HEAD_BYTES))
@@ -366,7 +340,7 @@ class Storage:
         info = self.info(url, item_id)
         check_size(item_id, f"object {url}", info.size)
         with self._lock:
-            hit = self._whole.hit((url, info.version))
+            hit = self._whole.get((url, info.version))
         if hit is not None:
             return hit  # type: ignore[no-any-return]
         data = self.read_range(item_id, url, 0, info.size)

@@ -33,6 +33,7 @@ class CodestreamSize:
     columns: int
     components: int
     bits: int
+    header_ok: bool = True  # JPEG: the SOF segment's length is 8 + 3 x components (T.81 B.2.2)
 
 
 def jpeg_size(data: bytes | memoryview) -> CodestreamSize | None:
@@ -52,7 +53,8 @@ def jpeg_size(data: bytes | memoryview) -> CodestreamSize | None:
         if marker in _SOF and pos + 10 <= len(b):
             bits, rows = b[pos + 4], int.from_bytes(b[pos + 5 : pos + 7], "big")
             cols, comps = int.from_bytes(b[pos + 7 : pos + 9], "big"), b[pos + 9]
-            return CodestreamSize("JPEG-LS" if marker == 0xF7 else "JPEG", rows, cols, comps, bits)
+            return CodestreamSize("JPEG-LS" if marker == 0xF7 else "JPEG", rows, cols, comps, bits,
+                                  header_ok=length == 8 + 3 * comps)
         if marker == 0xDA or length < 2:
             return None
         pos += 2 + length
@@ -123,6 +125,9 @@ def check_codestream(image_id: str, data: bytes | memoryview, info: FrameInfo) -
         raise DecodeError(
             image_id, f"{found.kind} codestream is {found.columns}x{found.rows}, the header says "
             f"{info.columns}x{info.rows} (Columns x Rows); not decoded")
+    if not found.header_ok:  # a wrong SOF length made the lossless JPEG decoder segfault
+        raise DecodeError(image_id, f"{found.kind} frame header (SOF) has a length that does not "
+                                    f"fit its {found.components} components; not decoded")
     if found.kind != "JPEG 2000" and found.components != info.samples_per_pixel:
         raise DecodeError(image_id, f"{found.kind} codestream has {found.components} components, "
                                     f"SamplesPerPixel is {info.samples_per_pixel}; not decoded")

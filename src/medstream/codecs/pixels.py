@@ -154,6 +154,9 @@ def rescale_to(image_id: str, raw: np.ndarray, header: PixelHeader,
         out = raw if slope == 1 and intercept == 0 else raw * np.float64(slope) + intercept
         out = out.astype(dtype, copy=False)  # computed in float64, stored in float32
         lo, hi = (float(out.min()), float(out.max())) if out.size else (0.0, 0.0)
+        if raw.dtype.kind != "f" and not (math.isfinite(lo) and math.isfinite(hi)):
+            raise PixelRangeError(image_id, f"slope {slope:g} and intercept {intercept:g} take "
+                                            f"the stored values beyond {dtype}")
         return out, lo, hi
     rlo, rhi = (int(raw.min()), int(raw.max())) if raw.size else (0, 0)
     a, b = rlo * slope + intercept, rhi * slope + intercept

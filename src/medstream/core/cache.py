@@ -4,20 +4,53 @@ In-flight loads are cached too (so concurrent requests for one ID share a load) 
 until they resolve; then their bytes are admitted, evicting least-recently-used finished entries.
 Entries pinned by a loading volume are never evicted. An entry larger than the whole limit is
 refused with ``CacheSizeExceededError`` and evicts nothing.
+
+Everything else the library keeps (parsed files, headers, metadata, remote heads) lives in stores
+registered here (``core.kept.KeptMap``): their bytes count in ``get_cache_size()``, share one
+budget with the pixels, and ``purge_cache()`` empties them and gives the freed heap back to the OS.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import sys
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import CacheSizeExceededError
 from .events import Events, events
 from .load_object import LoadObject
 
 DEFAULT_MAX_CACHE_SIZE = 3 * 1024**3
+
+
+class KeptStore(Protocol):
+    """A store of kept values sharing the cache's budget (see ``core.kept.KeptMap``)."""
+
+    name: str
+    shrinkable: bool  # False: only its own bounds and purge_cache() free it
+
+    @property
+    def nbytes(self) -> int: ...
+
+    def clear(self) -> None: ...
+
+    def shrink(self, n_bytes: int) -> int: ...
+
+
+def release_free_heap() -> None:
+    """Hand memory freed by Python and numpy back to the OS (glibc keeps it in its arenas
+    otherwise, so RSS stays high after a purge). Best effort; nothing on other C libraries."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 @dataclass
@@ -36,26 +69,59 @@ class Cache:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._max = int(max_size)
         self._size = 0
+        self._stores: list[KeptStore] = []
+
+    def register_store(self, store: KeptStore) -> None:
+        """Count ``store`` in this cache's size and budget, and empty it on ``purge_cache``."""
+        with self._lock:
+            self._stores.append(store)
+
+    def stores(self) -> dict[str, int]:
+        """Bytes kept per store, besides the cached images and volumes."""
+        out: dict[str, int] = {}
+        for s in list(self._stores):
+            out[s.name] = out.get(s.name, 0) + s.nbytes
+        return out
+
+    def _kept(self) -> int:
+        return sum(s.nbytes for s in list(self._stores))
+
+    def reclaim(self) -> None:
+        """Bring the total back under the limit after a store grew: least recently used
+        images and volumes go first, then the shrinkable stores in the order they registered
+        (per-image metadata and pixel locators stay: volumes being built read them back)."""
+        with self._lock:
+            over = self._size + self._kept() - self._max
+            if over <= 0:
+                return
+            removed = self._evict_to(max(0, self._size - over), keep=None)
+            over = self._size + self._kept() - self._max
+            stores = list(self._stores)
+        self._announce_removed(removed)
+        for store in stores:
+            if over <= 0:
+                break
+            if store.shrinkable:
+                over -= store.shrink(over)
 
     # -- size ----------------------------------------------------------------------------------
     def set_max_cache_size(self, n_bytes: int) -> None:
-        """Lower or raise the limit; evicts unpinned entries down to it at once."""
+        """Lower or raise the limit; evicts unpinned entries (then kept values) down to it."""
         if n_bytes <= 0:
             raise ValueError("cache size must be positive")
         with self._lock:
             self._max = int(n_bytes)
-            removed = self._evict_to(self._max, keep=None)
-        self._announce_removed(removed)
+        self.reclaim()
 
     def get_max_cache_size(self) -> int:
         return self._max
 
     def get_cache_size(self) -> int:
-        """Bytes held by finished entries."""
-        return self._size
+        """Bytes held by finished entries and by every registered store."""
+        return self._size + self._kept()
 
     def get_bytes_available(self) -> int:
-        return self._max - self._size
+        return self._max - self.get_cache_size()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -125,8 +191,9 @@ class Cache:
                 del self._entries[key]
                 events.trigger(Events.CACHE_SIZE_EXCEEDED, key=key, size=size)
                 raise CacheSizeExceededError(key, size, self._max)
-            removed = self._evict_to(self._max - size, keep=key)
-            if self._size + size > self._max:
+            kept = self._kept()
+            removed = self._evict_to(self._max - size - kept, keep=key)
+            if self._size + kept + size > self._max:
                 del self._entries[key]
                 self._announce_removed(removed)
                 events.trigger(Events.CACHE_SIZE_EXCEEDED, key=key, size=size)
@@ -190,11 +257,16 @@ class Cache:
         return self.remove(volume_id)
 
     def purge_cache(self) -> None:
-        """Remove every entry, cancelling loads still in flight."""
+        """Remove every entry, cancelling loads still in flight, empty every store, and give
+        the freed memory back to the OS."""
         with self._lock:
             keys = list(self._entries)
+            stores = list(self._stores)
         for key in keys:
             self.remove(key, cancel=True)
+        for store in stores:
+            store.clear()
+        release_free_heap()
 
     # -- pinning -------------------------------------------------------------------------------
     def pin(self, key: str, owner: str) -> None:

@@ -55,8 +55,15 @@ def _dict_vr(tag: int) -> str:
         return "UN"
 
 
-@functools.lru_cache(maxsize=None)
+# Private elements vendor layouts read (dicom/ge.py), by tag as their vendors place them.
+VENDOR_PRIVATE_TAGS = frozenset({0x0019109C, 0x001910B3})
+
+
+@functools.lru_cache(maxsize=4096)
 def _tag(keyword: str) -> int | None:
+    """A keyword's tag; 8 hex digits name a tag directly (private elements)."""
+    if len(keyword) == 8 and all(c in "0123456789abcdefABCDEF" for c in keyword):
+        return int(keyword, 16)
     return tag_for_keyword(keyword)
 
 
@@ -252,8 +259,8 @@ def _parse(r: _Reader) -> FastHeader | None:
             continue
         if vr == "UN":  # a known tag written as UN: read it with its dictionary VR, as pydicom
             vr = _dict_vr(tag)
-        if vr != "SQ" and length <= 1024 and not (tag >> 16) & 1:  # public values we may use
-            elements[tag] = (vr, r.need(value, length))
+        if vr != "SQ" and length <= 1024 and (not (tag >> 16) & 1 or tag in VENDOR_PRIVATE_TAGS):
+            elements[tag] = (vr, r.need(value, length))  # public values we may use
         elif vr == "SQ":
             elements[tag] = ("SQ", b"")
         pos = value + length

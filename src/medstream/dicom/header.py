@@ -11,14 +11,13 @@ from __future__ import annotations
 import io
 import os
 import stat
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from pydicom.dataset import Dataset
 
 from ..codecs.frame import FrameInfo
+from ..core.kept import KeptMap
 from ..errors import DicomParseError, ImageLoadError, MissingPixelDataError
 from ..storage import file_version, is_remote, storage
 from .fastheader import FastHeader, read_fast_header
@@ -29,6 +28,7 @@ from .regular import open_regular
 DEFLATED = "1.2.840.10008.1.2.1.99"
 _DEFER = 2048
 _PROBE = 1024**2  # bytes a header read without "DICM" may look at in a remote object
+_LOCATOR_NBYTES = 600  # a PixelLocator with its FrameInfo and path, roughly
 
 
 @dataclass(frozen=True)
@@ -135,28 +135,21 @@ class LocatorStore:
     """Bounded path -> PixelLocator map, shared by every image ID that names the file."""
 
     def __init__(self, max_items: int = 200_000) -> None:
-        self._lock = threading.Lock()
-        self._items: OrderedDict[str, PixelLocator] = OrderedDict()
-        self._max = max_items
+        self._items: KeptMap[str, PixelLocator] = KeptMap(
+            "pixel locators", max_items=max_items, size_of=lambda _loc: _LOCATOR_NBYTES,
+            shrinkable=False)
 
     def put(self, locator: PixelLocator) -> None:
-        with self._lock:
-            self._items[locator.path] = locator
-            self._items.move_to_end(locator.path)
-            while len(self._items) > self._max:
-                self._items.popitem(last=False)
+        self._items.put(locator.path, locator)
 
     def get(self, path: str) -> PixelLocator | None:
-        with self._lock:
-            return self._items.get(path)
+        return self._items.get(path)
 
     def discard(self, path: str) -> None:
-        with self._lock:
-            self._items.pop(path, None)
+        self._items.pop(path)
 
     def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
+        self._items.clear()
 
 
 locators = LocatorStore()

@@ -10,8 +10,6 @@ Cornerstone's PET, patient-study, overlay, cine and calibration modules are buil
 from __future__ import annotations
 
 import re
-import threading
-from collections import OrderedDict
 from typing import Any
 
 from pydicom.datadict import tag_for_keyword
@@ -20,6 +18,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.valuerep import PersonName
 
+from ..core.kept import KeptMap
 from ..core.metadata import metadata
 from ..errors import MedstreamError
 from .jsonmeta import JsonDataset
@@ -31,28 +30,42 @@ _BINARY_LIMIT = 256  # bytes: larger binary values (overlays, LUTs) are left out
 _TAG_RE = re.compile(r"^[0-9A-Fa-f]{8}$")
 
 
+def dataset_nbytes(ds: Any) -> int:
+    """Roughly what a parsed header holds: value bytes plus a per-element overhead, nested
+    sequences included, without converting raw elements (which would grow it)."""
+    total = 0
+    for elem in ds.values():
+        total += 120
+        length = getattr(elem, "length", None)
+        if isinstance(length, int):  # a raw element: its value bytes
+            total += length
+            continue
+        value = getattr(elem, "value", None)
+        if isinstance(value, (bytes, str)):
+            total += len(value)
+        elif isinstance(value, DicomSequence):
+            total += sum(dataset_nbytes(item) for item in value)
+        elif isinstance(value, (list, MultiValue)):
+            total += 16 * len(value)
+    return total
+
+
 class _Headers:
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._items: OrderedDict[str, Dataset] = OrderedDict()
+        self._items: KeptMap[str, Dataset] = KeptMap("headers", max_items=MAX_HEADERS,
+                                                     size_of=dataset_nbytes)
 
     def get(self, key: str, read: Any) -> Dataset | None:
-        with self._lock:
-            ds = self._items.get(key)
-            if ds is not None:
-                self._items.move_to_end(key)
-                return ds
+        ds = self._items.get(key)
+        if ds is not None:
+            return ds
         ds = read()
         if ds is not None:
-            with self._lock:
-                self._items[key] = ds
-                while len(self._items) > MAX_HEADERS:
-                    self._items.popitem(last=False)
+            self._items.put(key, ds)
         return ds
 
     def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
+        self._items.clear()
 
 
 headers = _Headers()

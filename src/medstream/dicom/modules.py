@@ -16,6 +16,9 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from .enhanced import HeaderLike, frame_acquisition, functional_item
+from .ge import pepolar_warning
+from .values import as_finite_float as _geo1
+from .values import as_finite_floats as _geo
 from .values import as_float as _num
 from .values import as_floats as _nums
 from .values import as_int as _int
@@ -93,13 +96,13 @@ def build_modules(ds: HeaderLike, frame: int = 0,
     def g(keyword: str) -> Any:
         return fast_get(ds, keyword)
     rows, cols = _int(g("Rows")), _int(g("Columns"))
-    iop = _nums(_lookup(ds, frame, "PlaneOrientationSequence", "ImageOrientationPatient"))
-    ipp = _nums(_lookup(ds, frame, "PlanePositionSequence", "ImagePositionPatient"))
-    spacing = _nums(_lookup(ds, frame, "PixelMeasuresSequence", "PixelSpacing"))
+    iop = _geo(_lookup(ds, frame, "PlaneOrientationSequence", "ImageOrientationPatient"))
+    ipp = _geo(_lookup(ds, frame, "PlanePositionSequence", "ImagePositionPatient"))
+    spacing = _geo(_lookup(ds, frame, "PixelMeasuresSequence", "PixelSpacing"))
     if spacing is None:
-        spacing = _nums(g("ImagerPixelSpacing"))
-    thickness = _num(_lookup(ds, frame, "PixelMeasuresSequence", "SliceThickness"))
-    between = _num(_lookup(ds, frame, "PixelMeasuresSequence", "SpacingBetweenSlices"))
+        spacing = _geo(g("ImagerPixelSpacing"))
+    thickness = _geo1(_lookup(ds, frame, "PixelMeasuresSequence", "SliceThickness"))
+    between = _geo1(_lookup(ds, frame, "PixelMeasuresSequence", "SpacingBetweenSlices"))
     slope = _num(_lookup(ds, frame, "PixelValueTransformationSequence", "RescaleSlope"))
     intercept = _num(_lookup(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept"))
     rescale_type = _str(_lookup(ds, frame, "PixelValueTransformationSequence", "RescaleType"))
@@ -169,6 +172,7 @@ def build_modules(ds: HeaderLike, frame: int = 0,
         "generalImageModule": {
             "instance_number": _int(g("InstanceNumber")),
             "image_type": _strs(g("ImageType")),
+            "vendor_warning": pepolar_warning(ds),
             "acquisition_number": _int(g("AcquisitionNumber")),
             "echo_number": _int(g("EchoNumbers")),
             "temporal_position": _int(g("TemporalPositionIdentifier")),

@@ -65,9 +65,18 @@ def mosaic_layout(image_id: str, ds: HeaderLike) -> MosaicLayout | None:
     """The tile layout of a mosaic image, None for any other image."""
     if not is_mosaic(ds) or int(ds.get("NumberOfFrames") or 1) > 1:
         return None
-    if str(ds.get("Manufacturer") or "").upper().startswith("UIH") or _uih_items(ds) is not None:
-        return _uih(image_id, ds)
-    return _siemens(image_id, ds)
+    try:
+        if str(ds.get("Manufacturer") or "").upper().startswith("UIH") or \
+                _uih_items(ds) is not None:
+            layout = _uih(image_id, ds)
+        else:
+            layout = _siemens(image_id, ds)
+    except (ValueError, TypeError, OverflowError, IndexError) as exc:  # values of the wrong kind
+        raise MosaicError(image_id, f"mosaic geometry unreadable ({type(exc).__name__}: {exc})") \
+            from exc
+    if not all(np.isfinite(p).all() for p in layout.positions):
+        raise MosaicError(image_id, "mosaic tile positions are not finite")
+    return layout
 
 
 def _geometry(image_id: str, ds: HeaderLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:

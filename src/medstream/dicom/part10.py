@@ -164,13 +164,14 @@ def _read_strict(image_id: str, source: Any, **kwargs: Any) -> Dataset:
     except ImageLoadError:
         raise
     except FileNotFoundError as exc:
-        raise ImageLoadError(image_id, f"file not found: {exc.filename}") from exc
+        raise ImageLoadError(image_id, f"no such file or folder: {exc.filename}") from exc
     except IsADirectoryError as exc:
         raise ImageLoadError(image_id, f"is a directory: {exc.filename}") from exc
     except PermissionError as exc:
         raise ImageLoadError(image_id, f"permission denied: {exc.filename}") from exc
     except InvalidDicomError as exc:
-        raise DicomParseError(image_id, f"not a DICOM Part 10 object ({exc})") from exc
+        raise DicomParseError(image_id, "not a DICOM Part 10 object (no 'DICM' prefix or file "
+                                        "meta information)") from exc
     except (EOFError, OSError, ValueError, KeyError, IndexError, TypeError, OverflowError) as exc:
         raise DicomParseError(image_id, f"truncated or malformed DICOM ({type(exc).__name__}: {exc})") from exc
     except Exception as exc:  # pydicom raises a variety of errors on broken input

@@ -2,36 +2,37 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from typing import Any
 
+from ..core.kept import KeptMap
 from ..core.metadata import metadata
 
-_MAX_IMAGES = 200_000
+MAX_METADATA_BYTES = 1024**3  # ~70,000 images' modules
+
+
+def modules_nbytes(modules: dict[str, Any]) -> int:
+    """About what one image's modules hold (~12 kB for a CT slice): a per-entry figure, as a
+    full walk on every put would cost a tenth of a header scan."""
+    return 200 + sum(400 + 160 * len(m) if isinstance(m, dict) else 200
+                     for m in modules.values())
 
 
 class ModuleStore:
-    """Bounded map image_id -> modules; camelCase (Cornerstone) or snake_case module names."""
+    """Byte-bounded map image_id -> modules; camelCase (Cornerstone) or snake_case module names.
+    An evicted image's modules are read again from its source when a load needs them."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._items: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._items: KeptMap[str, dict[str, Any]] = KeptMap(
+            "metadata", max_bytes=MAX_METADATA_BYTES, size_of=modules_nbytes, shrinkable=False)
 
     def put(self, image_id: str, modules: dict[str, Any]) -> None:
-        with self._lock:
-            self._items[image_id] = modules
-            self._items.move_to_end(image_id)
-            while len(self._items) > _MAX_IMAGES:
-                self._items.popitem(last=False)
+        self._items.put(image_id, modules)
 
     def get_modules(self, image_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            return self._items.get(image_id)
+        return self._items.get(image_id)
 
     def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
+        self._items.clear()
 
     def provider(self, module: str, image_id: str) -> Any:
         modules = self.get_modules(image_id)

@@ -6,6 +6,7 @@ and the functional-group keys convert through these, so both paths give the same
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -25,6 +26,18 @@ def as_floats(v: Any) -> list[float] | None:
         return [float(v)]
     except (TypeError, ValueError):
         return None
+
+
+def as_finite_floats(v: Any) -> list[float] | None:
+    """Geometry values (positions, cosines, spacings): None when any is NaN or infinite, so a
+    broken header reads as a missing value (a warning or a typed error), never as a NaN affine."""
+    values = as_floats(v)
+    return values if values is not None and all(math.isfinite(x) for x in values) else None
+
+
+def as_finite_float(v: Any) -> float | None:
+    value = as_float(v)
+    return value if value is not None and math.isfinite(value) else None
 
 
 def as_int(v: Any) -> int | None:

@@ -143,7 +143,7 @@ async def scan_folder_async(path: str | os.PathLike[str], *, recursive: bool = T
     results = await read_headers(files)
     skipped = {p: r.cause for p, r in results.items() if isinstance(r, MedstreamError)}
     found = [r for p in files if not isinstance(r := results[p], MedstreamError)]
-    slices = [SliceInfo.from_modules(i, metadata.get("all", i) or {}) for ids in found for i in ids]
+    slices = [SliceInfo.from_modules(i, modules) for ids in found for i, modules in ids.items()]
     series = await runtime.to_thread(group_slices, slices)
     return FolderScan(absolute(root), series, skipped, len(files))
 

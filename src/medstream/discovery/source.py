@@ -13,7 +13,7 @@ from typing import Any
 from ..core.loading import create_and_cache_volume
 from ..core.runtime import runtime
 from ..errors import MedstreamError, VolumeError
-from ..loaders.dicomfile import absolute, read_file_header
+from ..loaders.dicomfile import absolute, read_file_header, read_file_modules
 from ..loaders.http import fetch, http_config
 from ..loaders.wadors import url_join, wadors_image_ids_async
 from ..storage import is_remote, local_path, storage
@@ -128,6 +128,8 @@ async def resolve_source(source: str | os.PathLike[str] | Sequence[Any], *,
     if is_remote(src) or os.path.isfile(src):
         ids, _ = await runtime.to_thread(read_file_header, src)
         return f"{prefix}{absolute(src)}", ids
+    if "://" not in src:
+        raise MedstreamError(f"{src}: no such file or folder")
     raise MedstreamError(f"{src}: not a folder, file, NIfTI or DICOMweb URL")
 
 
@@ -170,7 +172,9 @@ async def describe_source_async(source: str | os.PathLike[str], **http: Any) -> 
     elif await _is_folder(src):
         return (await scan_folder_async(src)).series
     elif is_remote(src) or os.path.isfile(src):
-        ids, _ = await runtime.to_thread(read_file_header, src)
+        found, _ = await runtime.to_thread(read_file_modules, src)
+        return await runtime.to_thread(
+            group_slices, [SliceInfo.from_modules(i, m) for i, m in found.items()])
     else:
         raise MedstreamError(f"{src}: not a folder, file or DICOMweb URL")
     slices = [SliceInfo.from_modules(i, metadata.get("all", i) or {}) for i in ids]

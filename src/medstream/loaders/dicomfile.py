@@ -7,7 +7,6 @@ import os
 import stat
 import threading
 import time
-from collections import OrderedDict
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -16,6 +15,7 @@ import numpy as np
 from ..codecs.pixels import frame_to_image
 from ..codecs.registry import decode_frame
 from ..core.image import Image
+from ..core.kept import KeptMap
 from ..core.runtime import runtime
 from ..dicom.fastheader import FastHeader, read_fast_header
 from ..dicom.frames import number_of_frames
@@ -89,10 +89,9 @@ class _ParsedFiles:
 
     def __init__(self, max_bytes: int = 512 * 1024**2) -> None:
         self._lock = threading.Lock()
-        self._items: OrderedDict[tuple[str, int, int], tuple[ParsedDicom, int]] = OrderedDict()
+        self._items: KeptMap[tuple[str, int, int], ParsedDicom] = KeptMap(
+            "parsed files", max_bytes=max_bytes, max_value_bytes=max_bytes)
         self._parsing: dict[tuple[str, int, int], threading.Lock] = {}
-        self._bytes = 0
-        self._max = max_bytes
 
     def get(self, image_id: str, path: str, keep: bool = False) -> ParsedDicom:
         """Parse ``path`` (cached when multi-frame, or with ``keep`` for mosaics)."""
@@ -104,11 +103,9 @@ class _ParsedFiles:
         with self._lock:
             gate = self._parsing.setdefault(key, threading.Lock())
         with gate:  # one parse per file at a time; the others wait and take the result
-            with self._lock:
-                hit = self._items.get(key)
-                if hit is not None:
-                    self._items.move_to_end(key)
-                    return hit[0]
+            hit = self._items.get(key)
+            if hit is not None:
+                return hit
             try:
                 parsed = parse_part10(image_id, storage.read_all(image_id, path) if remote
                                       else path)
@@ -116,18 +113,12 @@ class _ParsedFiles:
                 with self._lock:
                     self._parsing.pop(key, None)
             if keep or parsed.info.number_of_frames > 1:
-                charge = parsed.nbytes * (2 if keep else 1)  # + the decoded mosaic
-                with self._lock:
-                    self._items[key] = (parsed, charge)
-                    self._bytes += charge
-                    while self._bytes > self._max and len(self._items) > 1:
-                        self._bytes -= self._items.popitem(last=False)[1][1]
+                # a mosaic also keeps its decoded frame: counted twice
+                self._items.put(key, parsed, nbytes=parsed.nbytes * (2 if keep else 1))
             return parsed
 
     def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self._bytes = 0
+        self._items.clear()
 
 
 parsed_files = _ParsedFiles()
@@ -214,38 +205,47 @@ def mosaic_pixels(image_id: str, parsed: ParsedDicom) -> tuple[np.ndarray, str]:
         return parsed.decoded
 
 
-def read_file_header(path: str, fast: FastHeader | None = None,
-                     ) -> tuple[list[str], PixelLocator | None]:
-    """Header-read one file: record modules for each frame ID and the pixel locator.
-
-    Returns the file's image IDs (one per frame for multi-frame objects). ``fast``: its compact
-    header, when the caller read it already.
-    """
+def read_file_modules(path: str, fast: FastHeader | None = None,
+                      ) -> tuple[dict[str, dict[str, Any]], PixelLocator | None]:
+    """Header-read one file: the modules of each of its image IDs (one per frame of a
+    multi-frame object, one per tile of a mosaic), also recorded in the metadata store, and the
+    pixel locator. The caller gets the modules themselves: the store may evict them under a
+    small cache budget before a scan is done with them. ``fast``: its compact header, when the
+    caller read it already."""
     path = absolute(path)
     base = image_id_for(path)
     ds, loc = read_header(base, path, fast)
     ts = str(ds.file_meta.TransferSyntaxUID)
     n = number_of_frames(base, ds)
     layout = mosaic_layout(base, ds)
+    found: dict[str, dict[str, Any]] = {}
     if layout is not None:
         whole = build_modules(ds, 0, ts)
-        ids = [image_id_for(path, tile=k) for k in range(1, layout.tiles + 1)]
-        for k, ident in enumerate(ids, start=1):
-            module_store.put(ident, tile_modules(whole, layout, k))
+        for k in range(1, layout.tiles + 1):
+            found[image_id_for(path, tile=k)] = tile_modules(whole, layout, k)
         module_store.put(base, whole)
     else:
         ids = [base] if n == 1 else [image_id_for(path, k) for k in range(1, n + 1)]
         for k, ident in enumerate(ids):
-            module_store.put(ident, build_modules(ds, k, ts))
+            found[ident] = build_modules(ds, k, ts)
+    for ident, modules in found.items():
+        module_store.put(ident, modules)
     if loc is not None:
         locators.put(loc)
     else:
         locators.discard(path)
-    return ids, loc
+    return found, loc
 
 
-async def read_headers(paths: list[str]) -> dict[str, list[str] | ImageLoadError]:
-    """Header-read many files: path -> its image IDs, or the error naming it.
+def read_file_header(path: str, fast: FastHeader | None = None,
+                     ) -> tuple[list[str], PixelLocator | None]:
+    """Header-read one file (see ``read_file_modules``): its image IDs and pixel locator."""
+    found, loc = read_file_modules(path, fast)
+    return list(found), loc
+
+
+async def read_headers(paths: list[str]) -> dict[str, dict[str, dict[str, Any]] | ImageLoadError]:
+    """Header-read many files: path -> its image IDs with their modules, or the error naming it.
 
     Parsing is pure Python and holds the GIL, so threads only contend: files are read in
     sequential chunks, a few chunks at a time on machines with many cores (for network storage).
@@ -253,12 +253,12 @@ async def read_headers(paths: list[str]) -> dict[str, list[str] | ImageLoadError
     """
     import asyncio
 
-    out: dict[str, list[str] | ImageLoadError] = {}
+    out: dict[str, dict[str, dict[str, Any]] | ImageLoadError] = {}
 
     def chunk(part: list[str]) -> None:
         for path in part:
             try:
-                out[path] = read_file_header(path)[0]
+                out[path] = read_file_modules(path)[0]
             except ImageLoadError as exc:
                 out[path] = exc
 

@@ -298,6 +298,7 @@ async def _read(resp: httpx.Response, image_id: str, limit: int, cfg: HttpConfig
             window_start, window_bytes = now, 0
         for piece in decoder.feed(raw):
             yield piece
+    decoder.finish()
 
 
 async def _attempt(url: str, image_id: str, cfg: HttpConfig, accept: str | None,

@@ -137,7 +137,7 @@ def _open_path(item_id: str, path: str) -> Any:
     import nibabel as nib
 
     if not os.path.exists(path):
-        raise ImageLoadError(item_id, f"file not found: {path}")
+        raise ImageLoadError(item_id, f"no such file or folder: {path}")
     if not is_regular(path):
         raise ImageLoadError(item_id, f"not a regular file: {path}")
     with open_regular(item_id, path) as f:
@@ -212,9 +212,9 @@ async def open_nifti(item_id: str, **http: Any) -> NiftiData:
     return data
 
 
-_opened: SharedResults[NiftiData] = SharedResults(max_items=16)
+_opened: SharedResults[NiftiData] = SharedResults("NIfTI headers", max_items=16)
 _arrays: SharedResults[np.ndarray] = SharedResults(
-    max_items=4, size_of=lambda a: int(a.nbytes), max_bytes=1024**3)
+    "NIfTI arrays", max_items=4, size_of=lambda a: int(a.nbytes), max_bytes=1024**3)
 
 
 def _register_slice_metadata(data: NiftiData) -> None:

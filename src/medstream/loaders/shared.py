@@ -12,6 +12,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from ..core.cache import cache
+from ..core.kept import estimate_nbytes
+
 T = TypeVar("T")
 
 
@@ -23,12 +26,35 @@ class _Entry(Generic[T]):
 
 
 class SharedResults(Generic[T]):
-    def __init__(self, max_items: int, size_of: Callable[[Any], int] | None = None,
+    """Results kept after their loads finish count in the cache's budget (``get_cache_size``)
+    and go with ``purge_cache()``; a fetch still in flight is never dropped by a shrink."""
+
+    def __init__(self, name: str, max_items: int,
+                 size_of: Callable[[Any], int] = estimate_nbytes,
                  max_bytes: int | None = None) -> None:
+        self.name = name
+        self.shrinkable = True
         self._items: OrderedDict[str, _Entry[T]] = OrderedDict()
         self._max_items = max_items
         self._size_of = size_of
         self._max_bytes = max_bytes
+        cache.register_store(self)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(e.size for e in list(self._items.values()))
+
+    def shrink(self, n_bytes: int) -> int:
+        """Drop finished results nobody waits for, least recently used first."""
+        freed = 0
+        for key, entry in list(self._items.items()):
+            if freed >= n_bytes:
+                break
+            if entry.waiters or not entry.task.done():
+                continue
+            if self._items.pop(key, None) is not None:
+                freed += entry.size
+        return freed
 
     async def get(self, key: str, factory: Callable[[], Awaitable[T]]) -> T:
         entry = self._items.get(key)
@@ -48,23 +74,23 @@ class SharedResults(Generic[T]):
                     del self._items[key]
             raise
         entry.waiters -= 1
-        if self._size_of is not None and not entry.size:
+        if not entry.size:
             entry.size = self._size_of(result)
         self._trim()
+        cache.reclaim()
         return result
 
     def _trim(self) -> None:
-        total = sum(e.size for e in self._items.values())
-        for key in list(self._items):
+        total = self.nbytes
+        for key, entry in list(self._items.items()):
             over_items = len(self._items) > self._max_items
             over_bytes = self._max_bytes is not None and total > self._max_bytes
             if not (over_items or over_bytes):
                 break
-            entry = self._items[key]
             if entry.waiters or not entry.task.done():
                 continue
-            del self._items[key]
-            total -= entry.size
+            if self._items.pop(key, None) is not None:
+                total -= entry.size
 
     def clear(self) -> None:
         self._items.clear()

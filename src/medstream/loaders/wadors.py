@@ -115,7 +115,7 @@ def parse_instance_id(image_id: str) -> tuple[str, str]:
 
 
 # -- series metadata -------------------------------------------------------------------------
-series_metadata: SharedResults[dict[str, JsonDataset]] = SharedResults(max_items=256)
+series_metadata: SharedResults[dict[str, JsonDataset]] = SharedResults("series metadata", max_items=256)
 
 
 def datasets_from_json(items: list[dict[str, Any]],

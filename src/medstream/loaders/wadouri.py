@@ -18,7 +18,7 @@ from .shared import SharedResults
 
 SCHEME = "wadouri"
 objects: SharedResults[ParsedDicom] = SharedResults(
-    max_items=64, size_of=lambda p: p.nbytes, max_bytes=512 * 1024**2
+    "WADO-URI objects", max_items=64, size_of=lambda p: p.nbytes, max_bytes=512 * 1024**2
 )
 
 

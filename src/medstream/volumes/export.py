@@ -29,7 +29,9 @@ def to_nifti(data: np.ndarray, geometry: VolumeGeometry, *, time_axis: bool = Fa
     """
     import nibabel as nib
 
-    if time_axis:  # (t, z, y, x) -> (x, y, z, t)
+    if time_axis and data.ndim == 5:  # RGB (t, z, y, x, c) -> (x, y, z, t, c)
+        arr = np.transpose(data, (3, 2, 1, 0, 4))
+    elif time_axis:  # (t, z, y, x) -> (x, y, z, t)
         arr = np.transpose(data, (3, 2, 1, 0))
     elif data.ndim == 4:  # RGB: NIfTI wants the components in a 5th dimension
         arr = np.transpose(data, (2, 1, 0, 3))[:, :, :, None, :]

@@ -57,6 +57,7 @@ class SliceInfo:
     order_key: tuple[Any, ...] = ()
     instance_number: int | None = None
     frame_number: int = 1
+    vendor_warning: str | None = None  # a vendor layout medstream does not correct (dicom/ge.py)
 
     @classmethod
     def from_modules(cls, image_id: str, modules: dict[str, Any]) -> SliceInfo:
@@ -85,6 +86,7 @@ class SliceInfo:
             order_key=tuple(_number(general.get(k)) for k in ORDER_KEYS),
             instance_number=general.get("instance_number"),
             frame_number=int((modules.get("multiframeModule") or {}).get("frame_number") or 1),
+            vendor_warning=general.get("vendor_warning"),
         )
 
     @property
@@ -250,6 +252,7 @@ def compute_geometry(
         notes.append("no PixelSpacing: 1 mm assumed in-plane")
     if first.orientation is None:
         notes.append("no ImageOrientationPatient: axial assumed")
+    notes.extend(sorted({s.vendor_warning for s in slices if s.vendor_warning}))
 
     missing = [s for s in slices if s.position is None]
     if missing and len(slices) > 1:
@@ -352,6 +355,11 @@ def _finish(ids: list[str], shape: tuple[int, int, int], positions: np.ndarray,
     affine[:3, 2] = stack
     affine[:3, 3] = positions[0]
     direction = np.stack([row_dir, col_dir, _unit(stack)], axis=1)
+    if not (np.isfinite(affine).all() and np.isfinite(direction).all()
+            and np.isfinite(positions).all()):
+        raise GeometryError(f"the header's geometry gives a non-finite affine (spacing "
+                            f"{spacing}, origin {positions[0].tolist()}): {_ids([first])}",
+                            [first.image_id])
     return VolumeGeometry(
         image_ids=ids, shape=shape, origin=positions[0].copy(), spacing=(dx, dy, dz),
         direction=direction, affine=affine, positions=positions, offsets=offsets,
@@ -405,9 +413,20 @@ def _has_duplicates(group: Sequence[SliceInfo]) -> bool:
 
 
 def _in_acquisition_order(groups: list[list[SliceInfo]]) -> list[list[SliceInfo]]:
+    """Volumes in acquisition order: by the temporal keys that are constant within every volume
+    (a key that varies inside a volume, such as a Philips DTI's AcquisitionNumber or per-slice
+    acquisition times, says nothing about the order of volumes), then by each volume's first
+    InstanceNumber, then its first frame number."""
     for g in groups:
         g.sort(key=lambda s: s.rank)
-    return sorted(groups, key=lambda g: g[0].rank)
+    n = min((len(s.order_key) for g in groups for s in g), default=0)
+    steady = [k for k in range(n) if all(len({s.order_key[k] for s in g}) == 1 for g in groups)]
+
+    def volume_rank(g: list[SliceInfo]) -> tuple[Any, ...]:
+        return (*(g[0].order_key[k] for k in steady),
+                min(_number(s.instance_number) for s in g), min(s.frame_number for s in g))
+
+    return sorted(groups, key=volume_rank)
 
 
 def split_series(slices: Sequence[SliceInfo]) -> list[list[SliceInfo]]:
