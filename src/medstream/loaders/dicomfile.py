@@ -31,7 +31,7 @@ from ..dicom.part10 import (
     parse_part10,
 )
 from ..dicom.store import module_store
-from ..errors import ImageLoadError
+from ..errors import DicomParseError, ImageLoadError
 from ..storage import file_version, is_remote, local_path, storage
 
 SCHEME = "dicomfile"
@@ -219,15 +219,20 @@ def read_file_modules(path: str, fast: FastHeader | None = None,
     n = number_of_frames(base, ds)
     layout = mosaic_layout(base, ds)
     found: dict[str, dict[str, Any]] = {}
-    if layout is not None:
-        whole = build_modules(ds, 0, ts)
-        for k in range(1, layout.tiles + 1):
-            found[image_id_for(path, tile=k)] = tile_modules(whole, layout, k)
-        module_store.put(base, whole)
-    else:
-        ids = [base] if n == 1 else [image_id_for(path, k) for k in range(1, n + 1)]
-        for k, ident in enumerate(ids):
-            found[ident] = build_modules(ds, k, ts)
+    try:  # pydicom converts elements lazily: a garbled one fails here, not in the parse
+        if layout is not None:
+            whole = build_modules(ds, 0, ts)
+            for k in range(1, layout.tiles + 1):
+                found[image_id_for(path, tile=k)] = tile_modules(whole, layout, k)
+            module_store.put(base, whole)
+        else:
+            ids = [base] if n == 1 else [image_id_for(path, k) for k in range(1, n + 1)]
+            for k, ident in enumerate(ids):
+                found[ident] = build_modules(ds, k, ts)
+    except (NotImplementedError, ValueError, TypeError, KeyError, IndexError,
+            OverflowError) as exc:
+        raise DicomParseError(base, f"malformed header element ({type(exc).__name__}: "
+                                    f"{exc})") from exc
     for ident, modules in found.items():
         module_store.put(ident, modules)
     if loc is not None:
