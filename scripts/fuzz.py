@@ -880,18 +880,19 @@ def fuzz(args: argparse.Namespace, seeds: list[Seed]) -> dict[str, Any]:
     headroom = int(args.memory_gib * GiB)
     lock = threading.Lock()
     results: dict[int, dict[str, Any]] = {}
-    next_index = [0]
+    next_index = [args.start]
     t0 = time.monotonic()
     stop_at = t0 + args.seconds if args.seconds else None
     count = args.count if args.count is not None else (None if args.seconds else 100)
     harness_errors: list[str] = []
+    stopped: list[str] = []
     log = open(args.log, "w") if args.log else None
 
     def take() -> int | None:
         with lock:
-            if harness_errors:
+            if harness_errors or stopped:
                 return None
-            if count is not None and next_index[0] >= count:
+            if count is not None and next_index[0] >= args.start + count:
                 return None
             if stop_at is not None and time.monotonic() >= stop_at:
                 return None
@@ -938,21 +939,30 @@ def fuzz(args: argparse.Namespace, seeds: list[Seed]) -> dict[str, Any]:
         finally:
             worker.stop()
 
+    import signal
+
+    def terminate(signum: int, _frame: Any) -> None:  # summarise what finished, then exit
+        stopped.append(f"stopped by {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, terminate)
     threads = [threading.Thread(target=job, args=(n,), daemon=True) for n in range(args.jobs)]
     for t in threads:
         t.start()
     try:
         for t in threads:
-            t.join()
+            while t.is_alive():
+                t.join(0.5)
     except KeyboardInterrupt:
         print("interrupted: summarising what finished", file=sys.stderr)
-        harness_errors.append("interrupted")
+        stopped.append("interrupted")
     elapsed = time.monotonic() - t0
     shutil.rmtree(tmp, ignore_errors=True)
     if log is not None:
         log.close()
-    return summarise(args, seeds, [results[i] for i in sorted(results)], elapsed,
-                     harness_errors, out_dir)
+    summary = summarise(args, seeds, [results[i] for i in sorted(results)], elapsed,
+                        harness_errors, out_dir)
+    summary["stopped"] = stopped[0] if stopped else None
+    return summary
 
 
 def summarise(args: argparse.Namespace, seeds: list[Seed], records: list[dict[str, Any]],
@@ -1027,7 +1037,8 @@ def args_list_limit(s: dict[str, Any]) -> int:
 def print_summary(s: dict[str, Any]) -> None:
     w = sys.stdout.write
     rate = s["tried"] / s["seconds"] if s["seconds"] else 0.0
-    w(f"\nmedstream fuzz: {s['tried']} mutants in {s['seconds']} s ({rate:.1f}/s), "
+    took = f"in {s['seconds']} s ({rate:.1f}/s)" if s["seconds"] else "(from logs)"
+    w(f"\nmedstream fuzz: {s['tried']} mutants {took}, "
       f"--seed {s['seed']}, --jobs {s['jobs']}, {s['seed_files']} seed files "
       f"({s['seed_files_encapsulated']} encapsulated)\n\n")
     w(f"{'outcome':<12}{'mutants':>8}   {'image':>6}{'volume':>7}\n")
@@ -1062,6 +1073,8 @@ def print_summary(s: dict[str, Any]) -> None:
               f"{s['failures_log']})\n")
     for e in s["harness_errors"]:
         w(f"harness error: {e}\n")
+    if s.get("stopped"):
+        w(f"{s['stopped']}: the counts cover the mutants that finished\n")
     w("\n")
 
 
@@ -1106,6 +1119,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--progress", type=int, default=0, help="print a line every N mutants")
     ap.add_argument("--list", type=int, default=50,
                     help="failing mutants listed one by one in the printed summary")
+    ap.add_argument("--start", type=int, default=0,
+                    help="index of the first mutant (to go on where a run of --seed stopped)")
+    ap.add_argument("--from-log", nargs="+", metavar="LOG",
+                    help="summarise the records of earlier runs' --log files; load nothing")
     ap.add_argument("--log", help="write every mutant's record here (JSON lines)")
     ap.add_argument("--replay", nargs="+", metavar="FILE",
                     help="load these (saved) mutants and print the outcome of each")
@@ -1116,6 +1133,22 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--jobs must be >= 1 and --count >= 0")
     if args.replay:
         return replay(args.replay, args)
+    if args.from_log:
+        records: dict[int, dict[str, Any]] = {}
+        for log in args.from_log:
+            with open(log) as f:
+                for line in f:
+                    if line.strip():
+                        r = json.loads(line)
+                        records[r["index"]] = r
+        seeds = load_seeds(expand(args.corpus) if args.corpus else default_corpus())
+        summary = summarise(args, seeds, [records[i] for i in sorted(records)], 0.0, [],
+                            Path(args.out))
+        summary["seconds"] = None
+        print_summary(summary)
+        if args.json:
+            Path(args.json).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        return 1 if summary["failing"] else 0
     seeds = load_seeds(expand(args.corpus) if args.corpus else default_corpus())
     if not seeds:
         print("fuzz: no seed file with pixel data", file=sys.stderr)

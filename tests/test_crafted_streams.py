@@ -149,3 +149,16 @@ def test_non_finite_rescale_or_window_is_a_typed_error(tmp_path, keyword, value)
         ms.load_image(ms.dicomfile_image_id(path)).result(30)
     with pytest.raises(ms.VolumeError, match=keyword):
         ms.open_volume(str(path))
+
+
+def test_a_garbled_value_representation_is_a_typed_error_for_volumes_too(tmp_path):
+    """A flipped byte in an explicit VR (found by scripts/fuzz.py): pydicom converts the element
+    lazily and raises NotImplementedError; image and volume loads both say DicomParseError."""
+    src = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    at = src.index(b"\x28\x00\x10\x00US")  # (0028,0010) Rows, explicit VR "US"
+    bad = tmp_path / "vr.dcm"
+    bad.write_bytes(src[: at + 4] + b"\x55\xa8" + src[at + 6 :])
+    with pytest.raises(ms.ImageLoadError):
+        ms.load_image(ms.dicomfile_image_id(bad)).result(30)
+    with pytest.raises(ms.DicomParseError, match="Unknown Value Representation"):
+        ms.open_volume(str(bad))

@@ -214,12 +214,12 @@ def read_file_modules(path: str, fast: FastHeader | None = None,
     caller read it already."""
     path = absolute(path)
     base = image_id_for(path)
-    ds, loc = read_header(base, path, fast)
-    ts = str(ds.file_meta.TransferSyntaxUID)
-    n = number_of_frames(base, ds)
-    layout = mosaic_layout(base, ds)
     found: dict[str, dict[str, Any]] = {}
     try:  # pydicom converts elements lazily: a garbled one fails here, not in the parse
+        ds, loc = read_header(base, path, fast)
+        ts = str(ds.file_meta.TransferSyntaxUID)
+        n = number_of_frames(base, ds)
+        layout = mosaic_layout(base, ds)
         if layout is not None:
             whole = build_modules(ds, 0, ts)
             for k in range(1, layout.tiles + 1):
