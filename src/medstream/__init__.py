@@ -58,6 +58,7 @@ from .errors import (
 from .gpu import GpuMemoryError, GpuUnavailableError, gpu_available
 from .interop import volume_from_array, volume_from_nifti, volume_from_sitk
 from .limits import configure_limits
+from . import notebook as _notebook  # noqa: F401,E402  (registers the notebook display)
 from .loaders import wadors_image_ids
 from .loaders.dicomfile import image_id_for as dicomfile_image_id
 from .loaders.http import configure_http

@@ -35,6 +35,7 @@ from .dicom.jsonmeta import JsonDataset
 from .loaders.http import fetch, http_config
 from .loaders.wadors import url_join
 from .options import HTTP_OPTIONS, OptionError, check_options
+from .discovery.source import is_root_url
 from .redact import redact_url
 
 log = logging.getLogger("medstream.dicomweb")
@@ -471,14 +472,14 @@ async def read_element_async(image_id: str, keyword: str, **http: Any) -> Any:
 
     Unlike ``ms.metadata.get(keyword, image_id)``, which fetches the same bulk data but logs a
     failure and answers None, this raises the typed error (``HTTPStatusError``...)."""
-    from .dicom.instance import _plain
-    from .dicom.jsonmeta import _key, convert_bulk
+    from .dicom.instance import plain_value
+    from .dicom.jsonmeta import convert_bulk, json_key
     from .errors import ImageLoadError
     from .loaders.bulkdata import bulk_fetcher
     from .loaders.wadors import get_series_metadata, parse_instance_id
 
     check_options("read_element", http, "http")
-    key = _key(keyword)
+    key = json_key(keyword)
     if key is None:
         raise OptionError(f"read_element(): {keyword!r} is not a DICOM keyword nor a tag "
                           "(8 hex digits)")
@@ -493,22 +494,12 @@ async def read_element_async(image_id: str, keyword: str, **http: Any) -> Any:
         return convert_bulk(bulk.tag, bulk.vr, await fetch_bulk(bulk.uri), image_id)
     dataset = await runtime.to_thread(ds.dataset)
     tag = int(key, 16)
-    return _plain(dataset[tag].value) if tag in dataset else None
+    return plain_value(dataset[tag].value) if tag in dataset else None
 
 
 def read_element(image_id: str, keyword: str, **http: Any) -> Any:
     """Blocking :func:`read_element_async`."""
     return runtime.run_sync(read_element_async(image_id, keyword, **http))
-
-
-def is_root_url(url: str) -> bool:
-    """Whether an http(s) URL looks like a DICOMweb root (``.../dicom-web``): no
-    ``/studies/`` path, no file name with an extension, not a WADO-URI query."""
-    path, _, query = url.partition("?")
-    path = path.split("://", 1)[-1]
-    last = path.rstrip("/").rsplit("/", 1)[-1] if "/" in path else ""
-    return ("/studies" not in path and "." not in last and "requesttype=" not in query.lower()
-            and "/instances" not in path and "/series" not in path)
 
 
 __all__ = [

@@ -21,7 +21,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .core.hooks import register_factory
+from .core.image import as_array
+from .core.loading import cache_loaded_volume
 from .errors import GeometryError
+from .volumes.convert import (
+    monai_meta,
+    ras_array,
+    require_module,
+    sitk_affine,
+    to_metatensor,
+    to_sitk,
+    to_torch,
+    to_torchio,
+)
 from .volumes.geometry import LPS_TO_RAS, TILT_TOL_DEG, VolumeGeometry
 
 if TYPE_CHECKING:
@@ -31,23 +44,6 @@ if TYPE_CHECKING:
 ORTHOGONAL_TOL = 1e-4  # in-plane axes (row and column directions) must be perpendicular
 
 
-def _require(module: str, extra: str = "interop") -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        package = module.split(".")[0]  # monai.data comes with the monai package
-        raise ImportError(f"{package} is needed for this conversion: "
-                          f"pip install 'medstream[{extra}]' (or pip install {package})") from exc
-
-
-# -- numpy -----------------------------------------------------------------------------------
-def as_array(data: np.ndarray, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-    """``__array__`` for volumes and images: the array itself (no copy) unless asked."""
-    if dtype is not None and np.dtype(dtype) != data.dtype:
-        return data.astype(dtype)
-    return data.copy() if copy else data
 
 
 # -- geometry from an affine ---------------------------------------------------------------------
@@ -132,59 +128,14 @@ def volume_from_array(array: Any, affine: Any = None, *, ras: bool = False,
     volume.status.total = volume.status.frames_loaded = n
     volume.status.loaded = True
     if cache:
-        _put_in_cache(vid, volume)
+        cache_loaded_volume(vid, volume)
     return volume
-
-
-def _put_in_cache(volume_id: str, volume: Any) -> None:
-    from .core.cache import cache
-    from .core.loading import _make_volume_load
-
-    async def ready(_: str, **__: Any) -> Any:
-        return volume
-
-    from .core.runtime import runtime
-
-    with cache._lock:
-        cache.remove(volume_id)
-        obj = _make_volume_load(volume_id, ready, {}, cached=True)
-        cache.put(volume_id, "volume", obj)
-    if not runtime.in_loop_thread():  # resolves at once; on the loop itself it cannot be waited on
-        obj.result(30)
-
-
-# -- SimpleITK -------------------------------------------------------------------------------
-def to_sitk(volume: Any) -> Any:
-    """A ``SimpleITK.Image`` (a copy) with LPS origin, spacing and direction.
-
-    A sheared geometry (gantry tilt) is written with a non-orthogonal direction, which ITK
-    stores but some ITK filters refuse; resample it first for those.
-    """
-    sitk = _require("SimpleITK")
-    data = np.asarray(volume.scalar_data)
-    if data.ndim == 4 and not getattr(volume, "color", False):
-        raise ValueError("a 4D (t, z, y, x) volume: convert its time_points one by one")
-    img = sitk.GetImageFromArray(data, isVector=data.ndim == 4)
-    g = volume.geometry
-    img.SetOrigin(tuple(float(x) for x in g.origin))
-    img.SetSpacing(tuple(float(s) for s in g.spacing))
-    img.SetDirection(tuple(float(x) for x in np.asarray(g.direction).ravel()))
-    return img
-
-
-def sitk_affine(img: Any) -> np.ndarray:
-    """The 4x4 LPS affine of a 3D SimpleITK image (index (x, y, z) -> mm)."""
-    direction = np.array(img.GetDirection(), dtype=float).reshape(3, 3)
-    a = np.eye(4)
-    a[:3, :3] = direction @ np.diag(np.array(img.GetSpacing(), dtype=float))
-    a[:3, 3] = img.GetOrigin()
-    return a
 
 
 def volume_from_sitk(img: Any, *, volume_id: str | None = None, cache: bool = True,
                      ) -> StreamingImageVolume:
     """A loaded volume from a 3D ``SimpleITK.Image`` (pixels copied, geometry exact)."""
-    sitk = _require("SimpleITK")
+    sitk = require_module("SimpleITK")
     if img.GetDimension() != 3:
         raise ValueError(f"a 3D SimpleITK image is needed, got {img.GetDimension()}D")
     return volume_from_array(sitk.GetArrayFromImage(img), sitk_affine(img),
@@ -223,84 +174,16 @@ def volume_from_nifti(img: Any, *, volume_id: str | None = None, cache: bool = T
               for t in range(data.shape[3])]
     dynamic = DynamicVolume(vid, points)
     if cache:
-        _put_in_cache(vid, dynamic)
+        cache_loaded_volume(vid, dynamic)
     return dynamic
 
 
-# -- torch / MONAI / TorchIO ---------------------------------------------------------------------
-def ras_array(volume: Any) -> np.ndarray:
-    """The voxels as ``(x, y, z)`` (``(x, y, z, t)`` for a 4D volume), matching
-    ``geometry.affine_ras`` — the layout nibabel, MONAI and TorchIO use. A view, no copy."""
-    data = np.asarray(volume.scalar_data)
-    if getattr(volume, "color", False):  # (z, y, x, 3) -> (3, x, y, z): channel first
-        return np.transpose(data, (3, 2, 1, 0))
-    if data.ndim == 4:  # (t, z, y, x) -> (x, y, z, t)
-        return np.transpose(data, (3, 2, 1, 0))
-    return np.transpose(data, (2, 1, 0))
-
-
-def _tensor(volume: Any, array: np.ndarray) -> Any:
-    torch = _require("torch")
-    to_torch = getattr(volume, "to_torch", None)
-    if callable(to_torch):  # the GPU package's conversion, when present
-        t = to_torch()
-        return t.permute(*reversed(range(t.ndim))) if t.ndim == array.ndim else torch.as_tensor(array)
-    return torch.as_tensor(np.ascontiguousarray(array))
-
-
-def monai_meta(volume: Any) -> tuple[np.ndarray, dict[str, Any]]:
-    """(array, meta) as MONAI's readers return them: ``(x, y, z)`` array (channel first for
-    RGB), RAS ``affine``, ``spatial_shape``, ``original_channel_dim`` and ``space``."""
-    arr = ras_array(volume)
-    color = bool(getattr(volume, "color", False))
-    spatial = arr.shape[1:] if color else arr.shape[:3]
-    affine = np.asarray(volume.geometry.affine_ras, dtype=np.float64)
-    meta: dict[str, Any] = {
-        "affine": affine.copy(),
-        "original_affine": affine.copy(),
-        "spatial_shape": np.asarray(spatial),
-        # MONAI's own readers write NaN for "no channel axis" (older ones "no_channel")
-        "original_channel_dim": 0 if color else (-1 if arr.ndim == 4 else float("nan")),
-        "space": "RAS",
-        "spacing": np.asarray(volume.geometry.spacing),
-        "filename_or_obj": getattr(volume, "volume_id", ""),
-    }
-    return arr, meta
-
-
-def _no_channel(meta: dict[str, Any]) -> bool:
-    dim = meta["original_channel_dim"]
-    return isinstance(dim, float) and math.isnan(dim)
-
-
-def to_metatensor(volume: Any, *, channel_first: bool = True) -> Any:
-    """A MONAI ``MetaTensor``: ``(1, x, y, z)`` (``(3, x, y, z)`` for RGB; without the channel
-    axis with ``channel_first=False``) carrying the RAS affine, as ``LoadImage`` gives it."""
-    monai_data = _require("monai.data")
-    arr, meta = monai_meta(volume)
-    tensor = _tensor(volume, arr)
-    if channel_first and _no_channel(meta):
-        tensor = tensor[None]
-    elif channel_first and meta["original_channel_dim"] == -1:  # 4D: time becomes the channel
-        tensor = tensor.permute(3, 0, 1, 2)
-    return monai_data.MetaTensor(tensor, meta=meta)  # the affine travels in meta, once
-
-
-def to_torchio(volume: Any, *, label: bool = False) -> Any:
-    """A TorchIO ``ScalarImage`` (``LabelMap`` with ``label=True``): ``(C, x, y, z)`` tensor
-    with the RAS affine."""
-    tio = _require("torchio")
-    arr, meta = monai_meta(volume)
-    tensor = _tensor(volume, arr)
-    if _no_channel(meta):
-        tensor = tensor[None]
-    elif meta["original_channel_dim"] == -1:
-        tensor = tensor.permute(3, 0, 1, 2)
-    cls = tio.LabelMap if label else tio.ScalarImage
-    return cls(tensor=tensor, affine=meta["affine"])
-
+register_factory("array", volume_from_array)
+register_factory("sitk", volume_from_sitk)
+register_factory("nifti", volume_from_nifti)
 
 __all__ = [
     "as_array", "geometry_from_affine", "monai_meta", "ras_array", "sitk_affine", "to_metatensor",
-    "to_sitk", "to_torchio", "volume_from_array", "volume_from_nifti", "volume_from_sitk",
+    "to_sitk", "to_torch", "to_torchio", "volume_from_array", "volume_from_nifti",
+    "volume_from_sitk",
 ]

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .core.hooks import register_html
 from .redact import redact_text
 
 THUMB_PX = 160
@@ -91,3 +92,7 @@ def image_html(image: Any) -> str:
                                       f"{image.column_pixel_spacing or image.row_pixel_spacing:g} mm"))
     picture = _png_tag(image_to_uint8(image)) if image.pixel_data.size else ""
     return _table(f"Image {redact_text(image.image_id)}", rows, picture)
+
+
+register_html("image", image_html)
+register_html("volume", volume_html)

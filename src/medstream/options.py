@@ -11,11 +11,10 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .errors import ImageLoadError, MedstreamError
+from .errors import MedstreamError
 
 HTTP_OPTIONS = frozenset({"token", "headers", "verify", "timeout", "retries", "backoff",
                           "max_bytes", "auth", "cert"})
@@ -98,45 +97,3 @@ def variant_suffix(options: Mapping[str, Any]) -> str:
     parts = [f"{k}={options[k]}" for k, default in RESULT_OPTIONS.items()
              if k in options and options[k] != default]
     return ";" + ";".join(parts) if parts else ""
-
-
-# -- plain paths as image IDs ------------------------------------------------------------------
-def as_image_id(item: str | os.PathLike[str]) -> str:
-    """An image ID for ``item``: IDs with a registered scheme unchanged; a path (``/x.dcm``,
-    ``scan/IM1``, a ``Path``) or an object URL (``s3://b/x.dcm``) becomes ``dicomfile:``
-    (``nifti:...?slice=0`` for NIfTI).
-
-    A missing path raises ``ImageLoadError`` saying "no such file or folder" — not "no loader for
-    scheme ''". Without a scheme and not on disk, an ID still goes to the unknown-scheme
-    loader when one is registered.
-    """
-    from .core.registry import image_loaders, scheme_of
-    from .storage import is_store_url
-
-    path_like = isinstance(item, os.PathLike)
-    text = os.fspath(item)
-    if not path_like and is_store_url(text) and scheme_of(text) not in image_loaders.schemes():
-        if text.lower().endswith((".nii", ".nii.gz")):  # an object URL: a file in a bucket
-            return f"nifti:{text}?slice=0"
-        from .loaders.dicomfile import image_id_for
-
-        return image_id_for(text)
-    if not path_like:
-        scheme = scheme_of(text)
-        if scheme and (scheme in image_loaders.schemes() or len(scheme) > 1 and not
-                       text.startswith(("/", ".", "~"))):
-            return text
-    path = os.path.expanduser(text)
-    if not os.path.exists(path):
-        if not path_like and image_loaders._unknown is not None:
-            return text  # the fallback loader may know what this is
-        raise ImageLoadError(text, "no such file or folder" + (f": {path}" if path != text else ""))
-    path = os.path.abspath(path)
-    if os.path.isdir(path):
-        raise ImageLoadError(text, f"{path} is a folder, not an image: open it with "
-                                   "ms.open_volume() or list it with ms.scan_folder()")
-    if path.lower().endswith((".nii", ".nii.gz")):
-        return f"nifti:{path}?slice=0"
-    from .loaders.dicomfile import image_id_for
-
-    return image_id_for(path)

@@ -87,6 +87,16 @@ class ObjectInfo:
         return int.from_bytes(hashlib.blake2b(self.version.encode(), digest_size=7).digest(), "big")
 
 
+# Ranged reads of plain web servers through medstream's HTTP stack: an object with ``head`` and
+# ``ranges`` (the module loaders/httpranges registers itself).
+_http_ranges: list[Any] = []
+
+
+def register_http_ranges(reader: Any) -> None:
+    """The HTTP(S) reader for ``dicomfile:https://...`` files (the loaders register theirs)."""
+    _http_ranges[:] = [reader]
+
+
 class Storage:
     """Remote objects through fsspec: per-prefix options, object info, ranged and whole reads."""
 
@@ -153,9 +163,7 @@ class Storage:
         if hit is not None and (max_age is None or time.monotonic() - hit.seen <= max_age):
             return hit  # type: ignore[no-any-return]
         if _is_http(url):  # one ranged GET gives the size and the head
-            from .loaders import httpranges
-
-            detail, head, whole = httpranges.head(item_id or url, url, HEAD_BYTES)
+            detail, head, whole = self._http().head(item_id or url, url, HEAD_BYTES)
             found = self._remember(url, detail)
             with self._lock:
                 self._heads.put((url, found.version), head)
@@ -179,6 +187,13 @@ class Storage:
         with self._lock:
             self._info.put(url, found)
         return found
+
+    @staticmethod
+    def _http() -> Any:
+        if not _http_ranges:
+            raise MedstreamError("reading files over HTTP needs medstream's loaders: "
+                                 "import medstream")
+        return _http_ranges[0]
 
     def isdir(self, url: str) -> bool:
         if _is_http(url):
@@ -240,9 +255,7 @@ class Storage:
         fetched = [n for _, idx in by_fs.values() for n in idx]
         for fs, idx in by_fs.values():
             if fs is None:
-                from .loaders import httpranges
-
-                got = httpranges.ranges(item_id or todo[idx[0]][0], [
+                got = self._http().ranges(item_id or todo[idx[0]][0], [
                     (*todo[i], self.info(todo[i][0], item_id, None).size) for i in idx])
             else:
                 got = self._call(item_id or todo[idx[0]][0], todo[idx[0]][0], fs.cat_ranges,

@@ -71,6 +71,11 @@ class Cache:
         self._size = 0
         self._stores: list[KeptStore] = []
 
+    @property
+    def lock(self) -> threading.RLock:
+        """Held to look up and insert an entry as one step (re-entrant)."""
+        return self._lock  # type: ignore[return-value]
+
     def register_store(self, store: KeptStore) -> None:
         """Count ``store`` in this cache's size and budget, and empty it on ``purge_cache``."""
         with self._lock:

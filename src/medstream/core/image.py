@@ -7,6 +7,15 @@ from typing import Any
 
 import numpy as np
 
+from . import hooks
+
+
+def as_array(data: np.ndarray, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+    """``__array__`` for volumes and images: the array itself (no copy) unless asked."""
+    if dtype is not None and np.dtype(dtype) != data.dtype:
+        return data.astype(dtype)
+    return data.copy() if copy else data
+
 
 @dataclass(eq=False)
 class Image:
@@ -60,14 +69,10 @@ class Image:
         )
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        from ..interop import as_array
-
         return as_array(self.pixel_data, dtype, copy)
 
     def _repr_html_(self) -> str:
-        from ..notebook import image_html
-
-        return image_html(self)
+        return hooks.html("image", self)
 
     @classmethod
     def from_array(cls, image_id: str, pixels: np.ndarray, **attrs: Any) -> Image:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ImageLoadError, MedstreamError
+from . import hooks
 from .cache import cache
 from .events import Events, events
 from .image import Image
@@ -24,7 +25,7 @@ _inflight_lock = threading.Lock()
 _inflight: dict[str, set[LoadObject[Any]]] = {}
 
 
-def _track(obj: LoadObject[Any]) -> None:
+def track_load(obj: LoadObject[Any]) -> None:
     with _inflight_lock:
         _inflight.setdefault(obj.key, set()).add(obj)
 
@@ -63,12 +64,10 @@ async def run_loader(fn: Loader, item_id: str, options: dict[str, Any]) -> Any:
 def credentials_key(options: dict[str, Any]) -> str:
     """Digest of the credentials a load would use: cached results are shared only by loads
     made with the same ones (a result fetched with a valid token is not served to another)."""
-    from ..loaders.http import http_config
-
-    return http_config(**options).credentials_key()
+    return hooks.credentials_key(options)
 
 
-def _as_load_error(image_id: str, exc: BaseException) -> BaseException:
+def as_load_error(image_id: str, exc: BaseException) -> BaseException:
     if isinstance(exc, MedstreamError):
         return exc
     err = ImageLoadError(image_id, f"{type(exc).__name__}: {exc}")
@@ -111,7 +110,7 @@ def _make_image_load(
                 on_failure(holder[0])
             raise
         except BaseException as exc:
-            err = _as_load_error(image_id, exc)
+            err = as_load_error(image_id, exc)
             if on_failure is not None:
                 on_failure(holder[0])
             events.trigger(Events.IMAGE_LOAD_FAILED, image_id=image_id, error=err)
@@ -123,7 +122,7 @@ def _make_image_load(
 
     obj = ImageLoadObject(image_id, body, decache, start=False)
     holder.append(obj)
-    _track(obj)
+    track_load(obj)
     obj.start()
     return obj
 
@@ -151,7 +150,7 @@ def load_and_cache_image(
     """Load through the cache: concurrent calls for one ID share a single load."""
     image_id, loader = _checked_image("load_and_cache_image", image_id, options)
     creds = credentials_key(options)
-    with cache._lock:
+    with cache.lock:
         existing = cache.get_live(image_id, "image")
         if existing is not None:
             if getattr(existing, "credentials", "") == creds:
@@ -163,7 +162,7 @@ def load_and_cache_image(
             cache.admit(image_id, image.size_in_bytes)
 
         def forget(obj: ImageLoadObject) -> None:
-            with cache._lock:
+            with cache.lock:
                 if cache.get_image_load_object(image_id) is obj:
                     cache.remove(image_id)
 
@@ -184,9 +183,9 @@ def load_and_cache_image(
 
 def _checked_image(where: str, image_id: str | os.PathLike[str], options: dict[str, Any],
                    ) -> tuple[str, Loader]:
-    from ..options import as_image_id, check_options
+    from ..options import check_options
 
-    image_id = as_image_id(image_id)
+    image_id = hooks.image_id_of(image_id)
     loader = image_loaders.resolve(image_id)
     check_options(where, options, "load_image", loader)
     return image_id, loader
@@ -261,7 +260,7 @@ def _make_volume_load(
     holder: list[VolumeLoadObject] = []  # referenced only while the load runs: no cycle after
 
     def forget(obj: LoadObject[Any]) -> None:
-        with cache._lock:
+        with cache.lock:
             if cache.get_volume_load_object(volume_id) is obj:
                 cache.remove(volume_id)
 
@@ -278,17 +277,30 @@ def _make_volume_load(
 
     obj = VolumeLoadObject(volume_id, body, forget if cached else None, start=False)
     holder.append(obj)
-    _track(obj)
+    track_load(obj)
     obj.start()
     return obj
+
+
+def cache_loaded_volume(volume_id: str, volume: Any) -> None:
+    """Put a volume that is already loaded (made from an array, a SimpleITK image...) in the
+    cache under ``volume_id``, replacing what was there."""
+
+    async def ready(_: str, **__: Any) -> Any:
+        return volume
+
+    with cache.lock:
+        cache.remove(volume_id)
+        obj = _make_volume_load(volume_id, ready, {}, cached=True)
+        cache.put(volume_id, "volume", obj)
+    if not runtime.in_loop_thread():  # resolves at once; on the loop itself it cannot be waited on
+        obj.result(30)
 
 
 def _check_device(options: dict[str, Any]) -> None:
     """``device="cuda"`` without CuPy/nvImageCodec/GPU fails here, typed, before any work."""
     if options.get("device", "cpu") != "cpu":
-        from ..gpu import check_device
-
-        options["device"] = check_device(options["device"])
+        options["device"] = hooks.check_device(options["device"])
 
 
 def load_volume(volume_id: str, **options: Any) -> VolumeLoadObject:
@@ -306,7 +318,7 @@ def create_and_cache_volume(volume_id: str, **options: Any) -> VolumeLoadObject:
     _check_device(options)
     loader = _checked_volume("create_and_cache_volume", volume_id, options)
     creds = credentials_key(options)
-    with cache._lock:
+    with cache.lock:
         existing = cache.get_live(volume_id, "volume")
         if existing is not None:
             if getattr(existing, "credentials", "") == creds:

@@ -40,6 +40,10 @@ class LoaderRegistry:
             old, self._unknown = self._unknown, loader
         return old
 
+    def has_unknown(self) -> bool:
+        """Whether a loader takes IDs whose scheme has none of its own."""
+        return self._unknown is not None
+
     def schemes(self) -> list[str]:
         with self._lock:
             return sorted(self._loaders)

@@ -22,7 +22,7 @@ from ..errors import DicomParseError, ImageLoadError, MissingPixelDataError
 from ..storage import file_version, is_remote, storage
 from .fastheader import FastHeader, read_fast_header
 from .frames import check_frames_fit
-from .part10 import _PIXEL_KEYWORDS, frame_info, read_dataset
+from .part10 import PIXEL_KEYWORDS, frame_info, read_dataset
 from .regular import open_regular
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
@@ -108,7 +108,7 @@ def _locate(image_id: str, path: str, ds: Any, file_size: int, version: int,
     if meta is None or "TransferSyntaxUID" not in meta:
         raise DicomParseError(image_id, "no transfer syntax in the file meta information")
     ts = str(meta.TransferSyntaxUID)
-    kw = next((k for k in _PIXEL_KEYWORDS if k in ds), None)
+    kw = next((k for k in PIXEL_KEYWORDS if k in ds), None)
     if kw is None:
         raise MissingPixelDataError(image_id, "the object has no pixel data")
     info = frame_info(image_id, ds, ts)

@@ -10,6 +10,7 @@ Cornerstone's PET, patient-study, overlay, cine and calibration modules are buil
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from pydicom.datadict import tag_for_keyword
@@ -23,7 +24,7 @@ from ..core.metadata import metadata
 from ..errors import MedstreamError
 from .jsonmeta import JsonDataset
 from .modules import EXTRA_MODULES, extra_modules
-from .store import _camel
+from .store import camel_case
 
 MAX_HEADERS = 256
 _BINARY_LIMIT = 256  # bytes: larger binary values (overlays, LUTs) are left out of "instance"
@@ -71,58 +72,23 @@ class _Headers:
 headers = _Headers()
 
 
+#: Where the full header of an image ID's object comes from, per scheme (the loaders register
+#: theirs: a ``dicomfile:`` file re-read without pixels, a ``wadors:`` instance's JSON).
+header_sources: dict[str, Callable[[str], Dataset | None]] = {}
+json_sources: dict[str, Callable[[str], JsonDataset | None]] = {}
+
+
 def header_of(image_id: str) -> Dataset | None:
     """The header (no pixel data) of the object ``image_id`` belongs to, or None."""
-    scheme = image_id.split(":", 1)[0]
-    if scheme == "dicomfile":
-        from ..loaders.dicomfile import parse_image_id
-
-        path = parse_image_id(image_id)[0]
-
-        from ..storage import file_version, is_remote, storage
-
-        remote = is_remote(path)
-
-        def read_file() -> Dataset | None:
-            import pydicom
-
-            try:  # a remote object by ranges: its cached head, then more only if needed
-                source: Any = storage.open(path, path) if remote else path
-                return pydicom.dcmread(source, stop_before_pixels=True, force=True)
-            except Exception:
-                return None
-
-        try:
-            version, size = file_version(path)
-        except (OSError, MedstreamError):
-            return None
-        return headers.get(f"{path}|{version}|{size}", read_file)
-    if scheme == "wadors":
-        found = json_of(image_id)
-        return None if found is None else found.dataset()
-    return None
+    source = header_sources.get(image_id.split(":", 1)[0])
+    return source(image_id) if source is not None else None
 
 
 def json_of(image_id: str) -> JsonDataset | None:
-    """The DICOM JSON view of a ``wadors:`` frame's (or instance URL's) instance, from series
-    metadata already fetched (nothing is requested here), or None."""
-    from ..loaders import wadors
-
-    try:
-        series_url, instance = wadors.parse_instance_id(image_id)
-    except Exception:
-        return None
-    # series metadata is kept per credentials ("<series URL>\n<credentials key>")
-    entries = [e for k, e in list(wadors.series_metadata._items.items())
-               if k.split("\n", 1)[0] == series_url]
-    for entry in entries:
-        task = getattr(entry, "task", None)
-        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
-            continue
-        found: JsonDataset | None = task.result().get(instance)
-        if found is not None:
-            return found
-    return None
+    """The DICOM JSON view of an image's instance where its scheme has one (``wadors:``, from
+    series metadata already fetched: nothing is requested here), or None."""
+    source = json_sources.get(image_id.split(":", 1)[0])
+    return source(image_id) if source is not None else None
 
 
 def naturalize(ds: Dataset) -> dict[str, Any]:
@@ -133,18 +99,18 @@ def naturalize(ds: Dataset) -> dict[str, Any]:
         if elem.tag == 0x7FE00010:
             continue
         key = elem.keyword or f"{elem.tag:08X}"
-        value = _plain(elem.value)
+        value = plain_value(elem.value)
         if isinstance(value, bytes) and len(value) > _BINARY_LIMIT:
             continue
         out[key] = value
     return out
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     if isinstance(value, DicomSequence):
         return [naturalize(item) for item in value]
     if isinstance(value, (MultiValue, list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_value(v) for v in value]
     if isinstance(value, PersonName):
         return str(value)
     if isinstance(value, float):
@@ -166,20 +132,20 @@ def provider(module: str, image_id: str) -> Any:
     if module == "instance":
         ds = header_of(image_id)
         return None if ds is None else naturalize(ds)
-    if _camel(module) in EXTRA_MODULES:  # "pet_isotope_module" works too, as for the others
-        module = _camel(module)
+    if camel_case(module) in EXTRA_MODULES:  # "pet_isotope_module" works too, as for the others
+        module = camel_case(module)
         ds = header_of(image_id)
         return None if ds is None else extra_modules(ds)[module]
     if module[:1].isupper() and tag_for_keyword(module) is not None or _TAG_RE.match(module):
         found = json_of(image_id) if image_id.startswith("wadors:") else None
         bulk = found.bulk(module) if found is not None else None
         if bulk is not None:  # left out of the metadata: fetched now, as asked for
-            return _plain(bulk.value())
+            return plain_value(bulk.value())
         ds = header_of(image_id)
         key: str | int = int(module, 16) if _TAG_RE.match(module) else module
         if ds is None or key not in ds:
             return None
-        return _plain(ds[key].value)
+        return plain_value(ds[key].value)
     return None
 
 

@@ -39,7 +39,7 @@ _TAG_RE = re.compile(r"^[0-9A-Fa-f]{8}$")
 
 
 @functools.lru_cache(maxsize=4096)
-def _key(keyword: str) -> str | None:
+def json_key(keyword: str) -> str | None:
     """The JSON key (``"00282000"``) of a keyword, or of a tag given as 8 hex digits."""
     if _TAG_RE.match(keyword):
         return keyword.upper()
@@ -111,14 +111,14 @@ class JsonDataset(KeywordAttributes):
         self._fetch = bulk
 
     def __contains__(self, keyword: object) -> bool:
-        key = _key(keyword) if isinstance(keyword, str) else None
+        key = json_key(keyword) if isinstance(keyword, str) else None
         return key is not None and key in self._item
 
     def get_item(self, keyword: str, keep_deferred: bool = True) -> None:
         return None  # no pixel data in metadata
 
     def get(self, keyword: str, default: Any = None) -> Any:
-        key = _key(keyword)
+        key = json_key(keyword)
         element = self._item.get(key) if key is not None else None
         if not element:
             return default
@@ -128,7 +128,7 @@ class JsonDataset(KeywordAttributes):
     def bulk(self, keyword: str) -> BulkData | None:
         """The BulkDataURI reference of an element (nothing is fetched), or None where the
         element is absent or sent inline."""
-        key = _key(keyword)
+        key = json_key(keyword)
         element = self._item.get(key) if key is not None else None
         if key is None or not isinstance(element, dict):
             return None

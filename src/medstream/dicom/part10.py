@@ -34,7 +34,7 @@ from .enhanced import HeaderLike
 from .frames import check_frames_fit, number_of_frames
 from .regular import open_regular
 
-_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _PIXEL_MODULE = ("Rows", "Columns", "BitsAllocated")
 # (implicit VR, little endian) as pydicom guessed them -> the transfer syntax they mean
 _ENCODINGS = {(True, True): ImplicitVRLittleEndian, (False, True): ExplicitVRLittleEndian,
@@ -93,7 +93,7 @@ def frame_info(image_id: str, ds: HeaderLike, transfer_syntax_uid: str) -> Frame
     missing = [k for k in ("Rows", "Columns", "BitsAllocated") if ds.get(k) in (None, "")]
     if missing:
         raise MissingPixelDataError(image_id, f"missing required attribute(s) {', '.join(missing)}")
-    kw = next((k for k in _PIXEL_KEYWORDS if k in ds), "PixelData")
+    kw = next((k for k in PIXEL_KEYWORDS if k in ds), "PixelData")
     bits_allocated = int(ds.BitsAllocated)
     n_frames = number_of_frames(image_id, ds)
     elem = ds.get_item(kw, keep_deferred=True) if kw in ds else None  # VR without reading it
@@ -144,7 +144,7 @@ def _read_forced(source: Any, **kwargs: Any) -> Dataset | None:
         raise
     except Exception:
         return None
-    if not all(k in ds for k in _PIXEL_MODULE) or not any(k in ds for k in _PIXEL_KEYWORDS):
+    if not all(k in ds for k in _PIXEL_MODULE) or not any(k in ds for k in PIXEL_KEYWORDS):
         return None
     if "TransferSyntaxUID" not in ds.file_meta:  # no meta either: the encoding pydicom found
         ts = _ENCODINGS.get(tuple(ds.original_encoding))
@@ -198,7 +198,7 @@ def parse_part10(image_id: str, source: str | os.PathLike[str] | bytes) -> Parse
     ts = str(meta.TransferSyntaxUID) if meta is not None and "TransferSyntaxUID" in meta else None
     if ts is None:
         raise DicomParseError(image_id, "no transfer syntax in the file meta information")
-    kw = next((k for k in _PIXEL_KEYWORDS if k in ds), None)
+    kw = next((k for k in PIXEL_KEYWORDS if k in ds), None)
     if kw is None:
         raise MissingPixelDataError(image_id, "the object has no pixel data")
     info = frame_info(image_id, ds, ts)

@@ -40,10 +40,10 @@ class ModuleStore:
             return None
         if module == "all":
             return modules
-        return modules.get(_camel(module))
+        return modules.get(camel_case(module))
 
 
-def _camel(name: str) -> str:
+def camel_case(name: str) -> str:
     if "_" not in name:
         return name
     head, *rest = name.split("_")

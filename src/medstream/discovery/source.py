@@ -30,6 +30,16 @@ def is_nifti(source: str) -> bool:
     return source.startswith("nifti:") or plain.endswith((".nii", ".nii.gz"))
 
 
+def is_root_url(url: str) -> bool:
+    """Whether an http(s) URL looks like a DICOMweb root (``.../dicom-web``): no
+    ``/studies/`` path, no file name with an extension, not a WADO-URI query."""
+    path, _, query = url.partition("?")
+    path = path.split("://", 1)[-1]
+    last = path.rstrip("/").rsplit("/", 1)[-1] if "/" in path else ""
+    return ("/studies" not in path and "." not in last and "requesttype=" not in query.lower()
+            and "/instances" not in path and "/series" not in path)
+
+
 def dicomweb_url(source: str) -> tuple[str, str] | None:
     """(kind, URL) for an http(s) source, ``wadors:`` prefix allowed: kind is "study",
     "series" or "other"; None for anything that is not a URL."""
@@ -93,7 +103,7 @@ async def resolve_source(source: str | os.PathLike[str] | Sequence[Any], *,
         source = [source]  # type: ignore[list-item]
     if not isinstance(source, (str, os.PathLike)):
         from ..loaders.memory import as_image_ids
-        from ..options import as_image_id
+        from ..loaders.paths import as_image_id
 
         ids = [i for s in source for i in (as_image_ids(s) or [as_image_id(s)])]
         digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
@@ -146,8 +156,6 @@ def is_folder(src: str) -> bool:
 
 
 def _root_hint(url: str) -> str:
-    from ..dicomweb import is_root_url
-
     return ("; it looks like a DICOMweb root: find its studies and series with "
             "ms.dicomweb.search_studies() or `medstream find`") if is_root_url(url) else ""
 

@@ -6,6 +6,7 @@ import CuPy; ``require_gpu()`` does, and says what is missing.
 
 from __future__ import annotations
 
+from ..core.hooks import register_device
 from .backend import (
     GpuMemoryError,
     GpuUnavailableError,
@@ -13,5 +14,16 @@ from .backend import (
     gpu_available,
     require_gpu,
 )
+
+
+def _check_and_register(device: str) -> str:
+    """The device check for ``device="cuda"``; a passing check brings in the GPU volume."""
+    dev = check_device(device)
+    if dev == "cuda":
+        from . import volume  # noqa: F401  (registers GpuStreamingVolume for "cuda")
+    return dev
+
+
+register_device("cuda", _check_and_register)
 
 __all__ = ["GpuMemoryError", "GpuUnavailableError", "check_device", "gpu_available", "require_gpu"]

@@ -30,7 +30,12 @@ from ..dicom.part10 import frame_payload
 from ..dicom.store import module_store
 from ..loaders.dicomfile import SCHEME, parse_image_id
 from ..volumes.geometry import VolumeGeometry, regular_grid, resample_slices
-from ..volumes.streaming import StreamingImageVolume, VolumeLoadStatus, VolumeProgress
+from ..volumes.streaming import (
+    StreamingImageVolume,
+    VolumeLoadStatus,
+    VolumeProgress,
+    volume_classes,
+)
 from . import decode, kernels
 from .backend import GpuBackend, GpuMemoryError, require_gpu
 
@@ -368,3 +373,6 @@ def _conform_bits(info: Any, signed_codestream: bool) -> tuple[int, int]:
     if info.pixel_representation:
         return 0, info.bits_stored
     return info.bits_stored, 0
+
+
+volume_classes["cuda"] = GpuStreamingVolume

@@ -20,6 +20,7 @@ from ..core.runtime import runtime
 from ..dicom.fastheader import FastHeader, read_fast_header
 from ..dicom.frames import number_of_frames
 from ..dicom.header import PixelLocator, locators, read_header
+from ..dicom.instance import header_sources, headers
 from ..dicom.modules import build_modules
 from ..dicom.mosaic import cut_tile, mosaic_layout, tile_modules
 from ..dicom.part10 import (
@@ -31,7 +32,7 @@ from ..dicom.part10 import (
     parse_part10,
 )
 from ..dicom.store import module_store
-from ..errors import DicomParseError, ImageLoadError
+from ..errors import DicomParseError, ImageLoadError, MedstreamError
 from ..storage import file_version, is_remote, local_path, storage
 
 SCHEME = "dicomfile"
@@ -299,3 +300,29 @@ async def preload_dicomfile_metadata(image_ids: list[str], **_: Any) -> None:
 async def load_dicomfile(image_id: str, prescale: bool = True, **_: Any) -> Image:
     """Read and decode in the worker pool: the caller's loop is never blocked by file I/O."""
     return await runtime.to_thread(load_sync, image_id, prescale)
+
+
+def file_header(image_id: str) -> Any:
+    """The whole header (no pixel data) of a ``dicomfile:`` ID's file, kept a while
+    (``metadata.get("instance", id)`` and keywords read it); None if unreadable."""
+    path = parse_image_id(image_id)[0]
+    remote = is_remote(path)
+
+    def read_file() -> Any:
+        import pydicom
+
+        try:  # a remote object by ranges: its cached head, then more only if needed
+            source: Any = storage.open(path, path) if remote else path
+            return pydicom.dcmread(source, stop_before_pixels=True, force=True)
+        except Exception:
+            return None
+
+    try:
+        version, size = file_version(path)
+    except (OSError, MedstreamError):
+        return None
+    return headers.get(f"{path}|{version}|{size}", read_file)
+
+
+header_sources[SCHEME] = file_header
+

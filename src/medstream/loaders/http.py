@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ..core.hooks import register_credentials_key
 from ..errors import HTTPStatusError, MedstreamError, NetworkError
 from ..limits import BoundedDecoder, check_size, limits
 from ..redact import install_log_filter, redact_url
@@ -195,7 +196,7 @@ class _Failure(Exception):
 
 def _headers(cfg: HttpConfig, accept: str | None, url: str, token: str | None,
              byte_range: tuple[int, int] | None = None) -> dict[str, str]:
-    headers = _plain(accept, byte_range)
+    headers = plain_value(accept, byte_range)
     headers.setdefault("Accept-Encoding", "gzip, deflate")
     if cfg.credentials_for(url):
         headers.update(cfg.headers)
@@ -204,7 +205,7 @@ def _headers(cfg: HttpConfig, accept: str | None, url: str, token: str | None,
     return headers
 
 
-def _plain(accept: str | None, byte_range: tuple[int, int] | None) -> dict[str, str]:
+def plain_value(accept: str | None, byte_range: tuple[int, int] | None) -> dict[str, str]:
     """The headers any origin may see: Accept, and a byte range (of the unencoded object)."""
     headers = {"Accept": accept} if accept else {}
     if byte_range is not None:
@@ -258,7 +259,7 @@ async def _follow(url: str, cfg: HttpConfig, accept: str | None, image_id: str,
     first = origin_of(url)
     for _ in range(MAX_REDIRECTS + 1):
         trusted = origin_of(url) == first and cfg.credentials_for(url)
-        headers = _headers(cfg, accept, url, token, byte_range) if trusted else _plain(
+        headers = _headers(cfg, accept, url, token, byte_range) if trusted else plain_value(
             accept, byte_range)
         client = _client_for(cfg, url, trusted, image_id)
         request = client.build_request("GET", url, headers=headers, timeout=cfg.timeout)
@@ -458,3 +459,7 @@ async def close_clients() -> None:
     for key, client in list(_clients.items()):
         await client.aclose()
         _clients.pop(key, None)
+
+
+register_credentials_key(lambda options: http_config(**options).credentials_key())
+

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from ..core.runtime import runtime
 from ..errors import ImageLoadError, NetworkError
+from ..storage import register_http_ranges
 from .http import Body, fetch, http_config
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
@@ -81,3 +83,7 @@ def ranges(item_id: str, wanted: Sequence[tuple[str, int, int, int]],
         if isinstance(item, BaseException) and not isinstance(item, Exception):
             raise item  # cancellation and the like are not per-range failures
     return out
+
+
+register_http_ranges(sys.modules[__name__])
+

@@ -25,13 +25,19 @@ from ..core.image import Image
 from ..core.runtime import runtime
 from ..dicom.frames import check_frames_fit, number_of_frames
 from ..dicom.modules import build_modules
-from ..dicom.part10 import ParsedDicom, decode_parsed_frame, frame_info, parse_part10
+from ..dicom.part10 import (
+    PIXEL_KEYWORDS,
+    ParsedDicom,
+    decode_parsed_frame,
+    frame_info,
+    parse_part10,
+)
 from ..dicom.store import module_store
 from ..errors import DicomParseError, ImageLoadError, MissingPixelDataError
 
 SCHEME = "dicombytes"
 DEFAULT_MAX_BYTES = 4 * 1024**3
-_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
 _ITEM_TAG = b"\xfe\xff\x00\xe0"  # the first item of encapsulated pixel data
 
 
@@ -162,7 +168,7 @@ def parse_image_id(image_id: str) -> tuple[int, int | None]:
 def _parsed_dataset(image_id: str, ds: Dataset) -> ParsedDicom:
     """What ``parse_part10`` makes from a file, from a ``Dataset`` already in memory (no copy of
     its pixel data). Without file meta, native pixel data is taken as Explicit VR LE."""
-    kw = next((k for k in _PIXEL_KEYWORDS if k in ds), None)
+    kw = next((k for k in PIXEL_KEYWORDS if k in ds), None)
     if kw is None:
         raise MissingPixelDataError(image_id, "the dataset has no pixel data")
     pixel_bytes = ds[kw].value

@@ -287,23 +287,9 @@ async def preload_nifti_metadata(image_ids: list[str], **http: Any) -> None:
         await open_nifti(item_id, **http)
 
 
-async def nifti_volume_loader(volume_id: str, **options: Any) -> Any:
-    """The volume (geometry from the header); ``load()`` reads and scales the data."""
-    from ..volumes.streaming import NiftiVolume
-
-    http = {k: v for k, v in options.items() if k not in ("signal", "image_ids")}
-    data = await open_nifti(volume_id, **http)
-    dtype = np.result_type(data.image.get_data_dtype(), np.float32) if not (
-        float(data.slope).is_integer() and float(data.inter).is_integer()) else np.dtype(
-        data.image.get_data_dtype())
-    if dtype.kind not in "iuf":
-        raise VolumeError(f"{volume_id}: unsupported NIfTI data type {dtype}")
-    return NiftiVolume(volume_id, data.geometry, np.dtype(dtype), options=http)
-
-
 def clear() -> None:
     _opened.clear()
     _arrays.clear()
 
 
-__all__ = ["load_nifti_slice", "nifti_volume_loader", "preload_nifti_metadata"]
+__all__ = ["load_nifti_slice", "preload_nifti_metadata"]

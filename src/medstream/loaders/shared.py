@@ -40,6 +40,15 @@ class SharedResults(Generic[T]):
         self._max_bytes = max_bytes
         cache.register_store(self)
 
+    def finished(self, match: Callable[[str], bool]) -> list[T]:
+        """The results already fetched under the keys ``match`` accepts (nothing is fetched)."""
+        out = []
+        for key, entry in list(self._items.items()):
+            task = entry.task
+            if match(key) and task.done() and not task.cancelled() and task.exception() is None:
+                out.append(task.result())
+        return out
+
     @property
     def nbytes(self) -> int:
         return sum(e.size for e in list(self._items.values()))

@@ -21,6 +21,7 @@ from ..core.image import Image
 from ..core.runtime import runtime
 from ..dicom.fastheader import read_fast_header
 from ..dicom.frames import number_of_frames
+from ..dicom.instance import header_sources, json_sources
 from ..dicom.jsonmeta import BulkFetcher, JsonDataset
 from ..dicom.modules import build_modules
 from ..dicom.part10 import (
@@ -397,3 +398,28 @@ def _decode_instance(series_url: str, data: bytes, ids: set[str],
 async def _load_from_instance(image_id: str, wid: WadorsId, prescale: bool, **http: Any) -> Image:
     parsed = await fetch_part10(image_id, wid.instance_url, INSTANCE_ACCEPT, **http)
     return await runtime.to_thread(decode_parsed_frame, image_id, parsed, wid.frame, prescale)
+
+
+def instance_json(image_id: str) -> JsonDataset | None:
+    """The DICOM JSON of a ``wadors:`` frame's (or instance URL's) instance, from series
+    metadata already fetched (nothing is requested here), or None."""
+    try:
+        series_url, instance = parse_instance_id(image_id)
+    except Exception:
+        return None
+    # series metadata is kept per credentials ("<series URL>\n<credentials key>")
+    for found in series_metadata.finished(lambda key: key.split("\n", 1)[0] == series_url):
+        item = found.get(instance)
+        if item is not None:
+            return item
+    return None
+
+
+def instance_header(image_id: str) -> Any:
+    found = instance_json(image_id)
+    return None if found is None else found.dataset()
+
+
+json_sources["wadors"] = instance_json
+header_sources["wadors"] = instance_header
+

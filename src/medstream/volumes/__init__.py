@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..core.loading import register_unknown_volume_loader, register_volume_loader
+from ..loaders.wadors import retrieve_series_bulk
 from .dynamic import DynamicVolume, dynamic_volume_loader
 from .geometry import GeometryWarning, SliceInfo, VolumeGeometry, compute_geometry, split_series
 from .streaming import (
@@ -11,7 +12,9 @@ from .streaming import (
     VolumeLoadError,
     VolumeLoadStatus,
     VolumeProgress,
+    bulk_retrievers,
     load_order,
+    nifti_volume_loader,
     streaming_volume_loader,
 )
 
@@ -19,6 +22,8 @@ register_volume_loader("cornerstoneStreamingImageVolume", streaming_volume_loade
 register_volume_loader("streaming", streaming_volume_loader)
 register_volume_loader("dynamic", dynamic_volume_loader)
 register_unknown_volume_loader(streaming_volume_loader)
+register_volume_loader("nifti", nifti_volume_loader)
+bulk_retrievers["wadors"] = retrieve_series_bulk
 
 __all__ = [
     "DynamicVolume",

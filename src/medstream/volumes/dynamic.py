@@ -17,9 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from ..core import hooks
+from ..core.image import as_array
 from ..core.load_object import CancelSignal, LoadObject
 from ..core.metadata import metadata
 from ..errors import GeometryError, VolumeError
+from . import convert
 from .geometry import VOLUME_KEYS, GeometryWarning, SliceInfo, VolumeGeometry, split_series
 from .streaming import (
     Order,
@@ -28,7 +31,7 @@ from .streaming import (
     VolumeLoadError,
     VolumeLoadStatus,
     VolumeProgress,
-    _slice_modules,
+    slice_modules,
     allocate_volume,
     streaming_volume_loader,
 )
@@ -155,20 +158,18 @@ class DynamicVolume(VolumeFacts):
         return out
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        from ..interop import as_array
-
         return as_array(self.scalar_data, dtype, copy)
 
-    def to_metatensor(self, *, channel_first: bool = True) -> Any:
-        """(t, x, y, z) with the RAS affine: time points as channels."""
-        from ..interop import to_metatensor
+    def to_torch(self, dtype: Any = None) -> Any:
+        """``(t, z, y, x)`` as a torch tensor (see ``StreamingImageVolume.to_torch``)."""
+        return convert.to_torch(self, dtype)
 
-        return to_metatensor(self, channel_first=channel_first)
+    def to_metatensor(self, *, channel_first: bool = True, dtype: Any = None) -> Any:
+        """(t, x, y, z) with the RAS affine: time points as channels."""
+        return convert.to_metatensor(self, channel_first=channel_first, dtype=dtype)
 
     def _repr_html_(self) -> str:
-        from ..notebook import volume_html
-
-        return volume_html(self)
+        return hooks.html("volume", self)
 
 
 async def dynamic_volume_loader(volume_id: str, image_ids: Sequence[str] | None = None,
@@ -182,7 +183,7 @@ async def dynamic_volume_loader(volume_id: str, image_ids: Sequence[str] | None 
                                                            "request_type", "priority",
                                                            "retrieve")}
     await metadata.preload(ids, **http)
-    slices = [SliceInfo.from_modules(i, _slice_modules(i) or {}) for i in ids]
+    slices = [SliceInfo.from_modules(i, slice_modules(i) or {}) for i in ids]
     stacks = split_series(slices)
     kinds = {tuple(s[0].volume_key[i] for i in _KIND_KEYS) for s in stacks if s}
     if len(kinds) > 1:

@@ -21,15 +21,17 @@ import numpy as np
 from ..codecs.pixels import PixelHeader
 from ..core.cache import cache
 from ..core.events import Events, events
-from ..core.image import Image
+from ..core import hooks
+from ..core.image import Image, as_array
 from ..core.load_object import CancelSignal, LoadObject
-from ..core.loading import _as_load_error, _track, run_loader
+from ..core.loading import as_load_error, track_load, run_loader
 from ..core.metadata import metadata
 from ..core.registry import Loader, call_kwargs, image_loaders, scheme_of
 from ..core.request_pools import RequestType, request_pools
 from ..core.runtime import runtime
 from ..errors import GeometryError, ImageLoadError, PixelRangeError, VolumeError
 from ..redact import redact_text
+from . import convert
 from .geometry import (
     SliceInfo,
     SpacingPolicy,
@@ -255,13 +257,13 @@ class StreamingImageVolume(VolumeFacts):
         fetched in one series request instead (server order) unless created with
         ``retrieve="frames"``.
         """
-        with cache._lock:
+        with cache.lock:
             if self._load is not None and not self._load.done():
                 return self._load
             obj: LoadObject[StreamingImageVolume] = LoadObject(
                 self.volume_id, lambda signal: self._run(signal, on_progress, order, timeout)
             )
-            _track(obj)  # in flight: cancel_load_all() and interpreter exit reach it
+            track_load(obj)  # in flight: cancel_load_all() and interpreter exit reach it
             self._load = obj
             return obj
 
@@ -388,7 +390,7 @@ class StreamingImageVolume(VolumeFacts):
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # one frame's failure never stops the others
-            err = _as_load_error(image_id, exc)
+            err = as_load_error(image_id, exc)
             error = str(err)
             self.status.failed[image_id] = error
             events.trigger(Events.IMAGE_LOAD_FAILED, image_id=image_id, error=err,
@@ -448,11 +450,10 @@ class StreamingImageVolume(VolumeFacts):
         self.loaded_mask = np.ones(target.shape[0], dtype=bool)
 
     # -- output ------------------------------------------------------------------------------
-    def to_torch(self) -> Any:
-        """The array as a torch tensor sharing its memory (DLPack: no copy, CPU or GPU)."""
-        import torch
-
-        return torch.from_dlpack(self.scalar_data)
+    def to_torch(self, dtype: Any = None) -> Any:
+        """The array as a torch tensor sharing its memory (no copy) when its dtype stays;
+        uint16/32/64, which torch cannot compute on, become float32 unless ``dtype`` is given."""
+        return convert.to_torch(self, dtype)
 
     def to_numpy(self) -> np.ndarray:
         """The array in host memory (the array itself on the CPU; a copy from a GPU)."""
@@ -482,50 +483,36 @@ class StreamingImageVolume(VolumeFacts):
             save_partial(out, self.loaded_mask)
         return out
 
-    # -- interop (medstream.interop): numpy, SimpleITK, nibabel, MONAI, TorchIO, notebooks -----
+    # -- interop: numpy, torch, SimpleITK, MONAI, TorchIO (volumes/convert.py), notebooks ------
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        from ..interop import as_array
-
         return as_array(self.scalar_data, dtype, copy)
 
     def to_sitk(self) -> Any:
-        from ..interop import to_sitk
+        return convert.to_sitk(self)
 
-        return to_sitk(self)
-
-    def to_metatensor(self, *, channel_first: bool = True) -> Any:
-        from ..interop import to_metatensor
-
-        return to_metatensor(self, channel_first=channel_first)
+    def to_metatensor(self, *, channel_first: bool = True, dtype: Any = None) -> Any:
+        return convert.to_metatensor(self, channel_first=channel_first, dtype=dtype)
 
     def to_torchio(self, *, label: bool = False) -> Any:
-        from ..interop import to_torchio
-
-        return to_torchio(self, label=label)
+        return convert.to_torchio(self, label=label)
 
     @classmethod
     def from_array(cls, array: Any, affine: Any = None, **kwargs: Any) -> StreamingImageVolume:
         """See :func:`medstream.interop.volume_from_array`."""
-        from ..interop import volume_from_array
-
-        return volume_from_array(array, affine, **kwargs)
+        return hooks.factory("array")(array, affine, **kwargs)  # type: ignore[no-any-return]
 
     @classmethod
     def from_sitk(cls, image: Any, **kwargs: Any) -> StreamingImageVolume:
-        from ..interop import volume_from_sitk
-
-        return volume_from_sitk(image, **kwargs)
+        """See :func:`medstream.interop.volume_from_sitk`."""
+        return hooks.factory("sitk")(image, **kwargs)  # type: ignore[no-any-return]
 
     @classmethod
     def from_nifti(cls, image: Any, **kwargs: Any) -> Any:
-        from ..interop import volume_from_nifti
-
-        return volume_from_nifti(image, **kwargs)
+        """See :func:`medstream.interop.volume_from_nifti`."""
+        return hooks.factory("nifti")(image, **kwargs)
 
     def _repr_html_(self) -> str:
-        from ..notebook import volume_html
-
-        return volume_html(self)
+        return hooks.html("volume", self)
 
 
 class NiftiVolume(StreamingImageVolume):
@@ -555,7 +542,7 @@ class NiftiVolume(StreamingImageVolume):
             st.cancelled = True
             raise
         except Exception as exc:
-            st.failed = {i: str(_as_load_error(self.volume_id, exc)) for i in self.image_ids}
+            st.failed = {i: str(as_load_error(self.volume_id, exc)) for i in self.image_ids}
             raise VolumeLoadError(self.volume_id, st.failed, st.total) from exc
         finally:
             st.end()
@@ -564,6 +551,20 @@ class NiftiVolume(StreamingImageVolume):
         for k in load_order(st.total, order):
             self._progress(k, None, on_progress)
         return self._completed()
+
+
+async def nifti_volume_loader(volume_id: str, **options: Any) -> NiftiVolume:
+    """The volume of a ``nifti:`` ID (geometry from the header); ``load()`` reads and scales."""
+    from ..loaders.nifti import open_nifti
+
+    http = {k: v for k, v in options.items() if k not in ("signal", "image_ids")}
+    data = await open_nifti(volume_id, **http)
+    dtype = np.result_type(data.image.get_data_dtype(), np.float32) if not (
+        float(data.slope).is_integer() and float(data.inter).is_integer()) else np.dtype(
+        data.image.get_data_dtype())
+    if dtype.kind not in "iuf":
+        raise VolumeError(f"{volume_id}: unsupported NIfTI data type {dtype}")
+    return NiftiVolume(volume_id, data.geometry, np.dtype(dtype), options=http)
 
 
 def allocate_volume(volume_id: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -583,14 +584,18 @@ def allocate_volume(volume_id: str, shape: tuple[int, ...], dtype: np.dtype) -> 
 
 
 # -- the streaming volume loader ---------------------------------------------------------------
-def _slice_modules(image_id: str) -> dict[str, Any] | None:
+#: The volume class per device; the GPU package adds "cuda" when its device check first passes.
+volume_classes: dict[str, type[StreamingImageVolume]] = {"cpu": StreamingImageVolume}
+
+
+def slice_modules(image_id: str) -> dict[str, Any] | None:
     mods = {name: metadata.get(name, image_id) for name in _MODULES}
     return mods if mods["imagePlaneModule"] or mods["imagePixelModule"] else None
 
 
 async def _fill_missing_metadata(image_ids: list[str], options: dict[str, Any]) -> None:
     """IDs whose scheme has no cheap metadata path: load the image once to learn it."""
-    missing = [i for i in image_ids if _slice_modules(i) is None]
+    missing = [i for i in image_ids if slice_modules(i) is None]
     if not missing:
         return
 
@@ -602,7 +607,7 @@ async def _fill_missing_metadata(image_ids: list[str], options: dict[str, Any]) 
     results = await asyncio.gather(*(one(i) for i in missing), return_exceptions=True)
     for image_id, res in zip(missing, results):
         if isinstance(res, BaseException) and not isinstance(res, asyncio.CancelledError):
-            raise _as_load_error(image_id, res)
+            raise as_load_error(image_id, res)
 
 
 def _refuse_unsplit_mosaics(volume_id: str, modules: dict[str, dict[str, Any]]) -> None:
@@ -636,19 +641,14 @@ async def streaming_volume_loader(
     (``medstream.gpu``)."""
     cls: type[StreamingImageVolume] = StreamingImageVolume
     if device != "cpu":
-        from ..gpu import check_device
-
-        if check_device(device) == "cuda":
-            from ..gpu.volume import GpuStreamingVolume
-
-            cls = GpuStreamingVolume
+        cls = volume_classes[hooks.check_device(device)]
     if not image_ids:
         raise VolumeError(f"{volume_id}: no image_ids given for a streaming volume")
     ids = list(dict.fromkeys(image_ids))
     options = {k: v for k, v in options.items() if k != "signal"}
     await metadata.preload(ids, **options)
     await _fill_missing_metadata(ids, dict(options, prescale=prescale))
-    modules = {i: _slice_modules(i) or {} for i in ids}
+    modules = {i: slice_modules(i) or {} for i in ids}
     _refuse_unsplit_mosaics(volume_id, modules)
     slices = [SliceInfo.from_modules(i, modules[i]) for i in ids]
     try:
