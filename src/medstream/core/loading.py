@@ -13,12 +13,12 @@ from typing import Any
 
 from ..errors import ImageLoadError, MedstreamError
 from . import hooks
-from .cache import cache
 from .events import Events, events
 from .image import Image
 from .load_object import CancelSignal, ImageLoadObject, LoadObject, VolumeLoadObject
 from .registry import Loader, call_kwargs, image_loaders, volume_loaders
-from .request_pools import RequestType, request_pools
+from .request_pools import RequestType
+from .scope import current_cache, current_pools
 from .runtime import add_exit_hook, runtime
 
 _inflight_lock = threading.Lock()
@@ -86,12 +86,13 @@ def _make_image_load(
     decache: Callable[[Any], None] | None = None,
 ) -> ImageLoadObject:
     holder: list[ImageLoadObject] = []
+    pools = current_pools()  # the caller's (a Client's, or the default)
 
     async def body(signal: CancelSignal) -> Image:
         opts = dict(options, signal=signal)
         start = time.perf_counter()
         try:
-            image = await request_pools.run(
+            image = await pools.run(
                 lambda: run_loader(loader, image_id, opts),
                 request_type,
                 priority,
@@ -150,6 +151,7 @@ def load_and_cache_image(
     """Load through the cache: concurrent calls for one ID share a single load."""
     image_id, loader = _checked_image("load_and_cache_image", image_id, options)
     creds = credentials_key(options)
+    cache = current_cache()
     with cache.lock:
         existing = cache.get_live(image_id, "image")
         if existing is not None:
@@ -258,6 +260,7 @@ def _make_volume_load(
     volume_id: str, loader: Loader, options: dict[str, Any], cached: bool
 ) -> VolumeLoadObject:
     holder: list[VolumeLoadObject] = []  # referenced only while the load runs: no cycle after
+    cache = current_cache()
 
     def forget(obj: LoadObject[Any]) -> None:
         with cache.lock:
@@ -285,6 +288,7 @@ def _make_volume_load(
 def cache_loaded_volume(volume_id: str, volume: Any) -> None:
     """Put a volume that is already loaded (made from an array, a SimpleITK image...) in the
     cache under ``volume_id``, replacing what was there."""
+    cache = current_cache()
 
     async def ready(_: str, **__: Any) -> Any:
         return volume
@@ -318,6 +322,7 @@ def create_and_cache_volume(volume_id: str, **options: Any) -> VolumeLoadObject:
     _check_device(options)
     loader = _checked_volume("create_and_cache_volume", volume_id, options)
     creds = credentials_key(options)
+    cache = current_cache()
     with cache.lock:
         existing = cache.get_live(volume_id, "volume")
         if existing is not None:

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..core.hooks import register_credentials_key
+from ..core.scope import current as current_scope
 from ..errors import HTTPStatusError, MedstreamError, NetworkError
 from ..limits import BoundedDecoder, check_size, limits
 from ..redact import install_log_filter, redact_url
@@ -96,7 +97,7 @@ class HttpConfig:
 
 
 _config = HttpConfig()
-_clients: dict[tuple[int, bool | str, Cert | None], httpx.AsyncClient] = {}
+_clients: dict[tuple[str, int, bool | str, Cert | None], httpx.AsyncClient] = {}
 
 
 def _scope(base_url: str | None, hosts: Any) -> tuple[str, ...]:
@@ -142,10 +143,11 @@ _CREDENTIALS = frozenset({"token", "headers", "auth", "cert"})
 
 
 def _client(verify: bool | str, cert: Cert | None = None) -> httpx.AsyncClient:
-    """Clients belong to the running loop (the medstream loop), keyed by loop and TLS setting
-    (CA bundle and client certificate are per client in httpx)."""
+    """Clients belong to the running loop (the medstream loop), keyed by the ``ms.Client``
+    whose load this is (each closes its own connections), loop and TLS setting (CA bundle and
+    client certificate are per client in httpx)."""
     loop = asyncio.get_running_loop()
-    key = (id(loop), verify, cert)
+    key = (current_scope().key, id(loop), verify, cert)
     client = _clients.get(key)
     if client is None or client.is_closed:
         client = httpx.AsyncClient(
@@ -455,10 +457,12 @@ def _msg(exc: BaseException) -> str:
     return text[:200]
 
 
-async def close_clients() -> None:
+async def close_clients(scope_key: str | None = None) -> None:
+    """Close the connections of one ``ms.Client`` (its scope key), or all of them."""
     for key, client in list(_clients.items()):
-        await client.aclose()
-        _clients.pop(key, None)
+        if scope_key is None or key[0] == scope_key:
+            await client.aclose()
+            _clients.pop(key, None)
 
 
 register_credentials_key(lambda options: http_config(**options).credentials_key())

@@ -19,7 +19,6 @@ from typing import Any, Literal
 import numpy as np
 
 from ..codecs.pixels import PixelHeader
-from ..core.cache import cache
 from ..core.events import Events, events
 from ..core import hooks
 from ..core.image import Image, as_array
@@ -27,7 +26,9 @@ from ..core.load_object import CancelSignal, LoadObject
 from ..core.loading import as_load_error, track_load, run_loader
 from ..core.metadata import metadata
 from ..core.registry import Loader, call_kwargs, image_loaders, scheme_of
-from ..core.request_pools import RequestType, request_pools
+from ..core.request_pools import RequestType
+from ..core.scope import current as current_scope
+from ..core.scope import current_pools
 from ..core.runtime import runtime
 from ..errors import GeometryError, ImageLoadError, PixelRangeError, VolumeError
 from ..redact import redact_text
@@ -204,6 +205,7 @@ class StreamingImageVolume(VolumeFacts):
     ) -> None:
         self.volume_id = volume_id
         self.retrieve = retrieve
+        self._scope = current_scope()  # the cache and pools of whoever created it
         self.geometry = geometry
         self.image_ids = list(geometry.image_ids)
         shape = geometry.shape + ((3,) if color else ())
@@ -257,7 +259,7 @@ class StreamingImageVolume(VolumeFacts):
         fetched in one series request instead (server order) unless created with
         ``retrieve="frames"``.
         """
-        with cache.lock:
+        with self._scope.cache.lock:
             if self._load is not None and not self._load.done():
                 return self._load
             obj: LoadObject[StreamingImageVolume] = LoadObject(
@@ -289,7 +291,7 @@ class StreamingImageVolume(VolumeFacts):
             return self._completed()
         todo = [k for k in load_order(len(self.image_ids), order) if not self.loaded_mask[k]]
         st.begin()
-        cache.pin(self.volume_id, "loading")
+        self._scope.cache.pin(self.volume_id, "loading")
         tasks: list[asyncio.Future[None]] = []
         try:
             try:
@@ -320,7 +322,7 @@ class StreamingImageVolume(VolumeFacts):
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             st.end()
-            cache.unpin(self.volume_id, "loading")
+            self._scope.cache.unpin(self.volume_id, "loading")
         if st.failed:
             st.loaded = False
             events.trigger(Events.IMAGE_VOLUME_LOADING_COMPLETED, volume_id=self.volume_id,
@@ -367,7 +369,7 @@ class StreamingImageVolume(VolumeFacts):
 
         kwargs = call_kwargs(fn, dict(self.options))
         try:
-            await request_pools.run(
+            await self._scope.pools.run(
                 lambda: fn(image_ids, deliver, **kwargs), self.request_type, self.priority,
                 {"id": self.volume_id, "type": "volume", "volume_id": self.volume_id},
             )
@@ -380,7 +382,7 @@ class StreamingImageVolume(VolumeFacts):
         try:
             loader = image_loaders.resolve(image_id)
             opts = dict(self.options)
-            image = await request_pools.run(
+            image = await self._scope.pools.run(
                 lambda: run_loader(loader, image_id, opts),
                 self.request_type,
                 self.priority,
@@ -601,7 +603,7 @@ async def _fill_missing_metadata(image_ids: list[str], options: dict[str, Any]) 
 
     async def one(image_id: str) -> None:
         loader = image_loaders.resolve(image_id)
-        await request_pools.run(lambda: run_loader(loader, image_id, dict(options)),
+        await current_pools().run(lambda: run_loader(loader, image_id, dict(options)),
                                 RequestType.PREFETCH, 0, {"id": image_id, "type": "metadata"})
 
     results = await asyncio.gather(*(one(i) for i in missing), return_exceptions=True)
