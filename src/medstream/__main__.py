@@ -1,6 +1,6 @@
 """``python -m medstream``: the command line."""
 
-from .cli import main
+from .cli import run
 
 if __name__ == "__main__":
-    main(prog_name="medstream")
+    run(prog_name="medstream")
