@@ -22,6 +22,7 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 _OBJECT = 56  # bytes a small Python object costs beyond its payload (CPython, 64-bit)
+_RECLAIM_STEP = 256 * 1024  # a map may grow this much past the budget before it is checked
 
 
 def estimate_nbytes(value: Any, _depth: int = 0) -> int:
@@ -66,6 +67,7 @@ class KeptMap(Generic[K, V]):
         self._max_value = max_value_bytes if max_value_bytes is not None else (
             None if max_bytes is None else max_bytes // 4)
         self._nbytes = 0
+        self._checked = 0  # bytes at the last budget check
         cache.register_store(self)
 
     @property
@@ -99,6 +101,10 @@ class KeptMap(Generic[K, V]):
             self._items[key] = (value, size)
             self._nbytes += size
             self._trim_locked(self._max_items, self._max_bytes)
+            grown = self._nbytes - self._checked
+            if grown < _RECLAIM_STEP:  # small puts add up before the cache is asked
+                return True
+            self._checked = self._nbytes
         cache.reclaim()  # outside this map's lock: the cache may ask other maps to shrink
         return True
 
@@ -113,13 +119,14 @@ class KeptMap(Generic[K, V]):
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
-            self._nbytes = 0
+            self._nbytes = self._checked = 0
 
     def shrink(self, n_bytes: int) -> int:
         """Drop least recently used values until ``n_bytes`` are freed (or the map is empty)."""
         with self._lock:
             before = self._nbytes
             self._trim_locked(None, max(0, before - n_bytes), keep_one=False)
+            self._checked = min(self._checked, self._nbytes)
             return before - self._nbytes
 
     def _trim_locked(self, max_items: int | None, max_bytes: int | None,

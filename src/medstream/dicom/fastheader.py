@@ -67,6 +67,9 @@ def _tag(keyword: str) -> int | None:
     return tag_for_keyword(keyword)
 
 
+_MISSING = object()
+
+
 @dataclass(frozen=True)
 class PixelElement:
     """What ``Dataset.get_item(..., keep_deferred=True)`` tells about deferred pixel data."""
@@ -91,6 +94,7 @@ class FastHeader(KeywordAttributes):
     def __init__(self, elements: dict[int, tuple[str, bytes]], transfer_syntax_uid: str,
                  pixel: tuple[str, PixelElement], encoding: str) -> None:
         self._elements = elements
+        self._values: dict[int, Any] = {}
         self.file_meta = _FileMeta(transfer_syntax_uid)
         self._pixel_keyword, self._pixel = pixel
         self._encoding = encoding
@@ -106,10 +110,17 @@ class FastHeader(KeywordAttributes):
 
     def get(self, keyword: str, default: Any = None) -> Any:
         tag = _tag(keyword)
-        found = self._elements.get(tag) if tag is not None else None
-        if found is None:
+        if tag is None:
             return default
-        value = self._convert(*found)
+        value = self._values.get(tag, _MISSING)
+        if value is _MISSING:  # converted once: module builders ask for some keywords often
+            found = self._elements.get(tag)
+            value = None if found is None else self._convert(*found)
+            if isinstance(value, list):
+                value = tuple(value)
+            self._values[tag] = value
+        if isinstance(value, tuple):
+            return list(value)  # a fresh list each time, as before
         return default if value is None else value
 
     def _convert(self, vr: str, raw: bytes) -> Any:
@@ -165,24 +176,33 @@ class _Reader:
         return self.buf[start : start + n]
 
 
+_HEAD = struct.Struct("<HHI")  # group, element, then a 4-byte length (implicit VR, items)
+_SHORT = struct.Struct("<HH2sH")  # group, element, VR, 2-byte length (explicit VR)
+_U32 = struct.Struct("<I")
+
+
 def _element_head(r: _Reader, pos: int, explicit: bool) -> tuple[int, str, int, int]:
-    """(tag, VR, length, offset of the value) of the element at ``pos``."""
-    group, elem = struct.unpack("<HH", r.need(pos, 4))
+    """(tag, VR, length, offset of the value) of the element at ``pos`` (one 8-byte read: this
+    runs for every element of every file a scan reads)."""
+    head = r.need(pos, 8)
+    group, elem, vr_raw, short = _SHORT.unpack(head)
     tag = group << 16 | elem
     if tag in (_ITEM, _ITEM_END, _SEQ_END):
-        (length,) = struct.unpack("<I", r.need(pos + 4, 4))
-        return tag, "", length, pos + 8
+        return tag, "", _HEAD.unpack(head)[2], pos + 8
     if not explicit:
-        (length,) = struct.unpack("<I", r.need(pos + 4, 4))
-        return tag, _dict_vr(tag), length, pos + 8
-    vr = r.need(pos + 4, 2)
-    if vr in _LONG_VRS:
-        (length,) = struct.unpack("<I", r.need(pos + 8, 4))
-        return tag, vr.decode("ascii"), length, pos + 12
-    if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
-        raise _Fallback("not an explicit VR")
-    (length,) = struct.unpack("<H", r.need(pos + 6, 2))
-    return tag, vr.decode("ascii"), length, pos + 8
+        return tag, _dict_vr(tag), _HEAD.unpack(head)[2], pos + 8
+    vr = _VR_TEXT.get(vr_raw)
+    if vr is None:
+        if not (65 <= vr_raw[0] <= 90 and 65 <= vr_raw[1] <= 90):
+            raise _Fallback("not an explicit VR")
+        vr = _VR_TEXT.setdefault(vr_raw, vr_raw.decode("ascii"))
+    if vr_raw in _LONG_VRS:
+        (length,) = _U32.unpack(r.need(pos + 8, 4))
+        return tag, vr, length, pos + 12
+    return tag, vr, short, pos + 8
+
+
+_VR_TEXT: dict[bytes, str] = {}
 
 
 def _skip_sequence(r: _Reader, pos: int, explicit: bool, depth: int = 0) -> int:
