@@ -358,3 +358,19 @@ def test_keyword_metadata_and_sitk_from_dicomweb(orthanc, tmp_path):
         web, local = ms.open_volume(url), ms.open_volume(tmp_path / "web")
     np.testing.assert_allclose(web.affine, local.affine, atol=1e-6)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(web.to_sitk()), np.asarray(local))
+
+
+def test_to_torch_and_metatensor_dtype(tmp_path):
+    """uint16, which torch stores but cannot compute on, becomes float32 unless asked."""
+    torch = pytest.importorskip("torch")
+    data = np.arange(2 * 3 * 4, dtype=np.uint16).reshape(2, 3, 4)
+    volume = ms.volume_from_array(data, np.eye(4), cache=False)
+    t = volume.to_torch()
+    assert t.dtype == torch.float32 and t.shape == (2, 3, 4)
+    assert np.array_equal(t.numpy(), data.astype(np.float32))
+    assert volume.to_torch(dtype=torch.int32).dtype == torch.int32
+    shared = ms.volume_from_array(data.astype(np.int16), np.eye(4), cache=False).to_torch()
+    assert shared.dtype == torch.int16  # kept, and shares memory
+    pytest.importorskip("monai")
+    assert volume.to_metatensor().dtype == torch.float32
+    assert volume.to_metatensor(dtype="float64").dtype == torch.float64
