@@ -615,13 +615,14 @@ async def _fill_missing_metadata(image_ids: list[str], options: dict[str, Any]) 
 def _refuse_unsplit_mosaics(volume_id: str, modules: dict[str, dict[str, Any]]) -> None:
     """A mosaic that reached here whole (a source without tile splitting) is many slices
     posing as one: refuse it rather than build a one-slice volume with a meaningless affine."""
-    whole = [i for i, m in modules.items() if "mosaicModule" not in m and {
+    whole = [i for i, m in modules.items() if not m.get("mosaicModule") and {
         str(t).upper() for t in ((m.get("generalImageModule") or {}).get("image_type") or ())
     } & {"MOSAIC", "VFRAME"}]
     if whole:
         raise GeometryError(f"{volume_id}: {len(whole)} mosaic image(s) (MOSAIC/VFRAME) were not "
                             "split into slices; mosaics are split when read from files "
-                            "(dicomfile:, folders)", whole[:4])
+                            "(dicomfile:, folders, object stores), not yet over DICOMweb, "
+                            "WADO-URI or from in-memory bytes", whole[:4])
 
 
 async def streaming_volume_loader(
