@@ -125,3 +125,37 @@ def test_first_use_registers_the_loaders():
             "ms.load_image; print(sorted(image_loaders.schemes()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "dicomfile" in out.stdout and "wadors" in out.stdout, out.stdout + out.stderr
+
+
+def test_client_credentials_reach_files_read_by_ranges(tmp_path):
+    """``dicomfile:https://...`` reads by ranges in worker threads: the client's token goes
+    with them, and what one client read is never served to another."""
+    from test_object_store import _RangeServer
+
+    paths = write_series(tmp_path / "w", 2, size=32)
+    server = _RangeServer(tmp_path / "w", token="good")
+    try:
+        image_id = f"dicomfile:{server.url}/{paths[0].name}"
+        with ms.Client(token="good") as good:
+            assert good.load_image(image_id).result(10).rows == 32
+        assert set(server.auth) == {"Bearer good"}
+        with ms.Client(token="bad", retries=0) as bad:
+            with pytest.raises(ms.ImageLoadError):
+                bad.load_image(image_id).result(10)
+        assert "Bearer bad" in server.auth
+    finally:
+        server.close()
+
+
+def test_a_volume_made_by_a_client_loads_in_its_scope_wherever_load_is_called(guarded):
+    server, _ = guarded
+    from medstream.loaders import http, wadouri
+
+    image_id = f"wadouri:{server.url}/wado?objectUID=1"
+    with ms.Client(token="good") as client:
+        volume = client.open_volume([image_id], load=False)
+        wadouri.objects.clear()
+        volume.load().result(10)  # called outside the client's methods
+        assert {key[0] for key in http._clients} >= {client.scope_key}
+        assert image_id not in ms.cache and volume.volume_id in client.cache
+    assert client.scope_key not in {key[0] for key in http._clients}

@@ -238,16 +238,22 @@ def test_a_nifti_object_loads_as_a_volume(s3, bucket, tmp_path):
 class _RangeServer:
     """Static files over HTTP on 127.0.0.1, with Range support unless told to ignore it."""
 
-    def __init__(self, root: Path, ranges: bool = True, lie: bool = False) -> None:
+    def __init__(self, root: Path, ranges: bool = True, lie: bool = False,
+                 token: str | None = None) -> None:
         import http.server
         import threading
 
         self.seen: list[tuple[str, str | None]] = []
+        self.auth: list[str | None] = []
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802
                 outer.seen.append((self.path, self.headers.get("Range")))
+                outer.auth.append(self.headers.get("Authorization"))
+                if token and self.headers.get("Authorization") != f"Bearer {token}":
+                    self.send_error(401)
+                    return
                 path = root / self.path.lstrip("/")
                 if not path.is_file():
                     self.send_error(404)

@@ -17,12 +17,14 @@ import importlib
 import threading
 from typing import TYPE_CHECKING, Any
 
+from .core import hooks
+
 __version__ = "0.1.0"
 
 # The modules that register themselves with the core when imported (see core/hooks.py).
 _PLUGINS = ("medstream.loaders", "medstream.volumes", "medstream.interop", "medstream.notebook",
             "medstream.gpu")
-_plugins_lock = threading.Lock()
+_plugins_lock = threading.RLock()  # a plugin touching ms.X while importing must not deadlock
 _plugins_loaded = False
 
 # Public name -> (module, attribute); attribute None: the module itself.
@@ -125,20 +127,30 @@ def load_plugins() -> None:
             _plugins_loaded = True
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module, attr = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'medstream' has no attribute {name!r}") from None
-    load_plugins()
-    found = importlib.import_module(module)
-    value = found if attr is None else getattr(found, attr)
-    globals()[name] = value
-    return value
+if not TYPE_CHECKING:  # type checkers see the real names below, and no catch-all
+
+    def __getattr__(name: str) -> Any:
+        entry = _EXPORTS.get(name)
+        if entry is None:  # a subpackage or module (medstream.errors, medstream.volumes...)
+            try:
+                found = importlib.import_module(f"medstream.{name}")
+            except ModuleNotFoundError:
+                raise AttributeError(f"module 'medstream' has no attribute {name!r}") from None
+            load_plugins()
+            return found
+        module, attr = entry
+        load_plugins()
+        found = importlib.import_module(module)
+        value = found if attr is None else getattr(found, attr)
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
+
+
+hooks.register_plugin_loader(load_plugins)
 
 
 def set_max_cache_size(n_bytes: int) -> None:

@@ -48,7 +48,7 @@ class Client:
         if max_requests is not None:
             for kind in RequestType:
                 pools.set_max_simultaneous_requests(kind, max_requests)
-        self._scope = scope.Scope(f"client-{next(_ids)}", Cache(cache_size), pools)
+        self._scope = scope.Scope(f"client-{next(_ids)}", Cache(cache_size), pools, self.http)
         self.closed = False
 
     @classmethod
@@ -58,6 +58,11 @@ class Client:
         return client
 
     # -- what it holds -------------------------------------------------------------------------
+    @property
+    def scope_key(self) -> str:
+        """What its connections and kept reads are filed under ("" for the default client)."""
+        return self._scope.key
+
     @property
     def cache(self) -> Cache:
         return self._scope.cache
@@ -113,8 +118,8 @@ class Client:
         if self.closed or self._scope is scope.DEFAULT:
             return
         self.closed = True
-        self._scope.cache.purge_cache()
         self._scope.pools.cancel(lambda _details: True)
+        self._scope.cache.purge_cache()
         runtime.run_sync(close_clients(self._scope.key), timeout=30)
 
     def __enter__(self) -> Client:
@@ -130,8 +135,8 @@ class Client:
         if self.closed or self._scope is scope.DEFAULT:
             return
         self.closed = True
-        self._scope.cache.purge_cache()
         self._scope.pools.cancel(lambda _details: True)
+        await asyncio.to_thread(self._scope.cache.purge_cache)  # it may wait on cancels
         await asyncio.wrap_future(runtime.submit(close_clients(self._scope.key)))
 
     def __repr__(self) -> str:

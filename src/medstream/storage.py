@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .core.kept import KeptMap
+from .core.scope import current as current_scope
 from .errors import ImageLoadError, MedstreamError, NetworkError
 from .limits import check_size
 from .redact import redact_text, redact_url
@@ -87,6 +88,23 @@ class ObjectInfo:
         return int.from_bytes(hashlib.blake2b(self.version.encode(), digest_size=7).digest(), "big")
 
 
+class _PerClient(KeptMap[Any, Any]):
+    """Object info and bytes kept per ``ms.Client``: one client's credentials never serve
+    another's reads (the default client's key is "")."""
+
+    def get(self, key: Any) -> Any:
+        return super().get((current_scope().key, key))
+
+    def put(self, key: Any, value: Any, nbytes: int | None = None) -> bool:
+        return super().put((current_scope().key, key), value, nbytes)
+
+    def pop(self, key: Any) -> Any:
+        return super().pop((current_scope().key, key))
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__((current_scope().key, key))
+
+
 # Ranged reads of plain web servers through medstream's HTTP stack: an object with ``head`` and
 # ``ranges`` (the module loaders/httpranges registers itself).
 _http_ranges: list[Any] = []
@@ -103,12 +121,11 @@ class Storage:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._options: dict[str, dict[str, Any]] = {}
-        self._info: KeptMap[str, Any] = KeptMap("object info", max_items=200_000,
-                                                 size_of=lambda _v: 512)
-        self._heads: KeptMap[tuple[str, str], bytes] = KeptMap(
-            "object heads", max_items=4096, max_bytes=64 * 1024**2, size_of=len)
-        self._whole: KeptMap[tuple[str, str], bytes] = KeptMap(
-            "whole objects", max_items=64, max_bytes=512 * 1024**2, size_of=len)
+        self._info = _PerClient("object info", max_items=200_000, size_of=lambda _v: 512)
+        self._heads = _PerClient("object heads", max_items=4096, max_bytes=64 * 1024**2,
+                                 size_of=len)
+        self._whole = _PerClient("whole objects", max_items=64, max_bytes=512 * 1024**2,
+                                 size_of=len)
         self.bytes_read = 0  # transferred from remote objects (for benchmarks and tests)
         self.requests = 0
 

@@ -198,12 +198,19 @@ class Cache:
                 raise CacheSizeExceededError(key, size, self._max)
             kept = self._kept()
             removed = self._evict_to(self._max - size - kept, keep=key)
-            if self._size + kept + size > self._max:
+            over = self._size + kept + size - self._max
+            for store in self._stores:  # then what the stores keep (a store never takes this lock
+                if over <= 0:           # while holding its own: no lock-order inversion)
+                    break
+                if store.shrinkable:
+                    over -= store.shrink(over)
+            if over > 0:
                 del self._entries[key]
                 self._announce_removed(removed)
                 events.trigger(Events.CACHE_SIZE_EXCEEDED, key=key, size=size)
                 raise CacheSizeExceededError(
-                    key, size, self._max, "the rest is pinned by loading volumes"
+                    key, size, self._max, "the rest is pinned by loading volumes or kept as "
+                    "metadata"
                 )
             entry.size, entry.admitted = size, True
             self._size += size

@@ -16,11 +16,28 @@ from typing import Any
 
 from ..errors import MedstreamError
 
+_plugin_loaders: list[Callable[[], None]] = []
 _html_renderers: dict[str, Callable[[Any], str]] = {}
 _factories: dict[str, Callable[..., Any]] = {}
 _path_resolvers: list[Callable[[str | os.PathLike[str]], str]] = []
 _credentials_keys: list[Callable[[dict[str, Any]], str]] = []
 _devices: dict[str, Callable[[str], str]] = {}
+
+
+def register_plugin_loader(load: Callable[[], None]) -> None:
+    """``load()`` imports every module that registers itself here (the facade's
+    ``load_plugins``): run once when something is looked up that is not registered yet, so a
+    program that imports a submodule directly still finds the loaders."""
+    _plugin_loaders[:] = [load]
+
+
+def ensure_plugins() -> bool:
+    """Load the plugins (idempotent and thread-safe: the loader keeps its own flag and lock);
+    True when there is a loader, so the caller looks again."""
+    if not _plugin_loaders:
+        return False
+    _plugin_loaders[0]()
+    return True
 
 
 def register_html(kind: str, render: Callable[[Any], str]) -> None:
@@ -30,6 +47,8 @@ def register_html(kind: str, render: Callable[[Any], str]) -> None:
 
 def html(kind: str, obj: Any) -> str:
     render = _html_renderers.get(kind)
+    if render is None and ensure_plugins():
+        render = _html_renderers.get(kind)
     return render(obj) if render is not None else f"<pre>{_html.escape(repr(obj))}</pre>"
 
 
@@ -40,6 +59,8 @@ def register_factory(name: str, make: Callable[..., Any]) -> None:
 
 def factory(name: str) -> Callable[..., Any]:
     make = _factories.get(name)
+    if make is None and ensure_plugins():
+        make = _factories.get(name)
     if make is None:
         raise MedstreamError(f"no volume factory {name!r} registered (import medstream first)")
     return make
@@ -51,6 +72,8 @@ def register_path_resolver(resolve: Callable[[str | os.PathLike[str]], str]) -> 
 
 
 def image_id_of(item: str | os.PathLike[str]) -> str:
+    if not _path_resolvers:
+        ensure_plugins()
     return _path_resolvers[0](item) if _path_resolvers else os.fspath(item)
 
 
@@ -60,6 +83,8 @@ def register_credentials_key(key: Callable[[dict[str, Any]], str]) -> None:
 
 
 def credentials_key(options: dict[str, Any]) -> str:
+    if not _credentials_keys:
+        ensure_plugins()
     return _credentials_keys[0](options) if _credentials_keys else ""
 
 
@@ -72,6 +97,8 @@ def check_device(device: str) -> str:
     dev = (device or "cpu").lower()
     if dev == "cpu":
         return "cpu"
+    if not _devices:
+        ensure_plugins()
     for check in list(_devices.values()):
         return check(dev)
     raise ValueError(f"unknown device {device!r}; use 'cpu' or 'cuda'")

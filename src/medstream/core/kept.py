@@ -114,6 +114,7 @@ class KeptMap(Generic[K, V]):
             if hit is None:
                 return None
             self._nbytes -= hit[1]
+            self._checked = min(self._checked, self._nbytes)
             return hit[0]
 
     def clear(self) -> None:
@@ -136,3 +137,4 @@ class KeptMap(Generic[K, V]):
                 (max_items is not None and len(self._items) > max_items)
                 or (max_bytes is not None and self._nbytes > max_bytes)):
             self._nbytes -= self._items.popitem(last=False)[1][1]
+        self._checked = min(self._checked, self._nbytes)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import UnknownSchemeError
+from . import hooks
 
 Loader = Callable[..., Any]
 
@@ -52,6 +53,9 @@ class LoaderRegistry:
         scheme = scheme_of(item_id)
         with self._lock:
             loader = self._loaders.get(scheme) or self._unknown
+        if loader is None and hooks.ensure_plugins():  # a submodule used before the facade
+            with self._lock:
+                loader = self._loaders.get(scheme) or self._unknown
         if loader is None:
             raise UnknownSchemeError(item_id, scheme)
         return loader

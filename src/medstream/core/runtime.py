@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextvars
 import concurrent.futures.thread  # registers its exit join now, so ours (later) runs first
 import functools
 import logging
@@ -147,9 +148,13 @@ class Runtime:
             raise
 
     async def to_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run blocking CPU or file work in the worker pool without blocking the running loop."""
+        """Run blocking CPU or file work in the worker pool without blocking the running loop.
+        The work runs in a copy of the caller's context (an ``ms.Client``'s scope goes with it;
+        ``run_in_executor`` alone would drop it)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+        ctx = contextvars.copy_context()
+        return await loop.run_in_executor(
+            self.executor, functools.partial(ctx.run, fn, *args, **kwargs))
 
 
 #: ``async fn()`` run on the loop before it stops (HTTP clients close their connections).

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from .cache import Cache, cache
 from .request_pools import RequestPoolManager, request_pools
@@ -21,9 +22,17 @@ class Scope:
     key: str  # what a client's connections are kept under ("" for the default)
     cache: Cache
     pools: RequestPoolManager
+    http: dict[str, Any] = field(default_factory=dict)  # the client's HTTP options
+
+    def __reduce__(self) -> Any:  # a volume pickled with its scope comes back in the default
+        return (default_scope, ())
 
 
 DEFAULT = Scope("", cache, request_pools)
+
+
+def default_scope() -> Scope:
+    return DEFAULT
 _current: ContextVar[Scope] = ContextVar("medstream_scope", default=DEFAULT)
 
 

@@ -147,7 +147,10 @@ def _client(verify: bool | str, cert: Cert | None = None) -> httpx.AsyncClient:
     whose load this is (each closes its own connections), loop and TLS setting (CA bundle and
     client certificate are per client in httpx)."""
     loop = asyncio.get_running_loop()
-    key = (current_scope().key, id(loop), verify, cert)
+    scope_key = current_scope().key
+    if scope_key in _closed_scopes:  # a straggler of a closed ms.Client opens nothing new
+        raise MedstreamError("this medstream Client is closed")
+    key = (scope_key, id(loop), verify, cert)
     client = _clients.get(key)
     if client is None or client.is_closed:
         client = httpx.AsyncClient(
@@ -457,8 +460,14 @@ def _msg(exc: BaseException) -> str:
     return text[:200]
 
 
+_closed_scopes: set[str] = set()
+
+
 async def close_clients(scope_key: str | None = None) -> None:
-    """Close the connections of one ``ms.Client`` (its scope key), or all of them."""
+    """Close the connections of one ``ms.Client`` (its scope key, which opens none again), or
+    all of them (the loop stopping)."""
+    if scope_key:
+        _closed_scopes.add(scope_key)
     for key, client in list(_clients.items()):
         if scope_key is None or key[0] == scope_key:
             await client.aclose()

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..core.runtime import runtime
+from ..core.scope import current as current_scope
 from ..errors import ImageLoadError, NetworkError
 from ..storage import register_http_ranges
 from .http import Body, fetch, http_config
@@ -46,7 +47,8 @@ def _version(body: Body) -> str:
 def head(item_id: str, url: str, size: int) -> tuple[dict[str, Any], bytes, bool]:
     """(info, the first ``size`` bytes, whether that is the whole object) in one request:
     the total size comes from ``Content-Range``, or the body is the whole object."""
-    body = _wait(item_id, fetch(url, item_id, config=http_config(), byte_range=(0, size)))
+    config = http_config(**current_scope().http)  # an ms.Client's credentials, or the defaults
+    body = _wait(item_id, fetch(url, item_id, config=config, byte_range=(0, size)))
     if body.status_code == 206:
         match = _CONTENT_RANGE.match(body.headers.get("content-range", ""))
         if match is None or match.group(3) == "*" or int(match.group(1)) != 0:
@@ -66,7 +68,8 @@ def ranges(item_id: str, wanted: Sequence[tuple[str, int, int, int]],
     object that changed) is an error."""
 
     async def one(url: str, start: int, end: int, size: int) -> bytes:
-        body = await fetch(url, item_id, config=http_config(), byte_range=(start, end),
+        config = http_config(**current_scope().http)
+        body = await fetch(url, item_id, config=config, byte_range=(start, end),
                            max_bytes=max(end - start + 1024, size))
         if body.status_code == 200 and len(body.content) == size:
             return body.content[start:end]

@@ -7,6 +7,7 @@ waiter has been cancelled the fetch itself is cancelled; failures are not kept, 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,13 +28,17 @@ class _Entry(Generic[T]):
 
 class SharedResults(Generic[T]):
     """Results kept after their loads finish count in the cache's budget (``get_cache_size``)
-    and go with ``purge_cache()``; a fetch still in flight is never dropped by a shrink."""
+    and go with ``purge_cache()``; a fetch still in flight is never dropped by a shrink.
+
+    Fetches run on the medstream loop; the cache may shrink or clear the map from any thread,
+    so the map itself is guarded by a lock (never held across an ``await``)."""
 
     def __init__(self, name: str, max_items: int,
                  size_of: Callable[[Any], int] = estimate_nbytes,
                  max_bytes: int | None = None) -> None:
         self.name = name
         self.shrinkable = True
+        self._lock = threading.Lock()
         self._items: OrderedDict[str, _Entry[T]] = OrderedDict()
         self._max_items = max_items
         self._size_of = size_of
@@ -42,55 +47,60 @@ class SharedResults(Generic[T]):
 
     def finished(self, match: Callable[[str], bool]) -> list[T]:
         """The results already fetched under the keys ``match`` accepts (nothing is fetched)."""
-        out = []
-        for key, entry in list(self._items.items()):
-            task = entry.task
-            if match(key) and task.done() and not task.cancelled() and task.exception() is None:
-                out.append(task.result())
-        return out
+        with self._lock:
+            entries = [e for k, e in self._items.items() if match(k)]
+        return [e.task.result() for e in entries if e.task.done() and not _failed(e.task)]
 
     @property
     def nbytes(self) -> int:
-        return sum(e.size for e in list(self._items.values()))
+        with self._lock:
+            return sum(e.size for e in self._items.values())
 
     def shrink(self, n_bytes: int) -> int:
         """Drop finished results nobody waits for, least recently used first."""
         freed = 0
-        for key, entry in list(self._items.items()):
-            if freed >= n_bytes:
-                break
-            if entry.waiters or not entry.task.done():
-                continue
-            if self._items.pop(key, None) is not None:
+        with self._lock:
+            for key, entry in list(self._items.items()):
+                if freed >= n_bytes:
+                    break
+                if entry.waiters or not entry.task.done():
+                    continue
+                del self._items[key]
                 freed += entry.size
         return freed
 
     async def get(self, key: str, factory: Callable[[], Awaitable[T]]) -> T:
-        entry = self._items.get(key)
-        if entry is None or _failed(entry.task):
-            entry = _Entry(asyncio.ensure_future(factory()))
-            self._items[key] = entry
-        self._items.move_to_end(key)
-        entry.waiters += 1
+        with self._lock:
+            entry = self._items.get(key)
+            if entry is None or _failed(entry.task):
+                entry = _Entry(asyncio.ensure_future(factory()))
+                self._items[key] = entry
+            self._items.move_to_end(key)
+            entry.waiters += 1
         try:
             result = await asyncio.shield(entry.task)
         except BaseException:
-            entry.waiters -= 1
-            if not entry.task.done() and entry.waiters == 0:
-                entry.task.cancel()
-            if self._items.get(key) is entry and (not entry.task.done() or _failed(entry.task)):
-                if entry.waiters == 0 or entry.task.done():
-                    del self._items[key]
+            with self._lock:
+                entry.waiters -= 1
+                if not entry.task.done() and entry.waiters == 0:
+                    entry.task.cancel()
+                if self._items.get(key) is entry and (not entry.task.done()
+                                                      or _failed(entry.task)):
+                    if entry.waiters == 0 or entry.task.done():
+                        del self._items[key]
             raise
-        entry.waiters -= 1
-        if not entry.size:
-            entry.size = self._size_of(result)
-        self._trim()
-        cache.reclaim()
+        grew = False
+        with self._lock:
+            entry.waiters -= 1
+            if not entry.size:
+                entry.size, grew = self._size_of(result), True
+                self._trim_locked()
+        if grew:  # a new result: the budget is checked once, not on every hit
+            cache.reclaim()
         return result
 
-    def _trim(self) -> None:
-        total = self.nbytes
+    def _trim_locked(self) -> None:
+        total = sum(e.size for e in self._items.values())
         for key, entry in list(self._items.items()):
             over_items = len(self._items) > self._max_items
             over_bytes = self._max_bytes is not None and total > self._max_bytes
@@ -98,11 +108,12 @@ class SharedResults(Generic[T]):
                 break
             if entry.waiters or not entry.task.done():
                 continue
-            if self._items.pop(key, None) is not None:
-                total -= entry.size
+            del self._items[key]
+            total -= entry.size
 
     def clear(self) -> None:
-        self._items.clear()
+        with self._lock:
+            self._items.clear()
 
     def __len__(self) -> int:
         return len(self._items)

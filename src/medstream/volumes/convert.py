@@ -149,12 +149,12 @@ def to_metatensor(volume: Any, *, channel_first: bool = True, dtype: Any = None)
     return monai_data.MetaTensor(tensor, meta=meta)  # the affine travels in meta, once
 
 
-def to_torchio(volume: Any, *, label: bool = False) -> Any:
+def to_torchio(volume: Any, *, label: bool = False, dtype: Any = None) -> Any:
     """A TorchIO ``ScalarImage`` (``LabelMap`` with ``label=True``): ``(C, x, y, z)`` tensor
     with the RAS affine."""
     tio = require_module("torchio")
     arr, meta = monai_meta(volume)
-    tensor = _tensor(volume, arr)
+    tensor = _tensor(volume, arr, dtype if dtype is not None or not label else "int32")
     if _no_channel(meta):
         tensor = tensor[None]
     elif meta["original_channel_dim"] == -1:

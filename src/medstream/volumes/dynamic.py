@@ -20,6 +20,7 @@ import numpy as np
 from ..core import hooks
 from ..core.image import as_array
 from ..core.load_object import CancelSignal, LoadObject
+from ..core.scope import using as using_scope
 from ..core.metadata import metadata
 from ..errors import GeometryError, VolumeError
 from . import convert
@@ -100,8 +101,9 @@ class DynamicVolume(VolumeFacts):
         ``VolumeLoadError`` listing the failed frames of all time points; loaded ones stay."""
         if self._load is not None and not self._load.done():
             return self._load
-        self._load = LoadObject(self.volume_id,
-                                lambda signal: self._run(signal, on_progress, order, timeout))
+        with using_scope(self.time_points[0].scope):  # the client that made it
+            self._load = LoadObject(self.volume_id,
+                                    lambda signal: self._run(signal, on_progress, order, timeout))
         return self._load
 
     def cancel_loading(self) -> bool:

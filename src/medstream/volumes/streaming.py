@@ -29,6 +29,7 @@ from ..core.registry import Loader, call_kwargs, image_loaders, scheme_of
 from ..core.request_pools import RequestType
 from ..core.scope import current as current_scope
 from ..core.scope import current_pools
+from ..core.scope import using as using_scope
 from ..core.runtime import runtime
 from ..errors import GeometryError, ImageLoadError, PixelRangeError, VolumeError
 from ..redact import redact_text
@@ -259,7 +260,7 @@ class StreamingImageVolume(VolumeFacts):
         fetched in one series request instead (server order) unless created with
         ``retrieve="frames"``.
         """
-        with self._scope.cache.lock:
+        with self._scope.cache.lock, using_scope(self._scope):  # its frames: its client's
             if self._load is not None and not self._load.done():
                 return self._load
             obj: LoadObject[StreamingImageVolume] = LoadObject(
@@ -268,6 +269,11 @@ class StreamingImageVolume(VolumeFacts):
             track_load(obj)  # in flight: cancel_load_all() and interpreter exit reach it
             self._load = obj
             return obj
+
+    @property
+    def scope(self) -> Any:
+        """The cache, pools and HTTP settings (an ``ms.Client``'s) its loads use."""
+        return self._scope
 
     def retry_failed(self, on_progress: Callable[[VolumeProgress], Any] | None = None,
                      ) -> LoadObject[StreamingImageVolume]:
@@ -495,8 +501,9 @@ class StreamingImageVolume(VolumeFacts):
     def to_metatensor(self, *, channel_first: bool = True, dtype: Any = None) -> Any:
         return convert.to_metatensor(self, channel_first=channel_first, dtype=dtype)
 
-    def to_torchio(self, *, label: bool = False) -> Any:
-        return convert.to_torchio(self, label=label)
+    def to_torchio(self, *, label: bool = False, dtype: Any = None) -> Any:
+        """A TorchIO image; a ``label`` map keeps integers (int32 unless ``dtype``)."""
+        return convert.to_torchio(self, label=label, dtype=dtype)
 
     @classmethod
     def from_array(cls, array: Any, affine: Any = None, **kwargs: Any) -> StreamingImageVolume:
