@@ -298,3 +298,31 @@ def test_invalid_number_of_frames_is_an_error(tmp_path):
             load(path)
         with pytest.raises(ms.DicomParseError, match="'1A'"):
             dicomfile.read_file_header(str(path))
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+@pytest.mark.parametrize("slope", [1, 2], ids=["slope1", "slope2"])
+def test_volume_fast_path_fixes_high_bits_and_rescales_like_pydicom(tmp_path, signed, slope):
+    """Slices written straight into the volume (no per-slice Image) must equal pydicom's
+    masked or sign-extended 12-bit values with the rescale applied, high bits set or not."""
+    from pydicom.pixels import apply_modality_lut
+
+    from series import write_series
+
+    paths = write_series(tmp_path / "s", 6, size=16)
+    rng = np.random.default_rng(7)
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, int(signed)
+        ds.RescaleSlope, ds.RescaleIntercept = slope, -1024
+        low = rng.integers(0, 4096, (16, 16), dtype=np.uint16)
+        garbage = rng.integers(0, 16, (16, 16), dtype=np.uint16) << 12  # overlay-like bits
+        ds.PixelData = (low | garbage).astype(np.uint16).tobytes()
+        ds.save_as(path)
+    volume = ms.open_volume(tmp_path / "s")
+    dss = sorted((pydicom.dcmread(p) for p in paths),
+                 key=lambda d: float(d.ImagePositionPatient[2]))
+    want = np.stack([apply_modality_lut(d.pixel_array, d) for d in dss])  # pydicom masks bits
+    assert np.array_equal(np.asarray(volume).astype(np.float64), want)
+    single = ms.load_image(ms.dicomfile_image_id(dss[0].filename)).result(10)
+    assert np.array_equal(volume.scalar_data[0], single.pixel_data)  # = the per-image path

@@ -19,6 +19,7 @@ from ..errors import DicomParseError, PixelRangeError
 from ..redact import redact_text
 from .color import palette_to_rgb, to_rgb
 from .frame import FrameInfo
+from .native import correct_unused_bits, decode_native
 
 _INT_CANDIDATES = (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.int64)
 PARAMETRIC_MAP = "1.2.840.10008.5.1.4.1.1.30"  # the IOD with Float/DoubleFloat Pixel Data
@@ -219,6 +220,47 @@ def _color_window(header: PixelHeader, dtype: np.dtype) -> tuple[float, float]:
     if header.samples_per_pixel > 1 and 0 < header.bits_stored < dtype.itemsize * 8:
         peak = float(2**header.bits_stored - 1)
     return peak / 2.0, peak + 1.0
+
+
+def decode_native_into(out: np.ndarray, data: bytes | memoryview, index: int, info: FrameInfo,
+                       modules: Mapping[str, Any], prescale: bool = True) -> bool:
+    """Native grayscale frame ``index`` of ``data`` straight into ``out`` (a volume's slice),
+    with the bits above BitsStored fixed and the linear rescale applied in place: one copy, no
+    ``Image``, no per-frame range pass. Only where the result is the one ``frame_to_image``
+    gives and provably fits ``out`` (the header-implied range); False leaves it to that path."""
+    if (not info.native or info.float_pixels or info.samples_per_pixel != 1
+            or info.bits_allocated not in (8, 16, 32) or info.subsampled_422):
+        return False
+    header = PixelHeader.from_modules(modules, info)
+    if header.palette or header.lut_sequence or out.dtype.kind not in "iu":
+        return False
+    slope, intercept = (header.slope, header.intercept) if prescale else (1.0, 0.0)
+    if not (_integral(slope) and _integral(intercept)):
+        return False
+    voi = modules.get("voiLutModule") or {}
+    for key in ("window_center", "window_width"):
+        if voi.get(key) is not None and not all(math.isfinite(float(v)) for v in voi[key]):
+            return False  # the generic path names the broken element
+    b = info.bits_stored
+    lo, hi = (-(2 ** (b - 1)), 2 ** (b - 1) - 1) if info.pixel_representation else (0, 2**b - 1)
+    ends = (lo * slope + intercept, hi * slope + intercept)
+    limits_ = np.iinfo(out.dtype)
+    if min(ends) < limits_.min or max(ends) > limits_.max or lo < limits_.min or hi > limits_.max:
+        return False  # a frame could overflow: the generic path checks each one
+    stored = info.stored_dtype
+    if stored.itemsize == out.dtype.itemsize:  # fix the bits in the stored type, in place
+        target = out.view(stored)  # stored values fit ``out``: same bit patterns
+        np.copyto(target, decode_native(data, index, info))
+        correct_unused_bits(target, b)
+    elif b == info.bits_allocated:  # widening: no unused bits to fix first
+        np.copyto(out, decode_native(data, index, info), casting="unsafe")
+    else:
+        return False
+    if slope != 1:
+        np.multiply(out, _wrapped(slope, out.dtype), out=out)
+    if intercept != 0:
+        np.add(out, _wrapped(intercept, out.dtype), out=out)
+    return True
 
 
 def check_finite(image_id: str, header: PixelHeader, voi: Mapping[str, Any]) -> None:

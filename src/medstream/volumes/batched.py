@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..codecs.pixels import decode_native_into
 from ..core.runtime import runtime
 from ..dicom.header import PixelLocator, locators
 from ..dicom.part10 import decode_to_image, frame_payload
@@ -114,9 +115,11 @@ def _decode_run(volume: StreamingImageVolume, run: list[LocatedFrame], prescale:
             if raw is None:
                 raw = f.loc.read()
             data, index = frame_payload(f.image_id, f.loc.info, raw, 0)
-            image = decode_to_image(f.image_id, data, f.loc.info, f.modules, index=index,
-                                    prescale=prescale)
-            volume._write(f.k, image)  # distinct slices: no lock needed
+            slot = volume.scalar_data[f.k]  # distinct slices: no lock needed
+            if not decode_native_into(slot, data, index, f.loc.info, f.modules, prescale):
+                image = decode_to_image(f.image_id, data, f.loc.info, f.modules, index=index,
+                                        prescale=prescale)
+                volume._write(f.k, image)
             done.append(f.k)
         except Exception:  # the per-frame path reports it under its image ID
             rest.append(f.k)
