@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 
 from .enhanced import HeaderLike, frame_acquisition, functional_item
 from .ge import pepolar_warning
+from .rtdose import dose_frame_position, dose_scaling
 from .values import as_finite_float as _geo1
 from .values import as_finite_floats as _geo
 from .values import as_float as _num
@@ -103,7 +104,11 @@ def build_modules(ds: HeaderLike, frame: int = 0,
         spacing = _geo(g("ImagerPixelSpacing"))
     thickness = _geo1(_lookup(ds, frame, "PixelMeasuresSequence", "SliceThickness"))
     between = _geo1(_lookup(ds, frame, "PixelMeasuresSequence", "SpacingBetweenSlices"))
+    if g("GridFrameOffsetVector") is not None:  # an RT Dose grid: frames along the normal
+        ipp = dose_frame_position(ds, frame, ipp, iop) or ipp
     slope = _num(_lookup(ds, frame, "PixelValueTransformationSequence", "RescaleSlope"))
+    if slope is None:
+        slope = dose_scaling(ds)  # RT Dose: stored values x DoseGridScaling = Gy
     intercept = _num(_lookup(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept"))
     rescale_type = _str(_lookup(ds, frame, "PixelValueTransformationSequence", "RescaleType"))
     wc = _nums(_lookup(ds, frame, "FrameVOILUTSequence", "WindowCenter"))
