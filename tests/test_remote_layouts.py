@@ -1,16 +1,21 @@
-"""Vendor layouts from a real Orthanc. Mosaics (Siemens MOSAIC, UIH VFRAME) are not split into
-slices over DICOMweb or WADO-URI yet: each entry point must refuse them with a typed error naming
-the layout, never return a volume of the wrong shape (it once gave (2, 1, 384, 384) for a
-(2, 35, 64, 64) run, and (17, 1, 256, 320) for a UIH DTI, without a word)."""
+"""Vendor mosaics from a real Orthanc. Over DICOMweb (WADO-RS) Siemens MOSAIC and UIH VFRAME
+images are split into slices at their true positions, as from files: checked against dcm2niix on
+the same files. Where tiles are not split (WADO-URI IDs, in-memory bytes) each entry point must
+refuse with a typed error, never return a volume of the wrong shape (it once gave (2, 1, 384, 384)
+for a (2, 35, 64, 64) run, and (17, 1, 256, 320) for a UIH DTI, without a word)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import medstream as ms
 from corpus import qa
+from test_vendor_layouts import assert_same_volume, canonical, dcm2niix
 
-MOSAICS = [("siemens-mosaic", "ax", "axasc35"), ("siemens-mosaic", "axmb", "AxAsc36mb2a"),
+MOSAICS = [("siemens-mosaic", "ax", "axasc35"),
+           ("siemens-mosaic", "axmb", "AxAsc36mb2a"),  # JPEG lossless
+           ("siemens-mosaic", "axmb", "AxInt36mb"),  # JPEG 2000
            ("uih-vframe", "dti_tra_dir16_AP_SaveBySlc__140028")]
 
 
@@ -21,37 +26,51 @@ def served(request, orthanc):
     uploaded = [orthanc.upload(p) for p in files]
     study, series, _ = orthanc.uids(uploaded[0]["ID"])
     sops = [orthanc.uids(u["ID"])[2] for u in uploaded]
-    return orthanc, study, series, sops
+    return orthanc, study, series, sops, folder
 
 
 def _series_url(orthanc, study: str, series: str) -> str:
     return f"{orthanc.dicomweb}/studies/{study}/series/{series}"
 
 
-@pytest.mark.parametrize("dynamic", [False, True], ids=["3d", "4d"])
-def test_dicomweb_mosaic_is_refused_not_misread(served, dynamic):
-    orthanc, study, series, _ = served
-    with pytest.raises(ms.GeometryError, match="not split into slices"):
-        ms.open_volume(_series_url(orthanc, study, series), dynamic=dynamic)
+def test_dicomweb_mosaic_run_equals_dcm2niix(served, tmp_path):
+    orthanc, study, series, _, folder = served
+    (ref,) = dcm2niix(folder, tmp_path / "ref")  # one 4D NIfTI: the whole run
+    dyn = ms.open_volume(_series_url(orthanc, study, series), dynamic=True)
+    assert dyn.shape[0] == ref.shape[3]
+    assert_same_volume(canonical(dyn), ref)
 
 
-def test_dicomweb_study_url_mosaic_is_refused(served):
-    orthanc, study, series, _ = served
-    with pytest.raises(ms.GeometryError, match="not split into slices"):
-        ms.open_volume(f"{orthanc.dicomweb}/studies/{study}", series=series)
+def test_dicomweb_mosaic_equals_the_same_files_from_disk(served):
+    orthanc, study, series, _, folder = served
+    web = ms.open_volume(_series_url(orthanc, study, series), dynamic=True)
+    disk = ms.open_volume(folder, dynamic=True)
+    assert web.shape == disk.shape and web.dtype == disk.dtype
+    assert np.array_equal(np.asarray(web), np.asarray(disk))
+    np.testing.assert_allclose(web.affine, disk.affine, atol=1e-6)
+
+
+def test_dicomweb_mosaic_run_as_one_3d_volume_is_a_typed_error(served):
+    orthanc, study, series, _, _ = served
+    with pytest.raises(ms.GeometryError, match="duplicate slice positions"):
+        ms.open_volume(_series_url(orthanc, study, series))  # several volumes in one series
 
 
 def test_wadouri_mosaic_ids_are_refused(served):
-    orthanc, study, series, sops = served
+    orthanc, study, series, sops, _ = served
     ids = [f"wadouri:{orthanc.url}/wado?requestType=WADO&studyUID={study}&seriesUID={series}"
            f"&objectUID={sop}&contentType=application/dicom" for sop in sops]
     with pytest.raises(ms.GeometryError, match="not split into slices"):
         ms.open_volume(ids)
 
 
-def test_describe_source_reports_the_unsplit_mosaic(served):
-    orthanc, study, series, _ = served
-    found = ms.describe_source(_series_url(orthanc, study, series))
-    assert found and all(s.image_ids for s in found)
-    with pytest.raises(ms.GeometryError):
-        ms.open_volume(found[0].image_ids)
+def test_in_memory_mosaics_are_refused(served):
+    *_, folder = served
+    files = sorted(p for p in folder.iterdir() if p.suffix != ".nii" and p.is_file())
+    ids = [ms.register_bytes(p.read_bytes()) for p in files]
+    try:
+        with pytest.raises(ms.GeometryError, match="not split into slices"):
+            ms.open_volume(ids)
+    finally:
+        for image_id in ids:
+            ms.unregister(image_id)

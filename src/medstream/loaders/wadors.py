@@ -16,14 +16,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..codecs.frame import FrameInfo
+from ..codecs.pixels import frame_to_image
+from ..codecs.registry import decode_frame
 from ..core.image import Image
+from ..core.kept import KeptMap
 from ..core.runtime import runtime
 from ..dicom.fastheader import read_fast_header
 from ..dicom.frames import number_of_frames
 from ..dicom.instance import header_sources, json_sources
 from ..dicom.jsonmeta import BulkFetcher, JsonDataset
 from ..dicom.modules import build_modules
+from ..dicom.mosaic import (
+    MosaicError,
+    MosaicLayout,
+    cut_tile,
+    is_mosaic,
+    mosaic_layout,
+    tile_modules,
+)
 from ..dicom.part10 import (
     check_frame,
     decode_parsed_frame,
@@ -72,6 +85,7 @@ class WadorsId:
     instance: str
     frame: int
     query: str = ""  # kept on every URL (access_token=..., signatures)
+    tile: int | None = None  # a mosaic's tile (``#tile=K``, never sent: it is medstream's)
 
     @property
     def series_url(self) -> str:
@@ -87,15 +101,28 @@ class WadorsId:
         return url_join(self.instance_url, f"/frames/{self.frame}")
 
 
+TILE_MARK = "#tile="
+
+
+def tile_id(frame_id: str, tile: int) -> str:
+    """The ID of tile ``tile`` (1-based) of a mosaic frame."""
+    return f"{frame_id}{TILE_MARK}{tile}"
+
+
 def parse_image_id(image_id: str) -> WadorsId:
     url = image_id[len(SCHEME) + 1 :] if image_id.startswith(SCHEME + ":") else image_id
+    url, mark, tile_text = url.partition(TILE_MARK)
+    tile = int(tile_text) if mark and tile_text.isdigit() else None
+    if mark and tile is None:
+        raise ImageLoadError(image_id, f"bad tile number {tile_text!r}")
     path, _, query = url.partition("?")
     m = _ID_RE.match(path)
     if not m:
         raise ImageLoadError(
             image_id, "not a wadors frame ID (<root>/studies/S/series/Se/instances/I/frames/N)"
         )
-    return WadorsId(m["root"], m["study"], m["series"], m["instance"], int(m["frame"]), query)
+    return WadorsId(m["root"], m["study"], m["series"], m["instance"], int(m["frame"]), query,
+                    tile)
 
 
 _INSTANCE_RE = re.compile(
@@ -143,14 +170,82 @@ def _frame_counts(series_url: str, datasets: dict[str, JsonDataset]) -> dict[str
     return counts
 
 
-def _image_ids_of(series_url: str, datasets: dict[str, JsonDataset]) -> list[tuple[str, JsonDataset, int]]:
-    rows = []
+@dataclass(frozen=True)
+class _Row:
+    image_id: str
+    ds: JsonDataset
+    frame: int
+    layout: MosaicLayout | None = None
+    tile: int | None = None
+
+
+def _image_ids_of(series_url: str, datasets: dict[str, JsonDataset]) -> list[_Row]:
+    """Every image of the series: a frame, or each tile of a mosaic (Siemens MOSAIC, UIH
+    VFRAME, split at their true positions as from files)."""
+    rows: list[_Row] = []
     counts = _frame_counts(series_url, datasets)
     for uid, ds in datasets.items():
         n = counts[uid]
+        first = f"{SCHEME}:{url_join(series_url, f'/instances/{uid}/frames/1')}"
+        layout = _mosaic_layout(first, ds) if n == 1 and is_mosaic(ds) else None
+        if layout is not None:
+            rows.extend(_Row(tile_id(first, t), ds, 1, layout, t)
+                        for t in range(1, layout.tiles + 1))
+            continue
         for k in range(1, n + 1):
-            rows.append((f"{SCHEME}:{url_join(series_url, f'/instances/{uid}/frames/{k}')}", ds, k))
+            rows.append(_Row(f"{SCHEME}:{url_join(series_url, f'/instances/{uid}/frames/{k}')}",
+                             ds, k))
     return rows
+
+
+_layouts: KeptMap[str, MosaicLayout] = KeptMap("mosaic layouts", max_items=20_000,
+                                               size_of=lambda _v: 4096)
+
+
+def _mosaic_layout(frame_id: str, ds: JsonDataset) -> MosaicLayout | None:
+    """The tiles of a mosaic instance from its metadata (the CSA header inlined by
+    ``get_series_metadata``); None where they cannot be placed (the volume then refuses the
+    unsplit mosaic with a typed error)."""
+    found = _layouts.get(frame_id)
+    if found is None:
+        try:
+            found = mosaic_layout(frame_id, ds.dataset())
+        except (MosaicError, ImageLoadError, ValueError, TypeError, KeyError):
+            return None
+        if found is not None:
+            _layouts.put(frame_id, found)
+    return found
+
+
+_CSA = "00291010"  # Siemens CSA image header: a mosaic's tile count and slice normal
+_MOSAIC_HEADER_LIMIT = 4 * 1024**2
+
+
+async def _inline_mosaic_headers(items: list[Any], fetch_bulk: BulkFetcher) -> None:
+    """Servers send a mosaic's CSA header as a BulkDataURI: fetch it (all at once) and put it
+    in the metadata inline, so the tiles can be placed like a file's."""
+    import asyncio
+    import base64
+
+    wanted = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        kinds = (item.get("00080008") or {}).get("Value") or []
+        element = item.get(_CSA)
+        if "MOSAIC" in [str(k).upper() for k in kinds] and isinstance(element, dict) \
+                and element.get("BulkDataURI"):
+            wanted.append((item, str(element["BulkDataURI"])))
+
+    async def one(item: dict[str, Any], uri: str) -> None:
+        try:
+            data = await fetch_bulk(uri)
+        except ImageLoadError:
+            return  # no tiles then: the volume says the mosaic is not split
+        if len(data) <= _MOSAIC_HEADER_LIMIT:
+            item[_CSA] = {"vr": "OB", "InlineBinary": base64.b64encode(data).decode("ascii")}
+
+    await asyncio.gather(*(one(item, uri) for item, uri in wanted))
 
 
 async def get_series_metadata(image_id: str, series_url: str, **http: Any) -> dict[str, JsonDataset]:
@@ -164,8 +259,12 @@ async def get_series_metadata(image_id: str, series_url: str, **http: Any) -> di
         except ValueError as exc:
             raise ImageLoadError(image_id, f"series metadata is not JSON: {redact_url(series_url)}") from exc
 
+        fetch_bulk = bulk_fetcher(metadata_url, cfg)
+        if isinstance(items, list):
+            await _inline_mosaic_headers(items, fetch_bulk)
+
         def build() -> dict[str, JsonDataset]:
-            datasets = datasets_from_json(items, bulk_fetcher(metadata_url, cfg))
+            datasets = datasets_from_json(items, fetch_bulk)
             register_modules(series_url, datasets)  # checks the frame counts before any ID
             return datasets
 
@@ -176,9 +275,17 @@ async def get_series_metadata(image_id: str, series_url: str, **http: Any) -> di
 
 def register_modules(series_url: str, datasets: dict[str, JsonDataset], only_missing: bool = False) -> None:
     """Feed the metadata providers with every frame's modules (again, if they were dropped)."""
-    for frame_id, ds, k in _image_ids_of(series_url, datasets):
-        if not only_missing or module_store.get_modules(frame_id) is None:
-            module_store.put(frame_id, build_modules(ds, k - 1))
+    wholes: dict[int, dict[str, Any]] = {}
+    for row in _image_ids_of(series_url, datasets):
+        if only_missing and module_store.get_modules(row.image_id) is not None:
+            continue
+        if row.layout is None or row.tile is None:
+            module_store.put(row.image_id, build_modules(row.ds, row.frame - 1))
+            continue
+        whole = wholes.get(id(row.ds))
+        if whole is None:
+            whole = wholes[id(row.ds)] = build_modules(row.ds, 0)
+        module_store.put(row.image_id, tile_modules(whole, row.layout, row.tile))
 
 
 async def wadors_image_ids_async(series_url: str, **http: Any) -> list[str]:
@@ -190,14 +297,14 @@ async def wadors_image_ids_async(series_url: str, **http: Any) -> list[str]:
     datasets = await get_series_metadata(f"{SCHEME}:{series_url}", series_url, **http)
     rows = _image_ids_of(series_url, datasets)
 
-    def order(row: tuple[str, JsonDataset, int]) -> tuple[int, str, int]:
+    def order(row: _Row) -> tuple[int, str, int, int]:
         try:
-            inst = int(row[1].get("InstanceNumber") or 0)
+            inst = int(row.ds.get("InstanceNumber") or 0)
         except (TypeError, ValueError):
             inst = 0
-        return inst, str(row[1].get("SOPInstanceUID", "")), row[2]
+        return inst, str(row.ds.get("SOPInstanceUID", "")), row.frame, row.tile or 0
 
-    return [r[0] for r in sorted(rows, key=order)]
+    return [r.image_id for r in sorted(rows, key=order)]
 
 
 async def preload_wadors_metadata(image_ids: list[str], **http: Any) -> None:
@@ -240,9 +347,14 @@ async def load_wadors(image_id: str, prescale: bool = True, **http: Any) -> Imag
     n_frames = number_of_frames(image_id, ds)
     check_frame(image_id, wid.frame, n_frames)
     modules = module_store.get_modules(image_id)
+    if modules is None and wid.tile is not None:  # dropped since fetched: build them again
+        await runtime.to_thread(register_modules, wid.series_url, datasets, True)
+        modules = module_store.get_modules(image_id)
     if modules is None:
         modules = build_modules(ds, wid.frame - 1)
         module_store.put(image_id, modules)
+    if wid.tile is not None:
+        return await _load_tile(image_id, wid, ds, modules, prescale, **http)
 
     if ds.get("PhotometricInterpretation") == "PALETTE COLOR":
         return await _load_from_instance(image_id, wid, prescale, **http)  # LUTs are bulk data
@@ -273,6 +385,50 @@ async def load_wadors(image_id: str, prescale: bool = True, **http: Any) -> Imag
         lut_source=ds.dataset() if modules["modalityLutModule"].get("has_modality_lut_sequence")
         else ds
     )
+
+
+# Decoded mosaics (stored values), shared by their tiles: one request and one decode a mosaic.
+_mosaics: SharedResults[tuple[np.ndarray, str]] = SharedResults(
+    "mosaic frames", max_items=8, size_of=lambda found: int(found[0].nbytes))
+
+
+async def _load_tile(image_id: str, wid: WadorsId, ds: JsonDataset, modules: dict[str, Any],
+                     prescale: bool, **http: Any) -> Image:
+    """Tile ``wid.tile`` of a mosaic frame: the frame fetched and decoded once for all its
+    tiles, the tile cut out and converted with its own modules (its position, as from files)."""
+    mosaic = modules.get("mosaicModule")
+    if not mosaic or wid.tile is None or not 1 <= wid.tile <= int(mosaic["tiles"]):
+        raise ImageLoadError(image_id, "no such mosaic tile in this instance")
+    key = f"{wid.frame_url}\n{http_config(**http).credentials_key()}"
+    raw, photometric = await _mosaics.get(key, lambda: _decoded_mosaic(image_id, wid, ds, **http))
+    part = np.ascontiguousarray(cut_tile(raw, mosaic, wid.tile))
+    info = dataclasses.replace(_frame_info_for(image_id, ds, EXPLICIT_LE), rows=part.shape[0],
+                               columns=part.shape[1])
+    return await runtime.to_thread(frame_to_image, image_id, part, photometric, info, modules,
+                                   prescale=prescale, lut_source=ds)
+
+
+async def _decoded_mosaic(image_id: str, wid: WadorsId, ds: JsonDataset,
+                          **http: Any) -> tuple[np.ndarray, str]:
+    whole = dataclasses.replace(wid, tile=None)
+    resp = await fetch(
+        whole.frame_url, image_id, accept=FRAME_ACCEPT, config=http_config(**http),
+        ok_statuses=_FALLBACK_STATUSES, max_bytes=_frame_budget(image_id, ds),
+    )
+    if resp.status_code in _FALLBACK_STATUSES:  # no frame retrieval: the instance itself
+        parsed = await fetch_part10(image_id, whole.instance_url, INSTANCE_ACCEPT, **http)
+        data, index = parsed.frame_payload(image_id, 0)
+        return await runtime.to_thread(decode_frame, image_id, data, parsed.info, index)
+    try:
+        parts = parse_multipart_related(resp.content, resp.headers.get("content-type", ""))
+    except MultipartError as exc:
+        raise ImageLoadError(image_id, f"{exc} from {redact_url(whole.frame_url)}") from exc
+    if not parts or not parts[0].data:
+        raise MissingPixelDataError(image_id, "the server returned no frame data")
+    part = parts[0]
+    ts = part.param("transfer-syntax") or _syntax_from_media_type(part.content_type) or EXPLICIT_LE
+    info = _frame_info_for(image_id, ds, ts)
+    return await runtime.to_thread(decode_frame, image_id, part.data, info, 0)
 
 
 def _frame_budget(image_id: str, ds: JsonDataset) -> int | None:
@@ -321,8 +477,9 @@ async def retrieve_series_bulk(
             return
     for series_url, ids in wanted.items():
         datasets = await get_series_metadata(next(iter(ids)), series_url, **http)
-        if {row[0] for row in _image_ids_of(series_url, datasets)} != ids:
-            continue  # not the whole series: frame requests fetch less
+        rows = _image_ids_of(series_url, datasets)
+        if {row.image_id for row in rows} != ids or any(row.tile for row in rows):
+            continue  # not the whole series (frame requests fetch less), or mosaic tiles
         gate = asyncio.Semaphore(max(2, runtime.workers))
         pending: set[asyncio.Task[None]] = set()
 

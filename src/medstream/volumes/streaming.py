@@ -628,8 +628,8 @@ def _refuse_unsplit_mosaics(volume_id: str, modules: dict[str, dict[str, Any]]) 
     if whole:
         raise GeometryError(f"{volume_id}: {len(whole)} mosaic image(s) (MOSAIC/VFRAME) were not "
                             "split into slices; mosaics are split when read from files "
-                            "(dicomfile:, folders, object stores), not yet over DICOMweb, "
-                            "WADO-URI or from in-memory bytes", whole[:4])
+                            "(dicomfile:, folders, object stores) and over DICOMweb (wadors: "
+                            "series), not yet from WADO-URI IDs or in-memory bytes", whole[:4])
 
 
 async def streaming_volume_loader(
