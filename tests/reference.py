@@ -35,7 +35,10 @@ def frame_item(ds: Dataset, frame: int, sequence: str) -> Dataset | None:
 
 def modality_lut(arr: np.ndarray, ds: Dataset, frame: int = 1) -> np.ndarray:
     """pydicom's Modality LUT; an enhanced object's rescale comes from the frame's Pixel Value
-    Transformation functional group (pydicom reads the top level only)."""
+    Transformation functional group (pydicom reads the top level only); an RT Dose grid's
+    stored values times DoseGridScaling are Gy (PS3.3 C.8.8.3)."""
+    if "DoseGridScaling" in ds and "RescaleSlope" not in ds:
+        return arr.astype(np.float64) * float(ds.DoseGridScaling)
     item = frame_item(ds, frame, "PixelValueTransformationSequence")
     if item is not None and "RescaleSlope" in item:
         top = Dataset()
@@ -83,6 +86,8 @@ def expected_image(path: Path, frame: int | None, tmp: Path) -> dict[str, Any]:
     rescale = frame_item(ds, k, "PixelValueTransformationSequence") or ds
     slope, intercept = (float(rescale.get(a) or d) for a, d in
                         (("RescaleSlope", 1), ("RescaleIntercept", 0)))
+    if "DoseGridScaling" in ds and "RescaleSlope" not in ds:  # an RT Dose grid: Gy
+        slope = float(ds.DoseGridScaling)
     integral = color or (slope.is_integer() and intercept.is_integer())  # else a float image
     return {"pixels": pixels, "window_center": window, "invert": pi == "MONOCHROME1",
             "color": color, "integral": integral}
