@@ -7,6 +7,7 @@ for a (2, 35, 64, 64) run, and (17, 1, 256, 320) for a UIH DTI, without a word).
 from __future__ import annotations
 
 import numpy as np
+import pydicom
 import pytest
 
 import medstream as ms
@@ -74,3 +75,25 @@ def test_in_memory_mosaics_are_refused(served):
     finally:
         for image_id in ids:
             ms.unregister(image_id)
+
+
+def test_enhanced_4d_over_dicomweb_one_request_per_volume(orthanc, tmp_path):
+    """Each acquisition of an enhanced multi-frame object comes with one frames request
+    (``frames/1,3,5...``), not one per frame; pixels equal pydicom's with each frame's own
+    rescale, geometry equals dcm2niix's."""
+    path = qa("enhanced-4d", "Philips", "IM_0027_fMAP.dcm")
+    study, series, _ = orthanc.uids(orthanc.upload(path)["ID"])
+    dyn = ms.open_volume(_series_url(orthanc, study, series), dynamic=True)
+    assert dyn.shape == (2, 32, 64, 64)
+    assert [v.status.bulk_frames for v in dyn.time_points] == [32, 32]
+    ds = pydicom.dcmread(path)
+    stored = ds.pixel_array
+    refs = dcm2niix(path.parent, tmp_path / "ref")  # magnitude, then the field map
+    for volume, ref in zip(dyn.time_points, refs):
+        frames = [int(i.split("/frames/")[1]) for i in volume.image_ids]
+        groups = [ds.PerFrameFunctionalGroupsSequence[f - 1] for f in frames]
+        want = np.stack([stored[f - 1] * float(g.PixelValueTransformationSequence[0].RescaleSlope)
+                         + float(g.PixelValueTransformationSequence[0].RescaleIntercept)
+                         for f, g in zip(frames, groups)])
+        np.testing.assert_allclose(volume.scalar_data, want, rtol=1e-6, atol=1e-4)
+        np.testing.assert_allclose(canonical(volume).affine, ref.affine, atol=1e-3)
