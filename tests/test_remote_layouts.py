@@ -57,12 +57,22 @@ def test_dicomweb_mosaic_run_as_one_3d_volume_is_a_typed_error(served):
         ms.open_volume(_series_url(orthanc, study, series))  # several volumes in one series
 
 
-def test_wadouri_mosaic_ids_are_refused(served):
-    orthanc, study, series, sops, _ = served
+def test_wadouri_mosaic_ids_equal_dcm2niix(served, tmp_path):
+    """WADO-URI IDs of whole mosaics: each object fetched once, split into its tiles."""
+    orthanc, study, series, sops, folder = served
     ids = [f"wadouri:{orthanc.url}/wado?requestType=WADO&studyUID={study}&seriesUID={series}"
            f"&objectUID={sop}&contentType=application/dicom" for sop in sops]
-    with pytest.raises(ms.GeometryError, match="not split into slices"):
-        ms.open_volume(ids)
+    (ref,) = dcm2niix(folder, tmp_path / "ref")
+    dyn = ms.open_volume(ids, dynamic=True)
+    assert_same_volume(canonical(dyn), ref)
+
+
+def test_a_list_of_mosaic_files_equals_dcm2niix(served, tmp_path):
+    """Files given one by one (not a folder scan) are split too."""
+    *_, folder = served
+    files = sorted(p for p in folder.iterdir() if p.suffix != ".nii" and p.is_file())
+    (ref,) = dcm2niix(folder, tmp_path / "ref")
+    assert_same_volume(canonical(ms.open_volume(files, dynamic=True)), ref)
 
 
 def test_in_memory_mosaics_are_refused(served):

@@ -187,14 +187,35 @@ def _load_tile(image_id: str, path: str, tile: int, prescale: bool) -> Image:
     if modules is None or mosaic is None:
         raise ImageLoadError(image_id, f"{path} is not a mosaic with a tile {tile}")
     parsed = parsed_files.get(image_id, path, keep=True)
+    return tile_image(image_id, parsed, modules, tile, prescale)
+
+
+def tile_image(image_id: str, parsed: ParsedDicom, modules: dict[str, Any], tile: int,
+               prescale: bool) -> Image:
+    """Tile ``tile`` of a parsed mosaic as an image: the mosaic is decoded once (kept with the
+    parsed object, shared by its tiles), then the tile is cut and converted with its modules."""
     raw, photometric = mosaic_pixels(image_id, parsed)
-    part = cut_tile(raw, mosaic, tile)
+    part = cut_tile(raw, modules["mosaicModule"], tile)
     info = dataclasses.replace(parsed.info, rows=part.shape[0], columns=part.shape[1])
     start = time.perf_counter()
     image = frame_to_image(image_id, np.ascontiguousarray(part), photometric, info, modules,
                            prescale=prescale, lut_source=parsed.dataset)
     image.decode_time_ms = (time.perf_counter() - start) * 1000.0
     return image
+
+
+async def mosaic_tile_ids(image_id: str) -> list[str] | None:
+    """The tile IDs of a mosaic file given as one ``dicomfile:`` ID (a list of files, not a
+    folder scan), their modules recorded; None if it is not a mosaic that can be split."""
+    path, frame = parse_image_id(image_id)
+    if frame not in (None, 1) or tile_of(image_id) is not None:
+        return None
+    try:
+        found, _ = await runtime.to_thread(read_file_modules, path)
+    except ImageLoadError:
+        return None
+    tiles = [i for i in found if tile_of(i) is not None]
+    return tiles or None
 
 
 def mosaic_pixels(image_id: str, parsed: ParsedDicom) -> tuple[np.ndarray, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..core.loading import register_unknown_volume_loader, register_volume_loader
+from ..loaders import dicomfile, wadouri
 from ..loaders.wadors import retrieve_series_bulk
 from .dynamic import DynamicVolume, dynamic_volume_loader
 from .geometry import GeometryWarning, SliceInfo, VolumeGeometry, compute_geometry, split_series
@@ -13,6 +14,7 @@ from .streaming import (
     VolumeLoadStatus,
     VolumeProgress,
     bulk_retrievers,
+    mosaic_expanders,
     load_order,
     nifti_volume_loader,
     streaming_volume_loader,
@@ -24,6 +26,8 @@ register_volume_loader("dynamic", dynamic_volume_loader)
 register_unknown_volume_loader(streaming_volume_loader)
 register_volume_loader("nifti", nifti_volume_loader)
 bulk_retrievers["wadors"] = retrieve_series_bulk
+mosaic_expanders["dicomfile"] = dicomfile.mosaic_tile_ids
+mosaic_expanders["wadouri"] = wadouri.mosaic_tile_ids
 
 __all__ = [
     "DynamicVolume",

@@ -602,7 +602,7 @@ def slice_modules(image_id: str) -> dict[str, Any] | None:
     return mods if mods["imagePlaneModule"] or mods["imagePixelModule"] else None
 
 
-async def _fill_missing_metadata(image_ids: list[str], options: dict[str, Any]) -> None:
+async def fill_missing_metadata(image_ids: list[str], options: dict[str, Any]) -> None:
     """IDs whose scheme has no cheap metadata path: load the image once to learn it."""
     missing = [i for i in image_ids if slice_modules(i) is None]
     if not missing:
@@ -619,17 +619,42 @@ async def _fill_missing_metadata(image_ids: list[str], options: dict[str, Any]) 
             raise as_load_error(image_id, res)
 
 
+def unsplit_mosaic(modules: dict[str, Any] | None) -> bool:
+    """Whether these are the modules of a whole mosaic image (not one of its tiles)."""
+    if not modules or modules.get("mosaicModule"):
+        return False
+    kinds = (modules.get("generalImageModule") or {}).get("image_type") or ()
+    return bool({str(t).upper() for t in kinds} & {"MOSAIC", "VFRAME"})
+
+
+#: scheme -> ``async fn(image_id, **options)``: the tile IDs of a whole mosaic image given as one
+#: ID (their modules recorded), or None where the source cannot split it.
+mosaic_expanders: dict[str, Callable[..., Any]] = {}
+
+
+async def expand_mosaics(ids: list[str], options: dict[str, Any]) -> list[str]:
+    """Each whole mosaic in ``ids`` replaced by its tiles, where its scheme can split it."""
+    async def one(image_id: str) -> list[str]:
+        fn = mosaic_expanders.get(scheme_of(image_id))
+        if fn is None or not unsplit_mosaic(slice_modules(image_id)):
+            return [image_id]
+        tiles = await fn(image_id, **call_kwargs(fn, dict(options)))
+        return list(tiles) if tiles else [image_id]
+
+    if not any(unsplit_mosaic(slice_modules(i)) for i in ids):
+        return ids
+    return [t for tiles in await asyncio.gather(*(one(i) for i in ids)) for t in tiles]
+
+
 def _refuse_unsplit_mosaics(volume_id: str, modules: dict[str, dict[str, Any]]) -> None:
     """A mosaic that reached here whole (a source without tile splitting) is many slices
     posing as one: refuse it rather than build a one-slice volume with a meaningless affine."""
-    whole = [i for i, m in modules.items() if not m.get("mosaicModule") and {
-        str(t).upper() for t in ((m.get("generalImageModule") or {}).get("image_type") or ())
-    } & {"MOSAIC", "VFRAME"}]
+    whole = [i for i, m in modules.items() if unsplit_mosaic(m)]
     if whole:
         raise GeometryError(f"{volume_id}: {len(whole)} mosaic image(s) (MOSAIC/VFRAME) were not "
-                            "split into slices; mosaics are split when read from files "
-                            "(dicomfile:, folders, object stores) and over DICOMweb (wadors: "
-                            "series), not yet from WADO-URI IDs or in-memory bytes", whole[:4])
+                            "split into slices; mosaics are split from files, object stores, "
+                            "DICOMweb (wadors:) and WADO-URI, not yet from in-memory bytes",
+                            whole[:4])
 
 
 async def streaming_volume_loader(
@@ -657,7 +682,8 @@ async def streaming_volume_loader(
     ids = list(dict.fromkeys(image_ids))
     options = {k: v for k, v in options.items() if k != "signal"}
     await metadata.preload(ids, **options)
-    await _fill_missing_metadata(ids, dict(options, prescale=prescale))
+    await fill_missing_metadata(ids, dict(options, prescale=prescale))
+    ids = await expand_mosaics(ids, options)
     modules = {i: slice_modules(i) or {} for i in ids}
     _refuse_unsplit_mosaics(volume_id, modules)
     slices = [SliceInfo.from_modules(i, modules[i]) for i in ids]
