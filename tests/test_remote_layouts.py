@@ -1,8 +1,8 @@
-"""Vendor mosaics from a real Orthanc. Over DICOMweb (WADO-RS) Siemens MOSAIC and UIH VFRAME
-images are split into slices at their true positions, as from files: checked against dcm2niix on
-the same files. Where tiles are not split (WADO-URI IDs, in-memory bytes) each entry point must
-refuse with a typed error, never return a volume of the wrong shape (it once gave (2, 1, 384, 384)
-for a (2, 35, 64, 64) run, and (17, 1, 256, 320) for a UIH DTI, without a word)."""
+"""Vendor mosaics from every source: over DICOMweb (WADO-RS) from a real Orthanc, WADO-URI IDs,
+lists of files and in-memory bytes, Siemens MOSAIC and UIH VFRAME images are split into slices at
+their true positions, as from folders: checked against dcm2niix on the same files. A mosaic whose
+tiles cannot be placed is a typed error, never a volume of the wrong shape (over DICOMweb it once
+gave (2, 1, 384, 384) for a (2, 35, 64, 64) run, and (17, 1, 256, 320) for a UIH DTI)."""
 
 from __future__ import annotations
 
@@ -75,16 +75,30 @@ def test_a_list_of_mosaic_files_equals_dcm2niix(served, tmp_path):
     assert_same_volume(canonical(ms.open_volume(files, dynamic=True)), ref)
 
 
-def test_in_memory_mosaics_are_refused(served):
+def test_in_memory_mosaics_equal_dcm2niix(served, tmp_path):
     *_, folder = served
     files = sorted(p for p in folder.iterdir() if p.suffix != ".nii" and p.is_file())
     ids = [ms.register_bytes(p.read_bytes()) for p in files]
     try:
-        with pytest.raises(ms.GeometryError, match="not split into slices"):
-            ms.open_volume(ids)
+        (ref,) = dcm2niix(folder, tmp_path / "ref")
+        assert_same_volume(canonical(ms.open_volume(ids, dynamic=True)), ref)
     finally:
         for image_id in ids:
             ms.unregister(image_id)
+
+
+def test_a_mosaic_whose_tiles_cannot_be_placed_is_refused(tmp_path):
+    """No CSA header: the whole image is never passed off as a slice (from files, bytes)."""
+    path = next(qa("siemens-mosaic", "ax", "axasc35").glob("MR.*"))
+    ds = pydicom.dcmread(path)
+    del ds[0x00291010]
+    ds.save_as(tmp_path / "nocsa.dcm")
+    image_id = ms.register_bytes((tmp_path / "nocsa.dcm").read_bytes())
+    try:
+        with pytest.raises(ms.GeometryError, match="not split into slices"):
+            ms.open_volume([image_id])
+    finally:
+        ms.unregister(image_id)
 
 
 def test_enhanced_4d_over_dicomweb_one_request_per_volume(orthanc, tmp_path):

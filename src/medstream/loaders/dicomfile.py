@@ -22,7 +22,7 @@ from ..dicom.frames import number_of_frames
 from ..dicom.header import PixelLocator, locators, read_header
 from ..dicom.instance import header_sources, headers
 from ..dicom.modules import build_modules
-from ..dicom.mosaic import cut_tile, mosaic_layout, tile_modules
+from ..dicom.mosaic import MosaicError, cut_tile, mosaic_layout, tile_modules
 from ..dicom.part10 import (
     ParsedDicom,
     check_frame,
@@ -347,3 +347,35 @@ def file_header(image_id: str) -> Any:
 
 header_sources[SCHEME] = file_header
 
+
+# -- mosaics held whole (WADO-URI objects, registered bytes): tiles named <ID>#tile=K ----------
+TILE_MARK = "#tile="  # a mosaic's tile: medstream's own, never sent to the server
+
+
+def split_tile(image_id: str) -> tuple[str, int | None]:
+    """(the object's ID, the mosaic tile it names or None)."""
+    base, mark, tile = image_id.partition(TILE_MARK)
+    if not mark:
+        return image_id, None
+    if not tile.isdigit() or int(tile) < 1:
+        raise ImageLoadError(image_id, f"bad tile number {tile!r}")
+    return base, int(tile)
+
+
+def record_tile_modules(object_id: str, parsed: ParsedDicom) -> dict[str, dict[str, Any]]:
+    """The modules of each tile (``<object ID>#tile=K``) of a parsed mosaic object held whole
+    (a WADO-URI object, registered bytes), recorded; {} for other objects."""
+    base = split_tile(object_id)[0]
+    try:
+        layout = mosaic_layout(base, parsed.dataset)
+    except MosaicError:
+        return {}
+    if layout is None:
+        return {}
+    ts = parsed.info.transfer_syntax_uid
+    whole = build_modules(parsed.dataset, 0, ts)
+    found = {f"{base}{TILE_MARK}{k}": tile_modules(whole, layout, k)
+             for k in range(1, layout.tiles + 1)}
+    for tile_id, modules in found.items():
+        module_store.put(tile_id, modules)
+    return found

@@ -34,6 +34,7 @@ from ..dicom.part10 import (
 )
 from ..dicom.store import module_store
 from ..errors import DicomParseError, ImageLoadError, MissingPixelDataError
+from .dicomfile import record_tile_modules, split_tile, tile_image
 
 SCHEME = "dicombytes"
 DEFAULT_MAX_BYTES = 4 * 1024**3
@@ -153,6 +154,7 @@ memory_sources = MemorySources()
 def parse_image_id(image_id: str) -> tuple[int, int | None]:
     """(registry number, 1-based frame or None) of a ``dicombytes:`` ID."""
     rest = image_id[len(SCHEME) + 1:] if image_id.startswith(SCHEME + ":") else image_id
+    rest = split_tile(rest)[0]  # a mosaic's tile: the object's number and frame
     number, _, query = rest.partition("?")
     try:
         frame = int(query[len("frame="):]) if query.startswith("frame=") else None
@@ -236,8 +238,26 @@ def as_image_ids(item: Any) -> list[str] | None:
 # -- loader --------------------------------------------------------------------------------------
 def _load_sync(image_id: str, prescale: bool) -> Image:
     parsed, frame = memory_sources.get(image_id)
+    tile = split_tile(image_id)[1]
+    if tile is not None:
+        modules = module_store.get_modules(image_id) or record_tile_modules(
+            image_id, parsed).get(image_id)
+        if not modules:
+            raise ImageLoadError(image_id, "not a mosaic with this tile")
+        return tile_image(image_id, parsed, modules, tile, prescale)
     return decode_parsed_frame(image_id, parsed, frame, prescale,
                                modules=module_store.get_modules(image_id))
+
+
+async def mosaic_tile_ids(image_id: str) -> list[str] | None:
+    """The tile IDs of a registered mosaic object given as one ID (modules recorded)."""
+    if split_tile(image_id)[1] is not None:
+        return None
+    parsed, frame = memory_sources.get(image_id)
+    if frame != 1:
+        return None
+    found = await runtime.to_thread(record_tile_modules, image_id, parsed)
+    return list(found) or None
 
 
 async def load_dicombytes(image_id: str, prescale: bool = True, **_: Any) -> Image:
@@ -253,5 +273,8 @@ async def preload_dicombytes_metadata(image_ids: list[str], **_: Any) -> None:
                 parsed, frame = memory_sources.get(image_id)
             except ImageLoadError:
                 continue  # the load reports it under its own ID
+            if split_tile(image_id)[1] is not None:
+                record_tile_modules(image_id, parsed)
+                continue
             module_store.put(image_id, build_modules(parsed.dataset, frame - 1,
                                                      parsed.info.transfer_syntax_uid))

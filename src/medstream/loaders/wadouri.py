@@ -11,12 +11,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..core.image import Image
 from ..core.runtime import runtime
-from ..dicom.modules import build_modules
-from ..dicom.mosaic import MosaicError, mosaic_layout, tile_modules
 from ..dicom.part10 import ParsedDicom, decode_parsed_frame, parse_part10
 from ..dicom.store import module_store
 from ..errors import ImageLoadError
-from .dicomfile import tile_image
+from .dicomfile import record_tile_modules, split_tile, tile_image
 from .http import fetch, http_config
 from .shared import SharedResults
 
@@ -64,19 +62,6 @@ async def fetch_part10(image_id: str, url: str, accept: str | None, **http: Any)
     return await objects.get(f"{url}\n{cfg.credentials_key()}", get)  # per credentials
 
 
-TILE_MARK = "#tile="  # a mosaic's tile: medstream's own, never sent to the server
-
-
-def split_tile(image_id: str) -> tuple[str, int | None]:
-    """(the object's ID, the mosaic tile it names or None)."""
-    base, mark, tile = image_id.partition(TILE_MARK)
-    if not mark:
-        return image_id, None
-    if not tile.isdigit() or int(tile) < 1:
-        raise ImageLoadError(image_id, f"bad tile number {tile!r}")
-    return base, int(tile)
-
-
 async def load_wadouri(image_id: str, prescale: bool = True, **http: Any) -> Image:
     object_id, tile = split_tile(image_id)
     url = object_id[len(SCHEME) + 1 :]
@@ -85,30 +70,12 @@ async def load_wadouri(image_id: str, prescale: bool = True, **http: Any) -> Ima
     base, frame = split_frame(url)
     parsed = await fetch_part10(image_id, base, "application/dicom", **http)
     if tile is not None:
-        modules = module_store.get_modules(image_id) or _tile_modules(image_id, parsed).get(
+        modules = module_store.get_modules(image_id) or record_tile_modules(image_id, parsed).get(
             image_id)
         if not modules:
             raise ImageLoadError(image_id, "not a mosaic with this tile")
         return await runtime.to_thread(tile_image, image_id, parsed, modules, tile, prescale)
     return await runtime.to_thread(decode_parsed_frame, image_id, parsed, frame or 1, prescale)
-
-
-def _tile_modules(object_id: str, parsed: ParsedDicom) -> dict[str, dict[str, Any]]:
-    """The modules of each tile of a parsed mosaic object (recorded), or {} for other objects."""
-    base = split_tile(object_id)[0]
-    try:
-        layout = mosaic_layout(base, parsed.dataset)
-    except MosaicError:
-        return {}
-    if layout is None:
-        return {}
-    ts = parsed.info.transfer_syntax_uid
-    whole = build_modules(parsed.dataset, 0, ts)
-    found = {f"{base}{TILE_MARK}{k}": tile_modules(whole, layout, k)
-             for k in range(1, layout.tiles + 1)}
-    for tile_id, modules in found.items():
-        module_store.put(tile_id, modules)
-    return found
 
 
 async def mosaic_tile_ids(image_id: str, **http: Any) -> list[str] | None:
@@ -119,5 +86,5 @@ async def mosaic_tile_ids(image_id: str, **http: Any) -> list[str] | None:
         return None
     base = split_frame(object_id[len(SCHEME) + 1 :])[0]
     parsed = await fetch_part10(image_id, base, "application/dicom", **http)
-    found = await runtime.to_thread(_tile_modules, object_id, parsed)
+    found = await runtime.to_thread(record_tile_modules, object_id, parsed)
     return list(found) or None

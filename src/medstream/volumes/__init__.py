@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..core.loading import register_unknown_volume_loader, register_volume_loader
-from ..loaders import dicomfile, wadouri
+from ..loaders import dicomfile, memory, wadouri
 from ..loaders.wadors import retrieve_series_bulk
 from .dynamic import DynamicVolume, dynamic_volume_loader
 from .geometry import GeometryWarning, SliceInfo, VolumeGeometry, compute_geometry, split_series
@@ -28,6 +28,7 @@ register_volume_loader("nifti", nifti_volume_loader)
 bulk_retrievers["wadors"] = retrieve_series_bulk
 mosaic_expanders["dicomfile"] = dicomfile.mosaic_tile_ids
 mosaic_expanders["wadouri"] = wadouri.mosaic_tile_ids
+mosaic_expanders["dicombytes"] = memory.mosaic_tile_ids
 
 __all__ = [
     "DynamicVolume",

@@ -652,9 +652,8 @@ def _refuse_unsplit_mosaics(volume_id: str, modules: dict[str, dict[str, Any]]) 
     whole = [i for i, m in modules.items() if unsplit_mosaic(m)]
     if whole:
         raise GeometryError(f"{volume_id}: {len(whole)} mosaic image(s) (MOSAIC/VFRAME) were not "
-                            "split into slices; mosaics are split from files, object stores, "
-                            "DICOMweb (wadors:) and WADO-URI, not yet from in-memory bytes",
-                            whole[:4])
+                            "split into slices: their tiles could not be placed (a MosaicError "
+                            "says why when the image is loaded)", whole[:4])
 
 
 async def streaming_volume_loader(
