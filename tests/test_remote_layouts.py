@@ -121,3 +121,45 @@ def test_enhanced_4d_over_dicomweb_one_request_per_volume(orthanc, tmp_path):
                          for f, g in zip(frames, groups)])
         np.testing.assert_allclose(volume.scalar_data, want, rtol=1e-6, atol=1e-4)
         np.testing.assert_allclose(canonical(volume).affine, ref.affine, atol=1e-3)
+
+
+def test_enhanced_4d_over_files_equals_dcm2niix_over_dicomweb_and_wadouri(orthanc, tmp_path):
+    """Siemens XA enhanced: one volume per file, 4D over files, in temporal order."""
+    folder = qa("enhanced-4d", "Siemens", "XA10")
+    files = sorted(folder.glob("*.dcm"))
+    uploaded = [orthanc.upload(p) for p in files]
+    study, series, _ = orthanc.uids(uploaded[0]["ID"])
+    (ref,) = dcm2niix(folder, tmp_path / "ref")
+    web = ms.open_volume(_series_url(orthanc, study, series), dynamic=True)
+    assert web.shape == (4, 6, 64, 64)
+    assert_same_volume(canonical(web), ref)
+    sops = [orthanc.uids(u["ID"])[2] for u in uploaded]
+    n = int(pydicom.dcmread(files[0], stop_before_pixels=True).NumberOfFrames)
+    ids = [f"wadouri:{orthanc.url}/wado?requestType=WADO&studyUID={study}&seriesUID={series}"
+           f"&objectUID={sop}&contentType=application/dicom&frame={k}"
+           for sop in sops for k in range(1, n + 1)]
+    uri = ms.open_volume(ids, dynamic=True)
+    assert_same_volume(canonical(uri), ref)
+
+
+def test_12_bit_mosaics_with_high_bits_set_over_dicomweb_equal_pydicom(orthanc, tmp_path):
+    """dcm_qa_12bit: mosaics whose unused high bits are set; each slice equals pydicom's tile
+    (pydicom masks or sign-extends the unused bits), the slices in order along the normal. The
+    three files share one SOPInstanceUID: each gets its own before the upload."""
+    from pydicom.pixels import apply_modality_lut
+
+    from corpus import with_new_uids
+
+    for source in sorted(qa("bits-12").glob("*.dcm")):
+        path = with_new_uids(source, tmp_path / source.name)
+        study, series, _ = orthanc.uids(orthanc.upload(path)["ID"])
+        volume = np.asarray(ms.open_volume(_series_url(orthanc, study, series)))
+        ds = pydicom.dcmread(path)
+        whole = apply_modality_lut(ds.pixel_array, ds)
+        n, (rows, cols) = volume.shape[0], volume.shape[1:]
+        grid = whole.shape[1] // cols
+        tiles = [whole[(k // grid) * rows:(k // grid + 1) * rows, (k % grid) * cols:(k % grid + 1) * cols]
+                 for k in range(n)]
+        got = volume.astype(np.float64)
+        assert (all(np.array_equal(got[k], tiles[k]) for k in range(n))
+                or all(np.array_equal(got[k], tiles[n - 1 - k]) for k in range(n))), path.name
