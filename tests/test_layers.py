@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "medstream.volumes": 5, "medstream.gpu": 5,
     "medstream.discovery": 6,
     "medstream.dicomweb": 7, "medstream.interop": 7, "medstream.notebook": 7,
+    "medstream.segmentation": 7,
     "medstream": 8,  # the public facade (__init__): imports every layer below
     "medstream.client": 8,
     "medstream.distributed": 9, "medstream.monai": 9, "medstream.demo_data": 9,

@@ -111,6 +111,9 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "split_series": ("medstream.volumes", "split_series"),
     "Volume": ("medstream.volumes", "StreamingImageVolume"),
     "Client": ("medstream.client", "Client"),
+    "open_segmentation": ("medstream.segmentation", "open_segmentation"),
+    "Segmentation": ("medstream.segmentation", "Segmentation"),
+    "Segment": ("medstream.segmentation", "Segment"),
     "default_client": ("medstream.client", "default_client"),
 }
 
@@ -251,10 +254,14 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
         split_series,
     )
     from .client import Client, default_client
+    from .segmentation import Segment, Segmentation, open_segmentation
     from .volumes import StreamingImageVolume as Volume
 
 __all__ = [
     "Client",
+    "Segment",
+    "Segmentation",
+    "open_segmentation",
     "default_client",
     "load_plugins",
     "DynamicVolume",

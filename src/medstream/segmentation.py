@@ -1,0 +1,276 @@
+"""DICOM Segmentation objects (SEG) as masks and labelmaps on an image volume's grid.
+
+``ms.open_segmentation(source, reference=volume)`` reads a SEG (BINARY, FRACTIONAL, or the 2024
+LABELMAP type) from a file, an object-store URL, bytes or a pydicom ``Dataset``, and places each
+frame on the reference volume's slices: by ReferencedSOPInstanceUID when the frame names its
+source image and the reference knows it, else by plane position. A frame that does not lie on
+the reference grid is a ``GeometryError`` (no silent resampling). Without a reference, the SEG's
+own frames give its grid. Pixels are read by pydicom (1-bit BINARY unpacked), segment
+descriptions from the object; ``tests/test_segmentation.py`` checks them against highdicom.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import GeometryError, MedstreamError, VolumeError
+from .volumes.geometry import SliceInfo, VolumeGeometry, compute_geometry
+
+SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+LABELMAP_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.7"
+POSITION_TOL_MM = 0.01  # a frame's corner must match its slice's within this (in-plane)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One segment of a SEG: its number in the object, label, display colour (sRGB 0-255),
+    and the coded category, type and algorithm type it declares."""
+
+    number: int
+    label: str
+    color: tuple[int, int, int] | None = None
+    category: str | None = None
+    type: str | None = None
+    algorithm: str | None = None
+
+
+@dataclass
+class Segmentation:
+    """Masks of the segments on one grid (the reference volume's, or the SEG's own)."""
+
+    segments: list[Segment]
+    masks: np.ndarray  # (n_segments, z, y, x): bool, or float32 0..1 for FRACTIONAL
+    geometry: VolumeGeometry
+    segmentation_type: str
+    reference: Any = None
+    _by_label: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_label = {s.label: i for i, s in enumerate(self.segments)}
+
+    def mask(self, segment: str | int) -> np.ndarray:
+        """One segment's mask ``(z, y, x)``, by label or by segment number."""
+        if isinstance(segment, str):
+            if segment not in self._by_label:
+                raise KeyError(f"no segment labelled {segment!r}; labels: "
+                               f"{[s.label for s in self.segments]}")
+            return self.masks[self._by_label[segment]]
+        for i, s in enumerate(self.segments):
+            if s.number == segment:
+                return self.masks[i]
+        raise KeyError(f"no segment number {segment}; numbers: "
+                       f"{[s.number for s in self.segments]}")
+
+    @property
+    def labelmap(self) -> Any:
+        """A volume on the same grid: 0 is background, else the segment number. Overlapping
+        segments cannot be one labelmap: a ``VolumeError`` names them (use ``masks``)."""
+        from .interop import volume_from_array
+
+        present = self.masks > (0.5 if self.masks.dtype.kind == "f" else 0)
+        counts = present.sum(axis=0)
+        if (counts > 1).any():
+            both = sorted({self.segments[i].label for i in range(len(self.segments))
+                           if (present[i] & (counts > 1)).any()})
+            raise VolumeError(f"segments overlap ({', '.join(both)}): one labelmap cannot hold "
+                              "them; use .masks")
+        top = max((s.number for s in self.segments), default=0)
+        dtype = np.uint8 if top < 256 else np.uint16
+        labels = np.zeros(self.masks.shape[1:], dtype=dtype)
+        for i, s in enumerate(self.segments):
+            labels[present[i]] = s.number
+        like = self.reference if self.reference is not None else self.geometry
+        return volume_from_array(labels, like, cache=False)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        labels = np.asarray(self.labelmap.scalar_data)
+        return labels.astype(dtype) if dtype is not None else labels
+
+
+# -- reading -------------------------------------------------------------------------------------
+def _dataset(source: Any) -> Any:
+    import pydicom
+
+    if isinstance(source, pydicom.Dataset):
+        return source
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return pydicom.dcmread(io.BytesIO(bytes(source)))
+    path = os.fspath(source)
+    from .storage import is_remote, storage
+
+    if is_remote(path):
+        return pydicom.dcmread(io.BytesIO(storage.read_all(path, path)))
+    return pydicom.dcmread(path)
+
+
+def _text(item: Any, keyword: str) -> str | None:
+    seq = item.get(keyword) if item is not None else None
+    return str(seq[0].CodeMeaning) if seq and "CodeMeaning" in seq[0] else None
+
+
+def lab_to_rgb(lab: Any) -> tuple[int, int, int] | None:
+    """DICOM CIELab (PS3.3 C.10.7.1.1: 16-bit scaled L*a*b*, D65) to sRGB 0-255."""
+    if lab is None or len(lab) != 3:
+        return None
+    ell = float(lab[0]) * 100.0 / 65535.0
+    a = float(lab[1]) * 255.0 / 65535.0 - 128.0
+    b = float(lab[2]) * 255.0 / 65535.0 - 128.0
+    fy = (ell + 16.0) / 116.0
+    fx, fz = fy + a / 500.0, fy - b / 200.0
+
+    def inv(t: float) -> float:
+        return t**3 if t**3 > 0.008856 else (t - 16.0 / 116.0) / 7.787
+
+    xyz = np.array([0.95047 * inv(fx), 1.0 * inv(fy), 1.08883 * inv(fz)])
+    rgb = np.array([[3.2406, -1.5372, -0.4986], [-0.9689, 1.8758, 0.0415],
+                    [0.0557, -0.2040, 1.0570]]) @ xyz
+    rgb = np.where(rgb > 0.0031308, 1.055 * np.power(np.clip(rgb, 0, None), 1 / 2.4) - 0.055,
+                   12.92 * rgb)
+    r, g, bb = (int(round(float(np.clip(v, 0, 1)) * 255)) for v in rgb)
+    return r, g, bb
+
+
+def _segments(ds: Any) -> list[Segment]:
+    out = []
+    for item in ds.get("SegmentSequence") or []:
+        if int(item.SegmentNumber) == 0:
+            continue  # a LABELMAP's background: what is left where no segment is
+        out.append(Segment(
+            number=int(item.SegmentNumber), label=str(item.get("SegmentLabel") or
+                                                      f"segment {item.SegmentNumber}"),
+            color=lab_to_rgb(item.get("RecommendedDisplayCIELabValue")),
+            category=_text(item, "SegmentedPropertyCategoryCodeSequence"),
+            type=_text(item, "SegmentedPropertyTypeCodeSequence"),
+            algorithm=str(item.get("SegmentAlgorithmType")) if "SegmentAlgorithmType" in item
+            else None))
+    return out
+
+
+def _group(ds: Any, k: int, sequence: str) -> Any:
+    """Functional group ``sequence`` of frame ``k``: per-frame, else shared (a value that is the
+    same for every frame, such as the one segment of a single-segment SEG, is shared)."""
+    per = ds.get("PerFrameFunctionalGroupsSequence")
+    if per and k < len(per) and per[k].get(sequence):
+        return per[k].get(sequence)
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    return shared[0].get(sequence) if shared else None
+
+
+def _frame_facts(ds: Any, k: int) -> tuple[int | None, str | None, np.ndarray | None]:
+    """(segment number, referenced source SOPInstanceUID, ImagePositionPatient) of frame k."""
+    ident = _group(ds, k, "SegmentIdentificationSequence")
+    number = int(ident[0].ReferencedSegmentNumber) if ident else None
+    source = None
+    deriv = _group(ds, k, "DerivationImageSequence")
+    if deriv and deriv[0].get("SourceImageSequence"):
+        source = str(deriv[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
+    pos = _group(ds, k, "PlanePositionSequence")
+    ipp = np.array([float(x) for x in pos[0].ImagePositionPatient]) if pos else None
+    return number, source, ipp
+
+
+def _shared(ds: Any, sequence: str, keyword: str) -> Any:
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared and sequence in shared[0] and keyword in shared[0][sequence][0]:
+        return shared[0][sequence][0].get(keyword)
+    per = ds.get("PerFrameFunctionalGroupsSequence")
+    if per and sequence in per[0] and keyword in per[0][sequence][0]:
+        return per[0][sequence][0].get(keyword)
+    return None
+
+
+def _frames(ds: Any) -> np.ndarray:
+    arr = ds.pixel_array
+    n = int(ds.get("NumberOfFrames") or 1)
+    return arr.reshape(n, int(ds.Rows), int(ds.Columns))
+
+
+def _reference_slices(reference: Any) -> tuple[dict[str, int], np.ndarray]:
+    """(SOPInstanceUID -> slice index, slice positions) of a reference volume."""
+    from .core.metadata import metadata
+
+    uids: dict[str, int] = {}
+    for k, image_id in enumerate(reference.geometry.image_ids):
+        sop = (metadata.get("sopCommonModule", image_id) or {}).get("sop_instance_uid")
+        if sop:
+            uids.setdefault(str(sop), k)
+    return uids, np.asarray(reference.geometry.positions, dtype=float)
+
+
+def _own_geometry(ds: Any, positions: list[np.ndarray]) -> VolumeGeometry:
+    iop = _shared(ds, "PlaneOrientationSequence", "ImageOrientationPatient")
+    spacing = _shared(ds, "PixelMeasuresSequence", "PixelSpacing")
+    if iop is None or spacing is None or not positions:
+        raise GeometryError("the SEG has no plane orientation, pixel spacing or positions to "
+                            "build its own grid; give reference=")
+    unique: list[np.ndarray] = []
+    for p in positions:
+        if not any(np.allclose(p, u, atol=POSITION_TOL_MM) for u in unique):
+            unique.append(p)
+    slices = [SliceInfo(f"seg:{k}", int(ds.Rows), int(ds.Columns),
+                        position=(float(p[0]), float(p[1]), float(p[2])),
+                        orientation=tuple(float(x) for x in iop),
+                        pixel_spacing=(float(spacing[0]), float(spacing[1])))
+              for k, p in enumerate(unique)]
+    return compute_geometry(slices, spacing="keep", warn=False)
+
+
+def open_segmentation(source: Any, reference: Any = None) -> Segmentation:
+    """A SEG as masks on ``reference``'s grid (a volume of the images it segments), or on its
+    own grid without one. See the module docstring for the rules; RTSTRUCT is not read yet."""
+    ds = _dataset(source)
+    sop = str(ds.get("SOPClassUID", ""))
+    if sop not in (SEG_SOP_CLASS, LABELMAP_SOP_CLASS):
+        modality = ds.get("Modality")
+        raise MedstreamError(f"not a DICOM Segmentation (SOP class {sop}, modality {modality})")
+    kind = str(ds.get("SegmentationType", "BINARY")).upper()
+    labelmap_iod = sop == LABELMAP_SOP_CLASS or kind == "LABELMAP"
+    segments = _segments(ds)
+    frames = _frames(ds)
+    facts = [_frame_facts(ds, k) for k in range(frames.shape[0])]
+    if reference is not None:
+        geometry = reference.geometry
+        uids, positions = _reference_slices(reference)
+    else:
+        geometry = _own_geometry(ds, [f[2] for f in facts if f[2] is not None])
+        uids, positions = {}, np.asarray(geometry.positions, dtype=float)
+    shape = geometry.shape
+    if frames.shape[1:] != shape[1:]:
+        raise GeometryError(f"SEG frames are {frames.shape[1]}x{frames.shape[2]}, the reference "
+                            f"slices {shape[1]}x{shape[2]}: not on its grid (resampling is not "
+                            "done)")
+    index = {s.number: i for i, s in enumerate(segments)}
+    fractional = kind == "FRACTIONAL"
+    masks = np.zeros((len(segments), *shape), dtype=np.float32 if fractional else bool)
+    scale = float(ds.get("MaximumFractionalValue") or 255) if fractional else 1.0
+    for k, (number, source_uid, ipp) in enumerate(facts):
+        z = uids.get(source_uid) if source_uid else None
+        if z is None:
+            if ipp is None:
+                raise GeometryError(f"SEG frame {k + 1} names no source image the reference has "
+                                    "and no position")
+            dist = np.linalg.norm(positions - ipp, axis=1)
+            z = int(np.argmin(dist))
+            if dist[z] > POSITION_TOL_MM:
+                raise GeometryError(f"SEG frame {k + 1} at {ipp.round(3).tolist()} lies on no "
+                                    f"slice of the reference grid (nearest {dist[z]:.3f} mm "
+                                    "away): not resampled")
+        frame = frames[k]
+        if labelmap_iod:
+            for number2, i in index.items():
+                masks[i, z] |= frame == number2
+        elif number in index:
+            if fractional:
+                masks[index[number], z] = frame.astype(np.float32) / scale
+            else:
+                masks[index[number], z] |= frame.astype(bool)
+    return Segmentation(segments, masks, geometry, "LABELMAP" if labelmap_iod else kind,
+                        reference)
+
+
+__all__ = ["Segment", "Segmentation", "lab_to_rgb", "open_segmentation"]
