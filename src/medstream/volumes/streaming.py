@@ -520,6 +520,18 @@ class StreamingImageVolume(VolumeFacts):
         """See :func:`medstream.interop.volume_from_nifti`."""
         return hooks.factory("nifti")(image, **kwargs)
 
+    def resample_to(self, target: Any, *, fill: float = 0.0, nearest: bool = False) -> Any:
+        """This volume's values on ``target``'s grid (a volume or a ``VolumeGeometry``), by world
+        coordinates: trilinear (float32), or ``nearest`` for labels; ``fill`` outside. A dose
+        grid on its CT: ``dose.resample_to(ct)``."""
+        from .resample import resample_array
+
+        if not self.status.loaded:
+            self.load().result()
+        geometry = getattr(target, "geometry", target)
+        data = resample_array(np.asarray(self.scalar_data), self.geometry, geometry, fill, nearest)
+        return hooks.factory("array")(data, geometry, cache=False)
+
     def _repr_html_(self) -> str:
         return hooks.html("volume", self)
 
