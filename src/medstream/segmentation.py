@@ -220,11 +220,100 @@ def _own_geometry(ds: Any, positions: list[np.ndarray]) -> VolumeGeometry:
     return compute_geometry(slices, spacing="keep", warn=False)
 
 
+RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
+
+
+def _even_odd_fill(polygon: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Pixels whose centres lie inside ``polygon`` ((n, 2) column, row), by the even-odd rule:
+    scan each pixel row, fill between successive crossings of its centre line."""
+    out = np.zeros((rows, cols), dtype=bool)
+    x, y = polygon[:, 0], polygon[:, 1]
+    x2, y2 = np.roll(x, -1), np.roll(y, -1)
+    lo, hi = max(0, int(np.ceil(y.min()))), min(rows - 1, int(np.floor(y.max())))
+    for r in range(lo, hi + 1):
+        crossing = (y <= r) != (y2 <= r)  # edges whose span holds this row's centre line
+        if not crossing.any():
+            continue
+        xs = np.sort(x[crossing] + (r - y[crossing]) * (x2[crossing] - x[crossing])
+                     / (y2[crossing] - y[crossing]))
+        for a, b in zip(xs[0::2], xs[1::2]):
+            c0, c1 = max(0, int(np.ceil(a))), min(cols - 1, int(np.floor(b)))
+            if c0 <= c1:
+                out[r, c0 : c1 + 1] ^= True
+    return out
+
+
+def _boundary(polygon: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Pixels an edge of ``polygon`` passes through (nearest pixel centres along each edge, at
+    most half a pixel apart): the contour line itself belongs to the region."""
+    out = np.zeros((rows, cols), dtype=bool)
+    p, q = polygon, np.roll(polygon, -1, axis=0)
+    steps = np.maximum(np.ceil(np.abs(q - p).max(axis=1) * 2).astype(int), 1)
+    t = np.concatenate([np.linspace(0.0, 1.0, n + 1) for n in steps])
+    start = np.repeat(p, steps + 1, axis=0)
+    delta = np.repeat(q - p, steps + 1, axis=0)
+    pts = np.floor(start + t[:, None] * delta + 0.5).astype(int)
+    ok = (pts[:, 0] >= 0) & (pts[:, 0] < cols) & (pts[:, 1] >= 0) & (pts[:, 1] < rows)
+    out[pts[ok, 1], pts[ok, 0]] = True
+    return out
+
+
+def _rtstruct(ds: Any, reference: Any) -> Segmentation:
+    """RTSTRUCT contours rasterised on the reference grid: each ROI a segment; contours of one
+    ROI on one slice combine by the even-odd rule (an inner contour is a hole), and the pixels
+    every contour line passes through belong to the ROI (the convention of rt-utils and of
+    OpenCV's polygon filling)."""
+    import warnings
+
+    if reference is None:
+        raise GeometryError("an RTSTRUCT holds contours, not a grid: give reference= (the "
+                            "volume of the series it was drawn on)")
+    geometry = reference.geometry
+    to_index = np.linalg.inv(np.asarray(geometry.affine, dtype=float))
+    nz, rows, cols = geometry.shape[:3]
+    names = {int(r.ROINumber): str(r.get("ROIName") or f"ROI {r.ROINumber}")
+             for r in ds.get("StructureSetROISequence") or []}
+    segments: list[Segment] = []
+    masks: list[np.ndarray] = []
+    skipped_points = 0
+    for roi in ds.get("ROIContourSequence") or []:
+        number = int(roi.ReferencedROINumber)
+        color = roi.get("ROIDisplayColor")
+        mask = np.zeros((nz, rows, cols), dtype=bool)
+        lines = np.zeros((nz, rows, cols), dtype=bool)
+        for contour in roi.get("ContourSequence") or []:
+            kind = str(contour.get("ContourGeometricType", "CLOSED_PLANAR")).upper()
+            if kind != "CLOSED_PLANAR":
+                skipped_points += 1
+                continue
+            pts = np.asarray([float(v) for v in contour.ContourData], dtype=float).reshape(-1, 3)
+            ijk = (to_index @ np.c_[pts, np.ones(len(pts))].T).T[:, :3]  # (column, row, slice)
+            k = float(np.median(ijk[:, 2]))
+            z = int(round(k))
+            if abs(k - z) > 0.1 or np.ptp(ijk[:, 2]) > 0.1 or not 0 <= z < nz:
+                raise GeometryError(f"ROI {names.get(number, number)}: a contour lies between "
+                                    f"or outside the reference slices (slice index {k:.2f}): "
+                                    "not on this grid")
+            mask[z] ^= _even_odd_fill(ijk[:, :2], rows, cols)
+            lines[z] |= _boundary(ijk[:, :2], rows, cols)
+        mask |= lines
+        rgb = (int(color[0]), int(color[1]), int(color[2])) if color and len(color) >= 3 else None
+        segments.append(Segment(number, names.get(number, f"ROI {number}"), rgb))
+        masks.append(mask)
+    if skipped_points:
+        warnings.warn(f"RTSTRUCT: {skipped_points} contour(s) that are not CLOSED_PLANAR "
+                      "(points, open lines) were ignored", stacklevel=3)
+    stacked = np.stack(masks) if masks else np.zeros((0, nz, rows, cols), dtype=bool)
+    return Segmentation(segments, stacked, geometry, "RTSTRUCT", reference)
+
+
 def open_segmentation(source: Any, reference: Any = None) -> Segmentation:
     """A SEG as masks on ``reference``'s grid (a volume of the images it segments), or on its
-    own grid without one. See the module docstring for the rules; RTSTRUCT is not read yet."""
+    own grid without one; an RTSTRUCT's contours rasterised on ``reference``'s grid."""
     ds = _dataset(source)
     sop = str(ds.get("SOPClassUID", ""))
+    if sop == RTSTRUCT_SOP_CLASS or ds.get("Modality") == "RTSTRUCT":
+        return _rtstruct(ds, reference)
     if sop not in (SEG_SOP_CLASS, LABELMAP_SOP_CLASS):
         modality = ds.get("Modality")
         raise MedstreamError(f"not a DICOM Segmentation (SOP class {sop}, modality {modality})")
