@@ -167,3 +167,52 @@ def test_a_frame_off_the_reference_grid_is_refused(ct, tmp_path):
     ds.save_as(tmp_path / "off2.dcm")
     with pytest.raises(ms.GeometryError, match="no slice of the reference grid"):
         ms.open_segmentation(tmp_path / "off2.dcm", reference=volume)
+
+
+def test_written_seg_reads_back_identically_in_highdicom(tmp_path):
+    """write_segmentation -> highdicom's reading: the same masks on the same source images."""
+    folder = tmp_path / "ct"
+    write_series(folder, 6, size=32, extra={
+        "PatientBirthDate": "", "PatientSex": "", "PatientName": "t", "PatientID": "t",
+        "StudyDate": "20260101", "StudyTime": "120000", "ReferringPhysicianName": "",
+        "AccessionNumber": "", "StudyID": "1"})
+    volume = ms.open_volume(folder)
+    labels = np.zeros((6, 32, 32), dtype=np.uint8)
+    labels[1:3, 4:12, 4:12] = 1
+    labels[4, 20:28, 2:9] = 2
+    ms.write_segmentation(labels, volume, tmp_path / "out.dcm", segments=["liver", "kidney"])
+    uids = [ms.metadata.get("sopCommonModule", i)["sop_instance_uid"]
+            for i in volume.geometry.image_ids]
+    seg = hd.seg.segread(tmp_path / "out.dcm")
+    got = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, combine_segments=True,
+                                            ignore_spatial_locations=True)
+    assert np.array_equal(got, labels)
+    assert [str(s.SegmentLabel) for s in seg.SegmentSequence] == ["liver", "kidney"]
+    back = ms.open_segmentation(tmp_path / "out.dcm", reference=volume)
+    assert np.array_equal(np.asarray(back), labels)
+
+
+def test_seg_stored_with_stow_rs_and_read_back_over_dicomweb(orthanc, tmp_path):
+    """write_segmentation -> ms.dicomweb.store (STOW-RS to a real Orthanc) -> open_segmentation
+    of the instance URL, on the reference volume loaded over DICOMweb too."""
+    folder = tmp_path / "ct"
+    paths = write_series(folder, 5, size=32, extra={
+        "PatientBirthDate": "", "PatientSex": "", "PatientName": "t", "PatientID": "t",
+        "StudyDate": "20260101", "StudyTime": "120000", "ReferringPhysicianName": "",
+        "AccessionNumber": "", "StudyID": "1"})
+    result = ms.dicomweb.store(orthanc.dicomweb, paths)
+    assert len(result.stored) == 5 and not result.failed
+    study = pydicom.dcmread(paths[0], stop_before_pixels=True)
+    series_url = (f"{orthanc.dicomweb}/studies/{study.StudyInstanceUID}/series/"
+                  f"{study.SeriesInstanceUID}")
+    ct = ms.open_volume(series_url)
+    labels = np.zeros((5, 32, 32), dtype=np.uint8)
+    labels[1:4, 8:20, 6:14] = 1
+    seg_ds = ms.write_segmentation(labels, ct, tmp_path / "seg.dcm", segments=["lesion"])
+    stored = ms.dicomweb.store(orthanc.dicomweb, [tmp_path / "seg.dcm"])
+    assert stored.stored == [str(seg_ds.SOPInstanceUID)]
+    url = (f"{orthanc.dicomweb}/studies/{seg_ds.StudyInstanceUID}/series/"
+           f"{seg_ds.SeriesInstanceUID}/instances/{seg_ds.SOPInstanceUID}")
+    back = ms.open_segmentation(url, reference=ct)
+    assert [s.label for s in back.segments] == ["lesion"]
+    assert np.array_equal(np.asarray(back), labels)

@@ -114,6 +114,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "open_segmentation": ("medstream.segmentation", "open_segmentation"),
     "Segmentation": ("medstream.segmentation", "Segmentation"),
     "Segment": ("medstream.segmentation", "Segment"),
+    "write_segmentation": ("medstream.segmentation", "write_segmentation"),
     "default_client": ("medstream.client", "default_client"),
 }
 
@@ -254,7 +255,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
         split_series,
     )
     from .client import Client, default_client
-    from .segmentation import Segment, Segmentation, open_segmentation
+    from .segmentation import Segment, Segmentation, open_segmentation, write_segmentation
     from .volumes import StreamingImageVolume as Volume
 
 __all__ = [
@@ -262,6 +263,7 @@ __all__ = [
     "Segment",
     "Segmentation",
     "open_segmentation",
+    "write_segmentation",
     "default_client",
     "load_plugins",
     "DynamicVolume",

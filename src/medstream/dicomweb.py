@@ -502,7 +502,86 @@ def read_element(image_id: str, keyword: str, **http: Any) -> Any:
     return runtime.run_sync(read_element_async(image_id, keyword, **http))
 
 
+# -- STOW-RS -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StoreResult:
+    """What a STOW-RS server answered: the instances it stored and those it refused (with
+    the reason code it gave, PS3.18 Table 10.5.3-1)."""
+
+    stored: list[str]
+    failed: dict[str, str]
+    status_code: int
+
+
+def _part10(item: Any) -> bytes:
+    import io
+    import os
+
+    import pydicom
+
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return bytes(item)
+    if isinstance(item, pydicom.Dataset):
+        buf = io.BytesIO()
+        item.save_as(buf, enforce_file_format=True)
+        return buf.getvalue()
+    with open(os.fspath(item), "rb") as fh:
+        return fh.read()
+
+
+def _uids_of(data: dict[str, Any], sequence: str) -> dict[str, str]:
+    """SOPInstanceUID -> failure reason (or "") of one sequence of a STOW-RS JSON answer."""
+    out: dict[str, str] = {}
+    for item in (data.get(sequence) or {}).get("Value") or []:
+        uid = ((item.get("00081155") or {}).get("Value") or [""])[0]
+        reason = ((item.get("00081197") or {}).get("Value") or [""])[0]
+        out[str(uid)] = str(reason)
+    return out
+
+
+async def store_async(root: str, items: Sequence[Any], **http: Any) -> StoreResult:
+    """STOW-RS: POST Part 10 objects (paths, bytes or pydicom Datasets) to ``<root>/studies``
+    as one multipart/related request, with the HTTP stack's credentials, budgets and deadlines.
+    Per-instance failures come back in the result; a refused request is an ``HTTPStatusError``."""
+    import json as _json
+    import uuid
+
+    from .errors import HTTPStatusError
+    from .loaders.http import post
+
+    check_options("store", http, "http")
+    boundary = uuid.uuid4().hex
+    parts = []
+    for item in items:
+        data = await runtime.to_thread(_part10, item)
+        parts.append(b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n"
+                     + data + b"\r\n")
+    body = b"".join(parts) + b"--" + boundary.encode() + b"--\r\n"
+    url = url_join(root, "/studies")
+    ctype = f'multipart/related; type="application/dicom"; boundary={boundary}'
+    resp = await post(url, f"stow:{root}", body, ctype, accept="application/dicom+json",
+                      config=http_config(**http))
+    answer: dict[str, Any] = {}
+    if resp.content:
+        try:
+            answer = _json.loads(resp.content)
+        except ValueError:
+            answer = {}
+    stored = list(_uids_of(answer, "00081199"))
+    failed = _uids_of(answer, "00081198")
+    if resp.status_code >= 400 and not stored:
+        raise HTTPStatusError(f"stow:{root}", resp.status_code, redact_url(url),
+                              f"{len(failed) or len(items)} instance(s) refused")
+    return StoreResult(stored, failed, resp.status_code)
+
+
+def store(root: str, items: Sequence[Any], **http: Any) -> StoreResult:
+    """Blocking form of :func:`store_async`."""
+    return runtime.run_sync(store_async(root, items, **http))
+
+
 __all__ = [
+    "StoreResult", "store", "store_async",
     "InstanceResult", "SeriesResult", "StudyResult", "is_root_url", "read_element",
     "read_element_async", "rendered_image_id", "thumbnail_image_id", "search_instances",
     "search_instances_async", "search_series", "search_series_async", "search_studies",

@@ -93,7 +93,7 @@ class Segmentation:
 
 
 # -- reading -------------------------------------------------------------------------------------
-def _dataset(source: Any) -> Any:
+def _dataset(source: Any, http: dict[str, Any]) -> Any:
     import pydicom
 
     if isinstance(source, pydicom.Dataset):
@@ -101,6 +101,14 @@ def _dataset(source: Any) -> Any:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return pydicom.dcmread(io.BytesIO(bytes(source)))
     path = os.fspath(source)
+    url = path[len("wadors:"):] if path.startswith("wadors:") else path
+    if url.startswith(("http://", "https://")):  # a DICOMweb instance URL: the object itself
+        from .core.runtime import runtime
+        from .loaders.wadors import INSTANCE_ACCEPT
+        from .loaders.wadouri import fetch_part10
+
+        parsed = runtime.run_sync(fetch_part10(f"wadors:{url}", url, INSTANCE_ACCEPT, **http))
+        return parsed.dataset
     from .storage import is_remote, storage
 
     if is_remote(path):
@@ -307,10 +315,12 @@ def _rtstruct(ds: Any, reference: Any) -> Segmentation:
     return Segmentation(segments, stacked, geometry, "RTSTRUCT", reference)
 
 
-def open_segmentation(source: Any, reference: Any = None) -> Segmentation:
+def open_segmentation(source: Any, reference: Any = None, **http: Any) -> Segmentation:
     """A SEG as masks on ``reference``'s grid (a volume of the images it segments), or on its
-    own grid without one; an RTSTRUCT's contours rasterised on ``reference``'s grid."""
-    ds = _dataset(source)
+    own grid without one; an RTSTRUCT's contours rasterised on ``reference``'s grid. ``source``:
+    a path, object-store URL, DICOMweb instance URL (``http``: its HTTP options), bytes or a
+    pydicom Dataset."""
+    ds = _dataset(source, http)
     sop = str(ds.get("SOPClassUID", ""))
     if sop == RTSTRUCT_SOP_CLASS or ds.get("Modality") == "RTSTRUCT":
         return _rtstruct(ds, reference)
@@ -362,4 +372,73 @@ def open_segmentation(source: Any, reference: Any = None) -> Segmentation:
                         reference)
 
 
-__all__ = ["Segment", "Segmentation", "lab_to_rgb", "open_segmentation"]
+
+
+
+# -- writing -------------------------------------------------------------------------------------
+def _source_datasets(reference: Any) -> list[Any]:
+    """The reference volume's source headers, in its slice order (what a SEG refers to)."""
+    from .dicom.instance import header_of
+
+    out = []
+    for image_id in reference.geometry.image_ids:
+        ds = header_of(image_id)
+        if ds is None:
+            raise MedstreamError(f"{image_id}: its header is not available (a SEG refers to "
+                                 "each source image)")
+        out.append(ds)
+    return out
+
+
+def write_segmentation(labels_or_masks: Any, reference: Any, path: str | os.PathLike[str],
+                       segments: list[Segment | str] | None = None, *,
+                       segmentation_type: str = "BINARY", series_description: str = "medstream",
+                       manufacturer: str = "medstream") -> Any:
+    """A standard DICOM SEG (written with highdicom) of a labelmap ``(z, y, x)`` (0 background,
+    else segment numbers) or masks ``(n_segments, z, y, x)`` on ``reference``'s grid, referring
+    to its source images. ``segments``: labels (or ``Segment``s) in segment-number order.
+    ``segmentation_type``: BINARY (default), FRACTIONAL (masks of 0..1) or LABELMAP."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    data = np.asarray(labels_or_masks)
+    shape = tuple(reference.geometry.shape[:3])
+    if data.shape == shape:  # a labelmap
+        numbers = [int(n) for n in np.unique(data) if n != 0]
+        masks = np.stack([data == n for n in numbers], axis=-1) if numbers else \
+            np.zeros((*shape, 1), dtype=bool)
+        numbers = numbers or [1]
+    elif data.ndim == 4 and data.shape[1:] == shape:
+        masks = np.moveaxis(data, 0, -1)
+        numbers = list(range(1, data.shape[0] + 1))
+    else:
+        raise ValueError(f"labels {data.shape} are not on the reference grid {shape}: a "
+                         "labelmap (z, y, x) or masks (n_segments, z, y, x)")
+    given = list(segments or [])
+    descriptions = []
+    for i, number in enumerate(numbers):
+        item = given[i] if i < len(given) else None
+        label = item.label if isinstance(item, Segment) else (str(item) if item else
+                                                             f"segment {number}")
+        descriptions.append(hd.seg.SegmentDescription(
+            segment_number=i + 1, segment_label=label,
+            segmented_property_category=codes.SCT.Tissue,
+            segmented_property_type=codes.SCT.Tissue,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL))
+    kind = segmentation_type.upper()
+    if kind == "FRACTIONAL":
+        pixels = masks.astype(np.float32)
+    elif kind == "LABELMAP":
+        pixels = masks.astype(bool)
+    else:
+        pixels = masks.astype(bool)
+    seg = hd.seg.Segmentation(
+        source_images=_source_datasets(reference), pixel_array=pixels, segmentation_type=kind,
+        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=300,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer=manufacturer,
+        manufacturer_model_name="medstream", software_versions="medstream",
+        device_serial_number="0", series_description=series_description)
+    seg.save_as(os.fspath(path))
+    return seg
+
+__all__ = ["Segment", "Segmentation", "lab_to_rgb", "open_segmentation", "write_segmentation"]

@@ -201,7 +201,7 @@ class _Failure(Exception):
 
 def _headers(cfg: HttpConfig, accept: str | None, url: str, token: str | None,
              byte_range: tuple[int, int] | None = None) -> dict[str, str]:
-    headers = plain_value(accept, byte_range)
+    headers = public_headers(accept, byte_range)
     headers.setdefault("Accept-Encoding", "gzip, deflate")
     if cfg.credentials_for(url):
         headers.update(cfg.headers)
@@ -210,7 +210,7 @@ def _headers(cfg: HttpConfig, accept: str | None, url: str, token: str | None,
     return headers
 
 
-def plain_value(accept: str | None, byte_range: tuple[int, int] | None) -> dict[str, str]:
+def public_headers(accept: str | None, byte_range: tuple[int, int] | None) -> dict[str, str]:
     """The headers any origin may see: Accept, and a byte range (of the unencoded object)."""
     headers = {"Accept": accept} if accept else {}
     if byte_range is not None:
@@ -264,7 +264,7 @@ async def _follow(url: str, cfg: HttpConfig, accept: str | None, image_id: str,
     first = origin_of(url)
     for _ in range(MAX_REDIRECTS + 1):
         trusted = origin_of(url) == first and cfg.credentials_for(url)
-        headers = _headers(cfg, accept, url, token, byte_range) if trusted else plain_value(
+        headers = _headers(cfg, accept, url, token, byte_range) if trusted else public_headers(
             accept, byte_range)
         client = _client_for(cfg, url, trusted, image_id)
         request = client.build_request("GET", url, headers=headers, timeout=cfg.timeout)
@@ -461,6 +461,32 @@ def _msg(exc: BaseException) -> str:
 
 
 _closed_scopes: set[str] = set()
+
+
+async def post(url: str, image_id: str, body: bytes, content_type: str, *,
+               accept: str | None = None, config: HttpConfig | None = None) -> Body:
+    """POST ``body`` (STOW-RS): the load's credentials where they belong, the deadline of its
+    config, no redirects followed (a body is not sent twice), the answer size-checked."""
+    cfg = config or http_config()
+    trusted = cfg.credentials_for(url)
+    token = await _token(cfg) if trusted else None
+    headers = _headers(cfg, accept, url, token) if trusted else public_headers(accept, None)
+    headers["Content-Type"] = content_type
+    safe = redact_url(url)
+    try:
+        client = _client_for(cfg, url, trusted, image_id)
+    except _Failure as failure:
+        raise failure.err from None
+    try:
+        async with asyncio.timeout(max(cfg.timeout, 1.0) * 4):
+            request = client.build_request("POST", url, content=body, headers=headers,
+                                           timeout=cfg.timeout)
+            resp = await client.send(request, auth=cfg.auth if trusted else None)
+    except (httpx.HTTPError, TimeoutError, OSError) as exc:
+        raise NetworkError(image_id, f"{_msg(exc)}: {safe}") from exc
+    content = resp.content
+    check_size(image_id, f"answer of {safe}", len(content), cfg.max_bytes)
+    return Body(resp.status_code, resp.headers, content, str(resp.url))
 
 
 async def close_clients(scope_key: str | None = None) -> None:
