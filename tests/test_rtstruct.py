@@ -93,10 +93,11 @@ def test_contours_off_the_grid_or_without_a_reference_are_refused(tmp_path):
     mask = np.zeros((32, 32, 6), dtype=bool)
     mask[10:20, 10:20, 2] = True
     rt.add_roi(mask=mask, name="square")
-    rt.save(str(tmp_path / "rt.dcm"))
+    (tmp_path / "alone").mkdir()
+    rt.save(str(tmp_path / "alone" / "rt.dcm"))  # no series beside it
     with pytest.raises(ms.GeometryError, match="reference"):
-        ms.open_segmentation(tmp_path / "rt.dcm")
-    ds = pydicom.dcmread(tmp_path / "rt.dcm")
+        ms.open_segmentation(tmp_path / "alone" / "rt.dcm")
+    ds = pydicom.dcmread(tmp_path / "alone" / "rt.dcm")
     data = [float(v) for v in ds.ROIContourSequence[0].ContourSequence[0].ContourData]
     for i in range(2, len(data), 3):
         data[i] += 1.2  # half way between two slices (2.5 mm apart)
@@ -107,3 +108,50 @@ def test_contours_off_the_grid_or_without_a_reference_are_refused(tmp_path):
         volume = ms.open_volume(folder)
     with pytest.raises(ms.GeometryError, match="between or outside"):
         ms.open_segmentation(tmp_path / "off.dcm", reference=volume)
+
+
+def test_reference_found_in_the_same_folder_and_labelmap_saved_with_its_table(tmp_path):
+    folder = tmp_path / "ct"
+    write_series(folder, 6, size=32, pixel_spacing=(1.0, 1.0), extra=STUDY)
+    rt = rt_utils.RTStructBuilder.create_new(dicom_series_path=str(folder))
+    mask = np.zeros((32, 32, 6), dtype=bool)
+    mask[10:20, 10:20, 2:4] = True
+    rt.add_roi(mask=mask, name="square", color=[10, 20, 30])
+    rt.save(str(folder / "rt.dcm"))  # beside its series
+    seg = ms.open_segmentation(folder / "rt.dcm")
+    assert seg.reference is not None and seg.mask("square").sum() == 200
+    written = seg.save(tmp_path / "labels.nii.gz")
+    import json
+
+    import nibabel as nib
+
+    table = json.loads((tmp_path / "labels.labels.json").read_text())
+    assert table["1"]["label"] == "square" and table["1"]["color"] == [10, 20, 30]
+    assert int(np.asarray(nib.load(written).dataobj).sum()) == 200
+
+
+def test_cli_lists_rois_and_writes_a_labelmap_on_the_reference(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import nibabel as nib
+
+    folder = tmp_path / "ct"
+    write_series(folder, 6, size=32, pixel_spacing=(1.0, 1.0), extra=STUDY)
+    rt = rt_utils.RTStructBuilder.create_new(dicom_series_path=str(folder))
+    mask = np.zeros((32, 32, 6), dtype=bool)
+    mask[4:12, 4:12, 1:3] = True
+    rt.add_roi(mask=mask, name="gtv", color=[200, 0, 0])
+    rt.save(str(tmp_path / "rt.dcm"))
+    cli = [sys.executable, "-m", "medstream"]
+    info = subprocess.run([*cli, "info", str(tmp_path / "rt.dcm"), "--json"], capture_output=True,
+                          text=True, timeout=120)
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["segments"][0][:2] == [1, "gtv"]
+    out = tmp_path / "labels.nii.gz"
+    run = subprocess.run([*cli, "volume", str(tmp_path / "rt.dcm"), "--reference", str(folder),
+                          "-o", str(out)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert int(np.asarray(nib.load(out).dataobj).sum()) == 8 * 8 * 2
+    assert json.loads((tmp_path / "labels.labels.json").read_text())["1"]["label"] == "gtv"

@@ -293,6 +293,18 @@ def info(ctx: click.Context, source: str, as_json: bool, token: str | None, time
             else:
                 _print_results(console, source, "studies", studies, as_json)
                 return
+        if kind == "image" and _segment_rows(source):
+            rows = _segment_rows(source)
+            if as_json:
+                click.echo(json.dumps({"source": source, "segments": rows}, default=str))
+                return
+            table = Table(title=source)
+            for col in ("segment", "label", "colour"):
+                table.add_column(col)
+            for number, label, color in rows:
+                table.add_row(str(number), label, str(color or ""))
+            console.print(table)
+            return
         if kind == "image":
             image_id = _image_id(source)
             modules = _header_of(image_id, http)
@@ -335,6 +347,31 @@ def info(ctx: click.Context, source: str, as_json: bool, token: str | None, time
                           str(s.get("shape")), str(s.get("spacing")),
                           "\n".join(s.get("warnings") or []) or "-")
         console.print(table)
+
+
+def _segment_rows(source: str) -> list[tuple[int, str, Any]]:
+    """(number, label, colour) of a local SEG's segments or RTSTRUCT's ROIs, from its header;
+    [] for anything else."""
+    if not os.path.isfile(source):
+        return []
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(source, stop_before_pixels=True)
+    except Exception:
+        return []
+    if ds.get("Modality") == "SEG":
+        from .segmentation import lab_to_rgb
+
+        return [(int(s.SegmentNumber), str(s.get("SegmentLabel", "")),
+                 lab_to_rgb(s.get("RecommendedDisplayCIELabValue")))
+                for s in ds.get("SegmentSequence") or [] if int(s.SegmentNumber) > 0]
+    if ds.get("Modality") == "RTSTRUCT":
+        colors = {int(r.ReferencedROINumber): tuple(int(c) for c in r.ROIDisplayColor)
+                  for r in ds.get("ROIContourSequence") or [] if "ROIDisplayColor" in r}
+        return [(int(r.ROINumber), str(r.get("ROIName", "")), colors.get(int(r.ROINumber)))
+                for r in ds.get("StructureSetROISequence") or []]
+    return []
 
 
 def _shown(key: str, value: Any) -> str:
@@ -513,16 +550,29 @@ def render(ctx: click.Context, image_id: str, out: Path, window: tuple[float, fl
               help="Every acquisition of the series (time points, echoes) as one 4D output.")
 @click.option("--allow-partial", is_flag=True,
               help="Write a volume with failed slices anyway, with its slice mask beside it.")
+@click.option("--reference", default=None, metavar="SERIES",
+              help="SOURCE is a SEG or RTSTRUCT: write its labelmap on this series' grid (a "
+                   "folder or DICOMweb series URL), with its label table beside it.")
 @_net_options
 @click.pass_context
 def volume(ctx: click.Context, source: str, out: Path, order: str, series: str | None,
-           spacing: str, tilt: str, dynamic: bool, allow_partial: bool, token: str | None,
-           timeout: float, retries: int) -> None:
+           spacing: str, tilt: str, dynamic: bool, allow_partial: bool, reference: str | None,
+           token: str | None, timeout: float, retries: int) -> None:
     """Load a folder, DICOMweb series/study URL or NIfTI as a volume and write it out."""
     console = _console()
     with _errors(ctx):
         if not out.name.lower().endswith((".nii", ".nii.gz", ".npy", ".npz")):
             raise ValueError(f"{out}: unknown output format (use .nii, .nii.gz, .npy or .npz)")
+        if reference is not None:
+            http = _http(token, timeout, retries)
+            grid = ms.open_volume(reference, **_volume_options(series, spacing, tilt, False),
+                                  **http)
+            seg = ms.open_segmentation(source, reference=grid, **http)
+            written = seg.save(out)
+            for s in seg.segments:
+                console.print(f"{s.number}: {s.label}", markup=False)
+            console.print(f"wrote {written} and its label table", markup=False)
+            return
         vol = ms.open_volume(source, load=False, **_volume_options(series, spacing, tilt, dynamic),
                              **_http(token, timeout, retries))
         try:

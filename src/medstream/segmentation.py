@@ -91,6 +91,27 @@ class Segmentation:
         labels = np.asarray(self.labelmap.scalar_data)
         return labels.astype(dtype) if dtype is not None else labels
 
+    def label_table(self) -> dict[str, dict[str, Any]]:
+        """Segment number -> label, colour and codes (what a saved labelmap's values mean)."""
+        return {str(s.number): {"label": s.label, "color": list(s.color) if s.color else None,
+                                "category": s.category, "type": s.type,
+                                "algorithm": s.algorithm} for s in self.segments}
+
+    def save(self, path: str | os.PathLike[str]) -> Any:
+        """The labelmap as NIfTI (.nii, .nii.gz), .npy or .npz, with its label table beside it
+        as JSON (``<name>.labels.json``)."""
+        import json
+
+        written = self.labelmap.save(path)
+        name = os.fspath(written)
+        for suffix in (".nii.gz", ".nii", ".npy", ".npz"):
+            if name.endswith(suffix):
+                name = name[: -len(suffix)]
+                break
+        with open(name + ".labels.json", "w") as fh:
+            json.dump(self.label_table(), fh, indent=1)
+        return written
+
 
 # -- reading -------------------------------------------------------------------------------------
 def _dataset(source: Any, http: dict[str, Any]) -> Any:
@@ -315,12 +336,48 @@ def _rtstruct(ds: Any, reference: Any) -> Segmentation:
     return Segmentation(segments, stacked, geometry, "RTSTRUCT", reference)
 
 
+def referenced_series_uid(ds: Any) -> str | None:
+    """The SeriesInstanceUID of the images a SEG or RTSTRUCT was made on, where it says."""
+    for item in ds.get("ReferencedSeriesSequence") or []:  # SEG
+        if "SeriesInstanceUID" in item:
+            return str(item.SeriesInstanceUID)
+    for frame in ds.get("ReferencedFrameOfReferenceSequence") or []:  # RTSTRUCT
+        for study in frame.get("RTReferencedStudySequence") or []:
+            for series in study.get("RTReferencedSeriesSequence") or []:
+                if "SeriesInstanceUID" in series:
+                    return str(series.SeriesInstanceUID)
+    return None
+
+
+def _find_reference(source: Any, ds: Any, http: dict[str, Any]) -> Any:
+    """The referenced series beside ``source``: in the same folder (a file) or the same DICOMweb
+    study (an instance URL); None where it cannot be found there."""
+    from .discovery.source import open_volume
+
+    uid = referenced_series_uid(ds)
+    if uid is None or isinstance(source, (bytes, bytearray, memoryview)) or \
+            not isinstance(source, (str, os.PathLike)):
+        return None
+    text = os.fspath(source)
+    url = text[len("wadors:"):] if text.startswith("wadors:") else text
+    if "/studies/" in url and url.startswith(("http://", "https://")):
+        study = url.split("/series/")[0]
+        return open_volume(f"{study}/series/{uid}", **http)
+    folder = os.path.dirname(os.path.abspath(text))
+    try:
+        return open_volume(folder, series=uid)
+    except MedstreamError:
+        return None
+
+
 def open_segmentation(source: Any, reference: Any = None, **http: Any) -> Segmentation:
     """A SEG as masks on ``reference``'s grid (a volume of the images it segments), or on its
     own grid without one; an RTSTRUCT's contours rasterised on ``reference``'s grid. ``source``:
     a path, object-store URL, DICOMweb instance URL (``http``: its HTTP options), bytes or a
     pydicom Dataset."""
     ds = _dataset(source, http)
+    if reference is None and ds.get("Modality") == "RTSTRUCT":  # contours need a grid: the
+        reference = _find_reference(source, ds, http)  # series beside it, where there is one
     sop = str(ds.get("SOPClassUID", ""))
     if sop == RTSTRUCT_SOP_CLASS or ds.get("Modality") == "RTSTRUCT":
         return _rtstruct(ds, reference)
