@@ -72,18 +72,21 @@ class Segmentation:
         segments cannot be one labelmap: a ``VolumeError`` names them (use ``masks``)."""
         from .interop import volume_from_array
 
-        present = self.masks > (0.5 if self.masks.dtype.kind == "f" else 0)
-        counts = present.sum(axis=0)
-        if (counts > 1).any():
-            both = sorted({self.segments[i].label for i in range(len(self.segments))
-                           if (present[i] & (counts > 1)).any()})
-            raise VolumeError(f"segments overlap ({', '.join(both)}): one labelmap cannot hold "
-                              "them; use .masks")
         top = max((s.number for s in self.segments), default=0)
         dtype = np.uint8 if top < 256 else np.uint16
         labels = np.zeros(self.masks.shape[1:], dtype=dtype)
-        for i, s in enumerate(self.segments):
-            labels[present[i]] = s.number
+        overlapping: set[str] = set()
+        for i, s in enumerate(self.segments):  # one pass per segment, no (n, z, y, x) temporary
+            present = self.masks[i] if self.masks.dtype == bool else self.masks[i] > 0.5
+            taken = labels[present]
+            if taken.any():
+                overlapping.add(s.label)
+                overlapping.update(self.segments[j].label for j, t in enumerate(self.segments)
+                                   if t.number in set(np.unique(taken).tolist()))
+            labels[present] = s.number
+        if overlapping:
+            raise VolumeError(f"segments overlap ({', '.join(sorted(overlapping))}): one "
+                              "labelmap cannot hold them; use .masks")
         like = self.reference if self.reference is not None else self.geometry
         return volume_from_array(labels, like, cache=False)
 
@@ -223,11 +226,13 @@ def _reference_slices(reference: Any) -> tuple[dict[str, int], np.ndarray]:
     """(SOPInstanceUID -> slice index, slice positions) of a reference volume."""
     from .core.metadata import metadata
 
-    uids: dict[str, int] = {}
+    seen: dict[str, list[int]] = {}
     for k, image_id in enumerate(reference.geometry.image_ids):
         sop = (metadata.get("sopCommonModule", image_id) or {}).get("sop_instance_uid")
         if sop:
-            uids.setdefault(str(sop), k)
+            seen.setdefault(str(sop), []).append(k)
+    # an instance with several slices (enhanced multi-frame) is matched by position instead
+    uids = {uid: ks[0] for uid, ks in seen.items() if len(ks) == 1}
     return uids, np.asarray(reference.geometry.positions, dtype=float)
 
 
@@ -254,21 +259,37 @@ RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 
 def _even_odd_fill(polygon: np.ndarray, rows: int, cols: int) -> np.ndarray:
     """Pixels whose centres lie inside ``polygon`` ((n, 2) column, row), by the even-odd rule:
-    scan each pixel row, fill between successive crossings of its centre line."""
+    every crossing of every pixel row's centre line at once, sorted, filled pairwise."""
     out = np.zeros((rows, cols), dtype=bool)
     x, y = polygon[:, 0], polygon[:, 1]
     x2, y2 = np.roll(x, -1), np.roll(y, -1)
-    lo, hi = max(0, int(np.ceil(y.min()))), min(rows - 1, int(np.floor(y.max())))
-    for r in range(lo, hi + 1):
-        crossing = (y <= r) != (y2 <= r)  # edges whose span holds this row's centre line
-        if not crossing.any():
-            continue
-        xs = np.sort(x[crossing] + (r - y[crossing]) * (x2[crossing] - x[crossing])
-                     / (y2[crossing] - y[crossing]))
-        for a, b in zip(xs[0::2], xs[1::2]):
-            c0, c1 = max(0, int(np.ceil(a))), min(cols - 1, int(np.floor(b)))
-            if c0 <= c1:
-                out[r, c0 : c1 + 1] ^= True
+    lo, hi = np.minimum(y, y2), np.maximum(y, y2)
+    first = np.maximum(np.ceil(lo), 0).astype(np.int64)  # rows r with lo <= r < hi
+    last = np.minimum(np.ceil(hi) - 1, rows - 1).astype(np.int64)
+    count = np.maximum(last - first + 1, 0)
+    if not count.any():
+        return out
+    edge = np.repeat(np.arange(len(x)), count)
+    r = first[edge] + (np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count))
+    xs = x[edge] + (r - y[edge]) * (x2[edge] - x[edge]) / (y2[edge] - y[edge])
+    order = np.lexsort((xs, r))
+    r, xs = r[order], xs[order]
+    start_of_row = np.r_[True, r[1:] != r[:-1]]
+    rank = np.arange(len(r)) - np.maximum.accumulate(np.where(start_of_row, np.arange(len(r)), 0))
+    begin, end = rank % 2 == 0, rank % 2 == 1
+    rb, xb = r[begin], xs[begin]
+    xe = xs[end]
+    n = min(len(rb), len(xe))
+    c0 = np.maximum(np.ceil(xb[:n]), 0).astype(np.int64)
+    c1 = np.minimum(np.floor(xe[:n]), cols - 1).astype(np.int64)
+    keep = c0 <= c1
+    if not keep.any():
+        return out
+    r0, r1 = int(rb[:n][keep].min()), int(rb[:n][keep].max())  # only the rows it spans
+    diff = np.zeros((r1 - r0 + 1, cols + 1), dtype=np.int32)
+    np.add.at(diff, (rb[:n][keep] - r0, c0[keep]), 1)
+    np.add.at(diff, (rb[:n][keep] - r0, c1[keep] + 1), -1)
+    out[r0 : r1 + 1] = np.cumsum(diff[:, :cols], axis=1) > 0
     return out
 
 
@@ -278,7 +299,8 @@ def _boundary(polygon: np.ndarray, rows: int, cols: int) -> np.ndarray:
     out = np.zeros((rows, cols), dtype=bool)
     p, q = polygon, np.roll(polygon, -1, axis=0)
     steps = np.maximum(np.ceil(np.abs(q - p).max(axis=1) * 2).astype(int), 1)
-    t = np.concatenate([np.linspace(0.0, 1.0, n + 1) for n in steps])
+    offsets = np.repeat(np.cumsum(steps + 1) - (steps + 1), steps + 1)
+    t = (np.arange(int((steps + 1).sum())) - offsets) / np.repeat(steps, steps + 1)
     start = np.repeat(p, steps + 1, axis=0)
     delta = np.repeat(q - p, steps + 1, axis=0)
     pts = np.floor(start + t[:, None] * delta + 0.5).astype(int)
@@ -424,7 +446,7 @@ def open_segmentation(source: Any, reference: Any = None, **http: Any) -> Segmen
             if fractional:
                 masks[index[number], z] = frame.astype(np.float32) / scale
             else:
-                masks[index[number], z] |= frame.astype(bool)
+                np.logical_or(masks[index[number], z], frame, out=masks[index[number], z])
     return Segmentation(segments, masks, geometry, "LABELMAP" if labelmap_iod else kind,
                         reference)
 
