@@ -7,6 +7,7 @@ import warnings
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 
 import medstream as ms
@@ -340,6 +341,26 @@ def test_monai_reader_logic_with_a_stand_in_image_reader(tmp_path, monkeypatch):
     assert both.shape == (2, 32, 32, 10) and meta2["original_channel_dim"] == 0
     with pytest.raises(TypeError, match="spacng"):
         MedstreamReader(spacng="keep")
+    # A SEG read onto its series gives its labelmap on that grid (made by highdicom here).
+    from test_segmentation import _make_seg
+
+    datasets = sorted((pydicom.dcmread(p) for p in paths), key=lambda d: int(d.InstanceNumber))
+    for ds in datasets:
+        for keyword in ("PatientBirthDate", "PatientSex", "ReferringPhysicianName",
+                        "AccessionNumber", "StudyID", "PatientName", "PatientID"):
+            if keyword not in ds:
+                setattr(ds, keyword, "")
+        ds.StudyDate, ds.StudyTime = ds.get("StudyDate") or "20260101", "120000"
+    by_uid = {str(d.SOPInstanceUID): d for d in datasets}
+    uids = [ms.metadata.get("sopCommonModule", i)["sop_instance_uid"] for i in vol.image_ids]
+    ordered = [by_uid[u] for u in uids]  # the volume's slice order
+    masks = np.zeros((10, 32, 32, 1), dtype=bool)
+    masks[3:6, 8:20, 4:12, 0] = True
+    _make_seg(ordered, masks, "BINARY", ["lesion"], tmp_path / "seg.dcm")
+    seg_reader = MedstreamReader(reference=str(tmp_path / "ct"))
+    labels, meta3 = seg_reader.get_data(seg_reader.read(str(tmp_path / "seg.dcm")))
+    assert np.array_equal(labels, masks[..., 0].astype(np.uint8).transpose(2, 1, 0))
+    np.testing.assert_allclose(meta3["affine"], vol.geometry.affine_ras, atol=1e-6)
 
 
 @pytest.mark.orthanc

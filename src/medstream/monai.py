@@ -32,16 +32,31 @@ def _is_dicom_file(src: str) -> bool:
     return os.path.isfile(src) and os.path.splitext(src)[1].lower() in _DICOM_SUFFIXES
 
 
+def _is_segmentation(src: str) -> bool:
+    """A local SEG or RTSTRUCT (its header says so)."""
+    if not os.path.isfile(src):
+        return False
+    import pydicom
+
+    try:
+        return pydicom.dcmread(src, stop_before_pixels=True).get("Modality") in ("SEG", "RTSTRUCT")
+    except Exception:
+        return False
+
+
 class MedstreamReader(ImageReader):
     """``options`` go to :func:`medstream.open_volume` (``series``, ``spacing``, ``tilt``,
-    ``prescale``, ``token``, ``headers``...), e.g. ``MedstreamReader(series="largest")``."""
+    ``prescale``, ``token``, ``headers``...), e.g. ``MedstreamReader(series="largest")``.
+    ``reference``: the series (folder or DICOMweb URL) a SEG or RTSTRUCT is read onto; such a
+    file then loads as its labelmap on that grid (0 background, else segment numbers)."""
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, reference: Any = None, **options: Any) -> None:
         super().__init__()
         from .options import check_options
 
         check_options("MedstreamReader", options, "open_volume")
         self.options = options
+        self.reference = reference
 
     def verify_suffix(self, filename: Sequence[Any] | Any) -> bool:
         from .discovery.source import dicomweb_url, is_nifti
@@ -60,6 +75,12 @@ class MedstreamReader(ImageReader):
         from .discovery.source import open_volume
 
         options = {**self.options, **kwargs}
+        if isinstance(data, (str, os.PathLike)) and _is_segmentation(_source(data)):
+            from .segmentation import open_segmentation
+
+            grid = None if self.reference is None else open_volume(_source(self.reference),
+                                                                   **options)
+            return open_segmentation(_source(data), reference=grid).labelmap
         if isinstance(data, (str, os.PathLike)):
             return open_volume(_source(data), **options)
         sources = [_source(d) for d in data]
