@@ -216,3 +216,51 @@ def test_seg_stored_with_stow_rs_and_read_back_over_dicomweb(orthanc, tmp_path):
     back = ms.open_segmentation(url, reference=ct)
     assert [s.label for s in back.segments] == ["lesion"]
     assert np.array_equal(np.asarray(back), labels)
+
+
+def test_seg_of_an_enhanced_multiframe_reference_is_placed_by_position(tmp_path):
+    """A SEG made on a real enhanced multi-frame MR (Philips, 2 stacks of 32 frames): its frames
+    all name the one instance, so they are placed by their positions."""
+    from corpus import qa
+
+    path = qa("enhanced-4d", "Philips", "IM_0027_fMAP.dcm")
+    source = pydicom.dcmread(path)
+    for keyword in ("PatientBirthDate", "PatientSex", "ReferringPhysicianName",
+                    "AccessionNumber", "StudyID"):
+        if keyword not in source:
+            setattr(source, keyword, "")
+    rows, cols = int(source.Rows), int(source.Columns)
+    scan = ms.scan_folder(path.parent)
+    volume = ms.open_volume(path.parent, series=scan.series[0].key)
+    frames = [int(i.rsplit("=", 1)[1]) for i in volume.image_ids]  # this stack's frames, in order
+    # the source as highdicom takes it: this stack's frames only (the other stack repeats the
+    # positions), the same SOPInstanceUID
+    pixels = source.pixel_array
+    source.PerFrameFunctionalGroupsSequence = pydicom.Sequence(
+        [source.PerFrameFunctionalGroupsSequence[f - 1] for f in frames])
+    source.NumberOfFrames = len(frames)
+    source.PixelData = np.ascontiguousarray(pixels[[f - 1 for f in frames]]).tobytes()
+    masks = np.zeros((len(frames), rows, cols, 1), dtype=bool)
+    masks[10:14, 20:40, 16:30, 0] = True
+    groups = source.PerFrameFunctionalGroupsSequence  # Philips keeps even spacing per frame;
+    shared = source.SharedFunctionalGroupsSequence[0]  # highdicom reads the shared groups
+    for name in ("PixelMeasuresSequence", "PlaneOrientationSequence"):
+        if name not in shared:
+            setattr(shared, name, getattr(groups[0], name))
+    measures = groups[0].PixelMeasuresSequence[0]
+    seg = hd.seg.Segmentation(
+        source_images=[source], pixel_array=masks, segmentation_type="BINARY",
+        segment_descriptions=[_description(1, "spot")], series_instance_uid=hd.UID(),
+        series_number=9, sop_instance_uid=hd.UID(), instance_number=1, manufacturer="t",
+        manufacturer_model_name="t", software_versions="1", device_serial_number="1",
+        pixel_measures=hd.PixelMeasuresSequence(measures.PixelSpacing, measures.SliceThickness),
+        plane_orientation=hd.PlaneOrientationSequence(
+            "PATIENT", groups[0].PlaneOrientationSequence[0].ImageOrientationPatient),
+        plane_positions=[hd.PlanePositionSequence("PATIENT",
+                                                  g.PlanePositionSequence[0].ImagePositionPatient)
+                         for g in groups])
+    seg.save_as(tmp_path / "seg.dcm")
+    ours = ms.open_segmentation(tmp_path / "seg.dcm", reference=volume).mask("spot")
+    want = np.zeros((len(frames), rows, cols), dtype=bool)
+    want[10:14, 20:40, 16:30] = True
+    assert np.array_equal(ours, want)
