@@ -264,3 +264,38 @@ def test_seg_of_an_enhanced_multiframe_reference_is_placed_by_position(tmp_path)
     want = np.zeros((len(frames), rows, cols), dtype=bool)
     want[10:14, 20:40, 16:30] = True
     assert np.array_equal(ours, want)
+
+
+def test_off_grid_seg_is_resampled_only_when_asked(ct, tmp_path):
+    volume, datasets = ct
+    masks = np.zeros((8, 32, 32, 1), dtype=bool)
+    masks[2:5, 4:12, 6:14, 0] = True
+    _make_seg(datasets, masks, "BINARY", ["x"], tmp_path / "seg.dcm")
+    ds = pydicom.dcmread(tmp_path / "seg.dcm")
+    for item in ds.PerFrameFunctionalGroupsSequence:
+        del item.DerivationImageSequence
+        item.PlanePositionSequence[0].ImagePositionPatient[2] += 0.5  # off the slices
+    ds.save_as(tmp_path / "off.dcm")
+    with pytest.raises(ms.GeometryError):
+        ms.open_segmentation(tmp_path / "off.dcm", reference=volume)
+    seg = ms.open_segmentation(tmp_path / "off.dcm", reference=volume, resample=True)
+    assert seg.masks.shape == (1, 8, 32, 32)  # nearest: each slice takes the frame 0.5 mm away
+    assert np.array_equal(seg.mask("x"), masks[..., 0])
+
+
+def test_pydicoms_rtstruct_lists_its_rois_and_needs_its_series(tmp_path):
+    """pydicom's own rtstruct.dcm: its ROIs are listed from the header; its series is not in
+    pydicom's test files, so contours cannot be placed: a typed error naming the reference."""
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    src = tmp_path / "rtstruct.dcm"
+    shutil.copy(get_testdata_file("rtstruct.dcm"), src)
+    ds = pydicom.dcmread(src, force=True)  # written without a preamble
+    from medstream.cli import _segment_rows
+
+    rows = _segment_rows(str(src))
+    assert [r[1] for r in rows] == [str(r.ROIName) for r in ds.StructureSetROISequence]
+    with pytest.raises(ms.GeometryError, match="reference"):
+        ms.open_segmentation(src)

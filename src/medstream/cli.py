@@ -357,7 +357,7 @@ def _segment_rows(source: str) -> list[tuple[int, str, Any]]:
     import pydicom
 
     try:
-        ds = pydicom.dcmread(source, stop_before_pixels=True)
+        ds = pydicom.dcmread(source, stop_before_pixels=True, force=True)
     except Exception:
         return []
     if ds.get("Modality") == "SEG":

@@ -136,8 +136,8 @@ def _dataset(source: Any, http: dict[str, Any]) -> Any:
     from .storage import is_remote, storage
 
     if is_remote(path):
-        return pydicom.dcmread(io.BytesIO(storage.read_all(path, path)))
-    return pydicom.dcmread(path)
+        return pydicom.dcmread(io.BytesIO(storage.read_all(path, path)), force=True)
+    return pydicom.dcmread(path, force=True)  # objects written without a preamble too
 
 
 def _text(item: Any, keyword: str) -> str | None:
@@ -392,12 +392,20 @@ def _find_reference(source: Any, ds: Any, http: dict[str, Any]) -> Any:
         return None
 
 
-def open_segmentation(source: Any, reference: Any = None, **http: Any) -> Segmentation:
+def open_segmentation(source: Any, reference: Any = None, *, resample: bool = False,
+                      **http: Any) -> Segmentation:
     """A SEG as masks on ``reference``'s grid (a volume of the images it segments), or on its
     own grid without one; an RTSTRUCT's contours rasterised on ``reference``'s grid. ``source``:
     a path, object-store URL, DICOMweb instance URL (``http``: its HTTP options), bytes or a
-    pydicom Dataset."""
+    pydicom Dataset. A SEG whose frames are not on the reference grid is a ``GeometryError``,
+    or, with ``resample=True``, its own grid resampled onto the reference's (nearest for
+    BINARY and LABELMAP, trilinear for FRACTIONAL)."""
     ds = _dataset(source, http)
+    if resample and reference is not None and ds.get("Modality") != "RTSTRUCT":
+        try:
+            return open_segmentation(ds, reference)
+        except GeometryError:
+            return _resampled(open_segmentation(ds), reference)
     if reference is None and ds.get("Modality") == "RTSTRUCT":  # contours need a grid: the
         reference = _find_reference(source, ds, http)  # series beside it, where there is one
     sop = str(ds.get("SOPClassUID", ""))
@@ -452,6 +460,18 @@ def open_segmentation(source: Any, reference: Any = None, **http: Any) -> Segmen
 
 
 
+
+
+def _resampled(own: Segmentation, reference: Any) -> Segmentation:
+    """A segmentation on its own grid, put on ``reference``'s by world coordinates."""
+    from .volumes.resample import resample_array
+
+    fractional = own.masks.dtype.kind == "f"
+    masks = np.stack([resample_array(m.astype(np.float32) if fractional else m.astype(np.uint8),
+                                     own.geometry, reference.geometry, 0.0,
+                                     nearest=not fractional) for m in own.masks])
+    masks = masks.astype(np.float32) if fractional else masks.astype(bool)
+    return Segmentation(own.segments, masks, reference.geometry, own.segmentation_type, reference)
 
 
 # -- writing -------------------------------------------------------------------------------------
