@@ -108,22 +108,15 @@ def test_a_corrupt_compressed_body_is_a_decode_error(server, picture, name, body
     assert url in str(err.value)
 
 
-def test_a_truncated_gzip_body_is_not_taken_for_a_picture(server, picture):
-    """Half a gzip stream inflates to half a PNG: the load fails, it never returns a picture."""
-    _, png = picture
-    body = gzip.compress(png)
-    url = serve(server, "/gzip-truncated.png", body[: len(body) // 2], "gzip")
-    with pytest.raises(ms.DecodeError) as err:
-        ms.load_image(url, **FAST).result(30)
-    assert url in str(err.value)
-
-
 def test_a_truncated_gzip_body_is_named_as_such(server, picture):
+    """Half a gzip stream inflates to half a PNG: the load fails naming the encoding and the
+    URL, it never returns a picture."""
     _, png = picture
     body = gzip.compress(png)
     url = serve(server, "/half.png", body[: len(body) // 2], "gzip")
-    with pytest.raises(ms.DecodeError, match="gzip body"):
+    with pytest.raises(ms.DecodeError, match="gzip body") as err:
         ms.load_image(url, **FAST).result(30)
+    assert url in str(err.value)
 
 
 def _decode_in_chunks(encoding: str, body: bytes, sizes: list[int]) -> bytes:

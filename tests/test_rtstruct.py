@@ -64,14 +64,23 @@ def test_contours_match_rt_utils_masks(series, tmp_path):
     assert seg.mask("ring")[5, 30, 28 + 10]
 
 
-def test_point_contours_are_ignored_with_a_warning(tmp_path):
+def _one_roi(tmp_path, rt_path, region=(slice(10, 20), slice(10, 20), 2), name="square",
+             color=None):
+    """A 6 x 32x32 series (1 mm square pixels) in ``tmp_path/ct`` and an RTSTRUCT made by
+    rt-utils with one ROI over ``region`` ((rows, columns, slices) of rt-utils' mask)."""
     folder = tmp_path / "ct"
     write_series(folder, 6, size=32, pixel_spacing=(1.0, 1.0), extra=STUDY)
     rt = rt_utils.RTStructBuilder.create_new(dicom_series_path=str(folder))
     mask = np.zeros((32, 32, 6), dtype=bool)
-    mask[10:20, 10:20, 2] = True
-    rt.add_roi(mask=mask, name="square")
-    rt.save(str(tmp_path / "rt.dcm"))
+    mask[region] = True
+    rt.add_roi(mask=mask, name=name, **({"color": color} if color else {}))
+    rt_path.parent.mkdir(parents=True, exist_ok=True)
+    rt.save(str(rt_path))
+    return folder
+
+
+def test_point_contours_are_ignored_with_a_warning(tmp_path):
+    folder = _one_roi(tmp_path, tmp_path / "rt.dcm")
     ds = pydicom.dcmread(tmp_path / "rt.dcm")
     contour = ds.ROIContourSequence[0].ContourSequence[0]
     point = pydicom.Dataset()
@@ -87,14 +96,7 @@ def test_point_contours_are_ignored_with_a_warning(tmp_path):
 
 
 def test_contours_off_the_grid_or_without_a_reference_are_refused(tmp_path):
-    folder = tmp_path / "ct"
-    write_series(folder, 6, size=32, pixel_spacing=(1.0, 1.0), extra=STUDY)
-    rt = rt_utils.RTStructBuilder.create_new(dicom_series_path=str(folder))
-    mask = np.zeros((32, 32, 6), dtype=bool)
-    mask[10:20, 10:20, 2] = True
-    rt.add_roi(mask=mask, name="square")
-    (tmp_path / "alone").mkdir()
-    rt.save(str(tmp_path / "alone" / "rt.dcm"))  # no series beside it
+    folder = _one_roi(tmp_path, tmp_path / "alone" / "rt.dcm")  # no series beside it
     with pytest.raises(ms.GeometryError, match="reference"):
         ms.open_segmentation(tmp_path / "alone" / "rt.dcm")
     ds = pydicom.dcmread(tmp_path / "alone" / "rt.dcm")
@@ -111,13 +113,8 @@ def test_contours_off_the_grid_or_without_a_reference_are_refused(tmp_path):
 
 
 def test_reference_found_in_the_same_folder_and_labelmap_saved_with_its_table(tmp_path):
-    folder = tmp_path / "ct"
-    write_series(folder, 6, size=32, pixel_spacing=(1.0, 1.0), extra=STUDY)
-    rt = rt_utils.RTStructBuilder.create_new(dicom_series_path=str(folder))
-    mask = np.zeros((32, 32, 6), dtype=bool)
-    mask[10:20, 10:20, 2:4] = True
-    rt.add_roi(mask=mask, name="square", color=[10, 20, 30])
-    rt.save(str(folder / "rt.dcm"))  # beside its series
+    folder = _one_roi(tmp_path, tmp_path / "ct" / "rt.dcm",  # beside its series
+                      region=(slice(10, 20), slice(10, 20), slice(2, 4)), color=[10, 20, 30])
     seg = ms.open_segmentation(folder / "rt.dcm")
     assert seg.reference is not None and seg.mask("square").sum() == 200
     written = seg.save(tmp_path / "labels.nii.gz")
@@ -137,13 +134,9 @@ def test_cli_lists_rois_and_writes_a_labelmap_on_the_reference(tmp_path):
 
     import nibabel as nib
 
-    folder = tmp_path / "ct"
-    write_series(folder, 6, size=32, pixel_spacing=(1.0, 1.0), extra=STUDY)
-    rt = rt_utils.RTStructBuilder.create_new(dicom_series_path=str(folder))
-    mask = np.zeros((32, 32, 6), dtype=bool)
-    mask[4:12, 4:12, 1:3] = True
-    rt.add_roi(mask=mask, name="gtv", color=[200, 0, 0])
-    rt.save(str(tmp_path / "rt.dcm"))
+    folder = _one_roi(tmp_path, tmp_path / "rt.dcm", region=(slice(4, 12), slice(4, 12),
+                                                              slice(1, 3)),
+                      name="gtv", color=[200, 0, 0])
     cli = [sys.executable, "-m", "medstream"]
     info = subprocess.run([*cli, "info", str(tmp_path / "rt.dcm"), "--json"], capture_output=True,
                           text=True, timeout=120)

@@ -176,6 +176,20 @@ def _net_options(fn: Any) -> Any:
     return click.option("--token", default=None, help="Bearer token for the source's server.")(fn)
 
 
+def _volume_flags(series_help: str) -> Any:
+    """--series, --spacing, --tilt and --dynamic of the commands that build volumes (their
+    values go to open_volume through ``_volume_options``)."""
+    def add(fn: Any) -> Any:
+        fn = click.option("--dynamic", is_flag=True, help="Every acquisition of a series "
+                          "(time points, echoes) as one 4D output.")(fn)
+        fn = click.option("--tilt", type=click.Choice(["shear", "raise"]), default="shear",
+                          help="Gantry tilt.")(fn)
+        fn = click.option("--spacing", type=click.Choice(["raise", "keep", "resample"]),
+                          default="raise", help="Missing slices / irregular spacing.")(fn)
+        return click.option("--series", default=None, help=series_help)(fn)
+    return add
+
+
 def _http(token: str | None, timeout: float | None = None, retries: int | None = None,
           insecure: bool = False) -> dict[str, Any]:
     ctx = click.get_current_context(silent=True)
@@ -293,8 +307,8 @@ def info(ctx: click.Context, source: str, as_json: bool, token: str | None, time
             else:
                 _print_results(console, source, "studies", studies, as_json)
                 return
-        if kind == "image" and _segment_rows(source):
-            rows = _segment_rows(source)
+        rows = _segment_rows(source) if kind == "image" else []
+        if rows:  # a SEG or RTSTRUCT: its segments, from its header
             if as_json:
                 click.echo(json.dumps({"source": source, "segments": rows}, default=str))
                 return
@@ -540,14 +554,8 @@ def render(ctx: click.Context, image_id: str, out: Path, window: tuple[float, fl
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
               help="Output: .nii, .nii.gz, .npy or .npz.")
 @click.option("--order", type=click.Choice(["interleaved", "sequential"]), default="interleaved")
-@click.option("--series", default=None,
-              help="Series UID (UID#N for a split series), 0-based index as listed by "
-                   "`medstream info`, or 'largest', when there are several.")
-@click.option("--spacing", type=click.Choice(["raise", "keep", "resample"]), default="raise",
-              help="Missing slices / irregular spacing.")
-@click.option("--tilt", type=click.Choice(["shear", "raise"]), default="shear", help="Gantry tilt.")
-@click.option("--dynamic", is_flag=True,
-              help="Every acquisition of the series (time points, echoes) as one 4D output.")
+@_volume_flags("Series UID (UID#N for a split series), 0-based index as listed by "
+               "`medstream info`, or 'largest', when there are several.")
 @click.option("--allow-partial", is_flag=True,
               help="Write a volume with failed slices anyway, with its slice mask beside it.")
 @click.option("--reference", default=None, metavar="SERIES",
@@ -608,14 +616,8 @@ def _volume_options(series: str | None, spacing: str, tilt: str, dynamic: bool) 
 @click.option("--max-series", type=int, default=None, help="Series loading at once, cluster-wide.")
 @click.option("--series-timeout", type=click.FloatRange(0.1, None), default=None,
               help="Deadline in seconds for each series' pixel load.")
-@click.option("--series", default=None,
-              help="In every source: series UID, 0-based index as listed by `medstream info`, "
-                   "or 'largest', when a source holds several.")
-@click.option("--spacing", type=click.Choice(["raise", "keep", "resample"]), default="raise",
-              help="Missing slices / irregular spacing.")
-@click.option("--tilt", type=click.Choice(["shear", "raise"]), default="shear", help="Gantry tilt.")
-@click.option("--dynamic", is_flag=True,
-              help="Every acquisition of a series (time points, echoes) as one 4D output.")
+@_volume_flags("In every source: series UID, 0-based index as listed by `medstream info`, "
+               "or 'largest', when a source holds several.")
 @_net_options
 @click.pass_context
 def convert_many(ctx: click.Context, sources: tuple[str, ...], out_dir: Path, fmt: str,

@@ -115,12 +115,17 @@ class Client:
     def close(self) -> None:
         """Cancel this client's loads, empty its cache and close its connections. The default
         client (the module-level functions) is never closed."""
+        if self._start_closing():
+            self._scope.cache.purge_cache()
+            runtime.run_sync(close_clients(self._scope.key), timeout=30)
+
+    def _start_closing(self) -> bool:
+        """Mark closed and cancel its requests; False when there is nothing to close."""
         if self.closed or self._scope is scope.DEFAULT:
-            return
+            return False
         self.closed = True
         self._scope.pools.cancel(lambda _details: True)
-        self._scope.cache.purge_cache()
-        runtime.run_sync(close_clients(self._scope.key), timeout=30)
+        return True
 
     def __enter__(self) -> Client:
         return self
@@ -132,10 +137,8 @@ class Client:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.closed or self._scope is scope.DEFAULT:
+        if not self._start_closing():
             return
-        self.closed = True
-        self._scope.pools.cancel(lambda _details: True)
         await asyncio.to_thread(self._scope.cache.purge_cache)  # it may wait on cancels
         await asyncio.wrap_future(runtime.submit(close_clients(self._scope.key)))
 

@@ -371,17 +371,10 @@ async def load_wadors(image_id: str, prescale: bool = True, **http: Any) -> Imag
                 image_id, resp.status_code, redact_url(wid.frame_url),
                 f"frame retrieval refused and whole-instance fallback failed: {exc.cause}",
             ) from exc
-    try:
-        parts = parse_multipart_related(resp.content, resp.headers.get("content-type", ""))
-    except MultipartError as exc:
-        raise ImageLoadError(image_id, f"{exc} from {redact_url(wid.frame_url)}") from exc
-    if not parts or not parts[0].data:
-        raise MissingPixelDataError(image_id, "the server returned no frame data")
-    part = parts[0]
-    ts = part.param("transfer-syntax") or _syntax_from_media_type(part.content_type) or EXPLICIT_LE
+    data, ts = _frame_part(image_id, resp, wid.frame_url)
     info = _frame_info_for(image_id, ds, ts)
     return await runtime.to_thread(
-        decode_to_image, image_id, part.data, info, modules, prescale=prescale,
+        decode_to_image, image_id, data, info, modules, prescale=prescale,
         lut_source=ds.dataset() if modules["modalityLutModule"].get("has_modality_lut_sequence")
         else ds
     )
@@ -419,16 +412,9 @@ async def _decoded_mosaic(image_id: str, wid: WadorsId, ds: JsonDataset,
         parsed = await fetch_part10(image_id, whole.instance_url, INSTANCE_ACCEPT, **http)
         data, index = parsed.frame_payload(image_id, 0)
         return await runtime.to_thread(decode_frame, image_id, data, parsed.info, index)
-    try:
-        parts = parse_multipart_related(resp.content, resp.headers.get("content-type", ""))
-    except MultipartError as exc:
-        raise ImageLoadError(image_id, f"{exc} from {redact_url(whole.frame_url)}") from exc
-    if not parts or not parts[0].data:
-        raise MissingPixelDataError(image_id, "the server returned no frame data")
-    part = parts[0]
-    ts = part.param("transfer-syntax") or _syntax_from_media_type(part.content_type) or EXPLICIT_LE
+    data, ts = _frame_part(image_id, resp, whole.frame_url)
     info = _frame_info_for(image_id, ds, ts)
-    return await runtime.to_thread(decode_frame, image_id, part.data, info, 0)
+    return await runtime.to_thread(decode_frame, image_id, data, info, 0)
 
 
 def _frame_budget(image_id: str, ds: JsonDataset) -> int | None:
@@ -452,6 +438,23 @@ _MEDIA_SYNTAX = {
 
 def _syntax_from_media_type(content_type: str) -> str | None:
     return _MEDIA_SYNTAX.get(content_type.split(";")[0].strip().lower())
+
+
+def _part_syntax(part: Any) -> str:
+    """The transfer syntax of one multipart frame: its parameter, else its media type."""
+    return part.param("transfer-syntax") or _syntax_from_media_type(part.content_type) \
+        or EXPLICIT_LE
+
+
+def _frame_part(image_id: str, resp: Any, url: str) -> tuple[bytes, str]:
+    """(bytes, transfer syntax) of the one frame a frames response holds."""
+    try:
+        parts = parse_multipart_related(resp.content, resp.headers.get("content-type", ""))
+    except MultipartError as exc:
+        raise ImageLoadError(image_id, f"{exc} from {redact_url(url)}") from exc
+    if not parts or not parts[0].data:
+        raise MissingPixelDataError(image_id, "the server returned no frame data")
+    return parts[0].data, _part_syntax(parts[0])
 
 
 # -- whole-series retrieval for volumes -------------------------------------------------------
@@ -610,8 +613,7 @@ async def _retrieve_instance_frames(series_url: str, datasets: dict[str, JsonDat
             modules = module_store.get_modules(frame_id)
             if modules is None or not part.data:
                 continue
-            ts = (part.param("transfer-syntax") or _syntax_from_media_type(part.content_type)
-                  or EXPLICIT_LE)
+            ts = _part_syntax(part)
             try:
                 image = await runtime.to_thread(
                     decode_to_image, frame_id, part.data, _frame_info_for(frame_id, ds, ts),

@@ -82,9 +82,9 @@ async def mosaic_tile_ids(image_id: str, **http: Any) -> list[str] | None:
     """The tile IDs of a mosaic object given as one ``wadouri:`` ID, their modules recorded
     (the object is fetched once, shared with its tiles' loads); None for other objects."""
     object_id, tile = split_tile(image_id)
-    if tile is not None or split_frame(object_id[len(SCHEME) + 1 :])[1] not in (None, 1):
+    base, frame = split_frame(object_id[len(SCHEME) + 1 :])
+    if tile is not None or frame not in (None, 1):
         return None
-    base = split_frame(object_id[len(SCHEME) + 1 :])[0]
     parsed = await fetch_part10(image_id, base, "application/dicom", **http)
     found = await runtime.to_thread(record_tile_modules, object_id, parsed)
     return list(found) or None

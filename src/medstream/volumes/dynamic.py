@@ -34,7 +34,6 @@ from .streaming import (
     VolumeProgress,
     expand_mosaics,
     fill_missing_metadata,
-    slice_modules,
     allocate_volume,
     streaming_volume_loader,
 )
@@ -188,8 +187,8 @@ async def dynamic_volume_loader(volume_id: str, image_ids: Sequence[str] | None 
                                                            "retrieve")}
     await metadata.preload(ids, **http)
     await fill_missing_metadata(ids, dict(http, prescale=options.get("prescale", True)))
-    ids = await expand_mosaics(ids, http)
-    slices = [SliceInfo.from_modules(i, slice_modules(i) or {}) for i in ids]
+    ids, modules = await expand_mosaics(ids, http)
+    slices = [SliceInfo.from_modules(i, modules[i]) for i in ids]
     stacks = split_series(slices)
     kinds = {tuple(s[0].volume_key[i] for i in _KIND_KEYS) for s in stacks if s}
     if len(kinds) > 1:

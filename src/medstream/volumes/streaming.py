@@ -644,18 +644,23 @@ def unsplit_mosaic(modules: dict[str, Any] | None) -> bool:
 mosaic_expanders: dict[str, Callable[..., Any]] = {}
 
 
-async def expand_mosaics(ids: list[str], options: dict[str, Any]) -> list[str]:
-    """Each whole mosaic in ``ids`` replaced by its tiles, where its scheme can split it."""
+async def expand_mosaics(ids: list[str], options: dict[str, Any],
+                         ) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """(IDs, their slice modules): each whole mosaic replaced by its tiles where its scheme
+    can split it. The modules are looked up once here, for the caller too."""
+    modules = {i: slice_modules(i) or {} for i in ids}
+
     async def one(image_id: str) -> list[str]:
         fn = mosaic_expanders.get(scheme_of(image_id))
-        if fn is None or not unsplit_mosaic(slice_modules(image_id)):
+        if fn is None or not unsplit_mosaic(modules[image_id]):
             return [image_id]
         tiles = await fn(image_id, **call_kwargs(fn, dict(options)))
         return list(tiles) if tiles else [image_id]
 
-    if not any(unsplit_mosaic(slice_modules(i)) for i in ids):
-        return ids
-    return [t for tiles in await asyncio.gather(*(one(i) for i in ids)) for t in tiles]
+    if not any(unsplit_mosaic(m) for m in modules.values()):
+        return ids, modules
+    expanded = [t for tiles in await asyncio.gather(*(one(i) for i in ids)) for t in tiles]
+    return expanded, {i: modules.get(i) or slice_modules(i) or {} for i in expanded}
 
 
 def _refuse_unsplit_mosaics(volume_id: str, modules: dict[str, dict[str, Any]]) -> None:
@@ -694,8 +699,7 @@ async def streaming_volume_loader(
     options = {k: v for k, v in options.items() if k != "signal"}
     await metadata.preload(ids, **options)
     await fill_missing_metadata(ids, dict(options, prescale=prescale))
-    ids = await expand_mosaics(ids, options)
-    modules = {i: slice_modules(i) or {} for i in ids}
+    ids, modules = await expand_mosaics(ids, options)
     _refuse_unsplit_mosaics(volume_id, modules)
     slices = [SliceInfo.from_modules(i, modules[i]) for i in ids]
     try:
