@@ -121,3 +121,35 @@ def transcode(paths: list[Path], out: Path, tool: list[str]) -> list[Path]:
         subprocess.run(tool + [str(p), str(dst)], check=True, capture_output=True, timeout=120)
         result.append(dst)
     return result
+
+
+HTJ2K_RPCL = "1.2.840.10008.1.2.4.202"
+
+
+def htj2k_series(paths: list[Path], out: Path, *, tlm: bool = True, noise: float = 0.0,
+                 seed: int = 0) -> list[Path]:
+    """Each file as HTJ2K lossless RPCL (imagecodecs/OpenJPH): with ``tlm`` a TLM marker and one
+    tile-part per resolution, as the .202 syntax's streaming use expects. ``noise`` (stored
+    units) adds scanner-like noise so frames compress like real CT, not like a flat phantom."""
+    import imagecodecs
+    from pydicom.encaps import encapsulate
+
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    result = []
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        px = ds.pixel_array
+        if noise:
+            hi = (1 << int(ds.BitsStored)) - 1
+            px = np.clip(px.astype(np.int32) + rng.normal(0, noise, px.shape).round(), 0, hi
+                         ).astype(px.dtype)
+            ds.PixelData = px.tobytes()  # the reference is the noisy file's own pixels
+            ds.save_as(p, enforce_file_format=True)
+        kw = {"tlm": True, "tilepart": imagecodecs.HTJ2K.TILEPART.RESOLUTIONS} if tlm else {}
+        ds.PixelData = encapsulate([imagecodecs.htj2k_encode(px, reversible=True, **kw)])
+        ds["PixelData"].VR = "OB"
+        ds.file_meta.TransferSyntaxUID = HTJ2K_RPCL
+        ds.save_as(out / p.name, enforce_file_format=True)
+        result.append(out / p.name)
+    return result

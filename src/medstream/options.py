@@ -20,9 +20,9 @@ HTTP_OPTIONS = frozenset({"token", "headers", "verify", "timeout", "retries", "b
                           "max_bytes", "auth", "cert"})
 IMAGE_OPTIONS = HTTP_OPTIONS | {"prescale"}
 VOLUME_OPTIONS = IMAGE_OPTIONS | {"image_ids", "spacing", "tilt", "request_type", "priority",
-                                  "retrieve", "device", "gpu_batch"}
+                                  "retrieve", "device", "gpu_batch", "decimate"}
 OPEN_VOLUME_OPTIONS = VOLUME_OPTIONS - {"image_ids"} | {"series", "dynamic", "load", "order",
-                                                        "on_progress"}
+                                                        "on_progress", "stages"}
 KNOWN = {"load_image": IMAGE_OPTIONS, "volume": VOLUME_OPTIONS,
          "open_volume": OPEN_VOLUME_OPTIONS, "http": HTTP_OPTIONS}
 
@@ -36,7 +36,8 @@ FLAGS = ("prescale", "dynamic", "load")
 
 #: Options that change a volume's pixels or geometry, with their defaults: they are part of the
 #: cache key of ``open_volume``, so ``prescale=False`` never returns a cached HU volume.
-RESULT_OPTIONS: dict[str, Any] = {"prescale": True, "spacing": "raise", "tilt": "shear"}
+RESULT_OPTIONS: dict[str, Any] = {"prescale": True, "spacing": "raise", "tilt": "shear",
+                                  "decimate": None}
 
 
 class OptionError(MedstreamError, TypeError, ValueError):

@@ -211,6 +211,7 @@ async def open_volume_async(
     order: str = "interleaved",
     on_progress: Callable[[VolumeProgress], Any] | None = None,
     device: str = "cpu",
+    stages: Any = None,
     **options: Any,
 ) -> StreamingImageVolume | DynamicVolume:
     """Resolve ``source``, create (or reuse) its cached volume and, with ``load``, stream it.
@@ -225,6 +226,8 @@ async def open_volume_async(
     (``token``, ``headers``, ``verify``, ``timeout``). Cancelling the caller cancels the load.
     ``device="cuda"``: the array is a CuPy array on the GPU, frames decoded there in batches
     (``pip install 'medstream[gpu]'``; raises ``GpuUnavailableError`` at once without it).
+    ``stages="progressive"`` (or a list of ``ms.Stage``) loads in stages (see
+    ``volume.load``); ``decimate=(kx, ky, kz)`` reads every kz-th slice, reduced in-plane.
     """
     from ..options import HTTP_OPTIONS, check_options, variant_suffix
 
@@ -247,7 +250,8 @@ async def open_volume_async(
     created = create_and_cache_volume(volume_id, **options)
     volume: StreamingImageVolume | DynamicVolume = await created
     if load:
-        job = volume.load(on_progress, order=order)  # type: ignore[arg-type]
+        job = (volume.load(on_progress, order=order, stages=stages)  # type: ignore[call-arg]
+               if stages is not None else volume.load(on_progress, order=order))  # type: ignore[arg-type]
         try:
             await job
         except asyncio.CancelledError:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from ..core.loading import register_unknown_volume_loader, register_volume_loader
-from ..loaders import dicomfile, memory, wadouri
+from ..loaders import dicomfile, frameranges, memory, wadouri
 from ..loaders.wadors import retrieve_series_bulk
 from .dynamic import DynamicVolume, dynamic_volume_loader
 from .geometry import GeometryWarning, SliceInfo, VolumeGeometry, compute_geometry, split_series
+from .progressive import frame_pieces
+from .stages import PROGRESSIVE, SliceStatus, Stage
 from .streaming import (
     NiftiVolume,
     StreamingImageVolume,
@@ -29,12 +31,17 @@ bulk_retrievers["wadors"] = retrieve_series_bulk
 mosaic_expanders["dicomfile"] = dicomfile.mosaic_tile_ids
 mosaic_expanders["wadouri"] = wadouri.mosaic_tile_ids
 mosaic_expanders["dicombytes"] = memory.mosaic_tile_ids
+frame_pieces["wadors"] = frameranges.wadors_piece
+frame_pieces["dicomfile"] = frameranges.dicomfile_piece
 
 __all__ = [
     "DynamicVolume",
     "dynamic_volume_loader",
     "GeometryWarning",
     "NiftiVolume",
+    "PROGRESSIVE",
+    "SliceStatus",
+    "Stage",
     "SliceInfo",
     "StreamingImageVolume",
     "VolumeGeometry",

@@ -34,6 +34,8 @@ from ..core.runtime import runtime
 from ..errors import GeometryError, ImageLoadError, PixelRangeError, VolumeError
 from ..redact import redact_text
 from . import convert
+from .progressive import StagedLoading
+from .stages import SliceStatus, Stage, plan_of
 from .geometry import (
     SliceInfo,
     SpacingPolicy,
@@ -113,6 +115,8 @@ class VolumeProgress:
     total: int
     failed: int
     error: str | None = None
+    stage: str | None = None  # the stage of a staged load (``load(stages=...)``)
+    quality: SliceStatus = SliceStatus.FINAL  # what the slice holds now
 
 
 def load_order(n: int, order: Order = "interleaved") -> list[int]:
@@ -184,7 +188,7 @@ class VolumeFacts:
         return self.geometry.direction
 
 
-class StreamingImageVolume(VolumeFacts):
+class StreamingImageVolume(StagedLoading, VolumeFacts):
     """A volume whose geometry is known and whose pixels stream in (``load``).
 
     ``scalar_data`` is the one array, shape (slices, rows, columns[, 3]); slices are ordered by
@@ -214,6 +218,7 @@ class StreamingImageVolume(VolumeFacts):
         self.color = color
         self.status = VolumeLoadStatus(total=len(self.image_ids))
         self.loaded_mask = np.zeros(len(self.image_ids), dtype=bool)
+        self._stage: str | None = None
         self.options = dict(options or {})
         self.request_type = RequestType(request_type)
         self.priority = priority
@@ -246,8 +251,13 @@ class StreamingImageVolume(VolumeFacts):
         *,
         order: Order = "interleaved",
         timeout: float | None = None,
+        stages: str | Sequence[Stage | dict[str, Any]] | None = None,
     ) -> LoadObject[StreamingImageVolume]:
         """Stream the missing frames into the array. Await it or call ``.result(timeout)``.
+
+        ``stages="progressive"`` (or a list of :class:`Stage`) loads in stages: a few slices
+        first, then every 4th from the first bytes of its HTJ2K frame, neighbours filled, then
+        everything final; ``slice_status`` says what each slice holds meanwhile.
 
         With ``timeout`` (seconds) the load settles by then: frames still missing are cancelled
         and listed as failed ("not loaded within ..."), so a dead or stalled server cannot hold
@@ -263,9 +273,10 @@ class StreamingImageVolume(VolumeFacts):
         with self._scope.cache.lock, using_scope(self._scope):  # its frames: its client's
             if self._load is not None and not self._load.done():
                 return self._load
+            plan = None if stages is None else plan_of(stages)
             obj: LoadObject[StreamingImageVolume] = LoadObject(
-                self.volume_id, lambda signal: self._run(signal, on_progress, order, timeout)
-            )
+                self.volume_id,
+                lambda signal: self._run(signal, on_progress, order, timeout, plan))
             track_load(obj)  # in flight: cancel_load_all() and interpreter exit reach it
             self._load = obj
             return obj
@@ -285,7 +296,8 @@ class StreamingImageVolume(VolumeFacts):
         return obj.cancel() if obj is not None else False
 
     async def _run(self, signal: CancelSignal, on_progress: Callable[[VolumeProgress], Any] | None,
-                   order: Order, timeout: float | None = None) -> StreamingImageVolume:
+                   order: Order, timeout: float | None = None,
+                   plan: Sequence[Stage] | None = None) -> StreamingImageVolume:
         st = self.status
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
@@ -300,9 +312,15 @@ class StreamingImageVolume(VolumeFacts):
         self._scope.cache.pin(self.volume_id, "loading")
         tasks: list[asyncio.Future[None]] = []
         try:
+            if plan is not None:
+                try:
+                    await self._run_stages(plan, on_progress, left)
+                except asyncio.TimeoutError:
+                    pass  # what is missing is reported below
             try:
                 await asyncio.wait_for(
-                    self._bulk([self.image_ids[k] for k in todo], on_progress), left())
+                    self._bulk([self.image_ids[k] for k in todo if not self.loaded_mask[k]],
+                               on_progress), left())
             except asyncio.TimeoutError:
                 pass  # what is missing is reported below
             todo = [k for k in todo if not self.loaded_mask[k]]
@@ -328,6 +346,7 @@ class StreamingImageVolume(VolumeFacts):
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             st.end()
+            self._stage = None
             self._scope.cache.unpin(self.volume_id, "loading")
         if st.failed:
             st.loaded = False
@@ -382,7 +401,8 @@ class StreamingImageVolume(VolumeFacts):
         except Exception as exc:  # frame requests follow and report per-frame errors
             log.info("%s: bulk retrieval failed (%s); loading frame by frame", self.volume_id, exc)
 
-    async def _frame(self, k: int, on_progress: Callable[[VolumeProgress], Any] | None) -> None:
+    async def _frame(self, k: int, on_progress: Callable[[VolumeProgress], Any] | None,
+                     priority: float = 0) -> None:
         image_id = self.image_ids[k]
         error: str | None = None
         try:
@@ -391,7 +411,7 @@ class StreamingImageVolume(VolumeFacts):
             image = await self._scope.pools.run(
                 lambda: run_loader(loader, image_id, opts),
                 self.request_type,
-                self.priority,
+                self.priority + priority,
                 {"id": image_id, "type": "volume", "volume_id": self.volume_id},
             )
             self._accept(k, image)
@@ -406,15 +426,18 @@ class StreamingImageVolume(VolumeFacts):
         self._progress(k, error, on_progress)
 
     def _progress(self, k: int, error: str | None,
-                  on_progress: Callable[[VolumeProgress], Any] | None) -> None:
+                  on_progress: Callable[[VolumeProgress], Any] | None,
+                  quality: SliceStatus = SliceStatus.FINAL) -> None:
         image_id = self.image_ids[k]
         st = self.status
         events.trigger(Events.IMAGE_VOLUME_MODIFIED, volume_id=self.volume_id, image_id=image_id,
-                       index=k, frames_loaded=st.frames_loaded, total=st.total, error=error)
+                       index=k, frames_loaded=st.frames_loaded, total=st.total, error=error,
+                       stage=self._stage, quality=quality)
         if on_progress is not None:
             try:
                 on_progress(VolumeProgress(self.volume_id, image_id, k, st.frames_loaded,
-                                           st.total, len(st.failed), error))
+                                           st.total, len(st.failed), error, self._stage,
+                                           quality if error is None else SliceStatus(self.slice_status[k])))
             except BaseException:  # even SystemExit: it would stop the shared loop
                 log.exception("on_progress callback raised; ignored")
 
@@ -457,6 +480,7 @@ class StreamingImageVolume(VolumeFacts):
         self.geometry = target
         self.loaded_mask = np.ones(target.shape[0], dtype=bool)
 
+
     # -- output ------------------------------------------------------------------------------
     def to_torch(self, dtype: Any = None) -> Any:
         """The array as a torch tensor sharing its memory (no copy) when its dtype stays;
@@ -472,23 +496,33 @@ class StreamingImageVolume(VolumeFacts):
 
         return to_nifti(self.to_numpy(), self.geometry)
 
-    def save(self, path: Any, *, allow_partial: bool = False) -> Any:
+    def save(self, path: Any, *, allow_partial: bool = False, allow_lossy: bool = False) -> Any:
         """Write ``.nii``/``.nii.gz`` (RAS affine), ``.npy`` (array) or ``.npz`` (array+affine).
 
-        A volume with slices not loaded raises ``VolumeError``: zeros must not pass for data.
-        ``allow_partial=True`` writes it anyway, with the per-slice mask beside it
-        (``<name>.mask.npy``, True where loaded)."""
+        A volume with slices not loaded raises ``VolumeError``: zeros must not pass for data;
+        nor may a staged load's lossy or neighbour-filled slices pass for final ones.
+        ``allow_partial=True`` (slices missing) or ``allow_lossy=True`` (slices lossy or filled)
+        writes it anyway, with the per-slice mask beside it (``<name>.mask.npy``, True where
+        final)."""
         from .export import save_partial, save_volume
 
-        missing = int(np.count_nonzero(~self.loaded_mask))
+        status = self.slice_status
+        missing = int(np.count_nonzero(status == SliceStatus.NONE))
+        stand_ins = int(np.count_nonzero((status > SliceStatus.NONE) & (status < SliceStatus.FINAL)))
         if missing and not allow_partial:
             raise VolumeError(
-                f"{self.volume_id}: {missing} of {len(self.loaded_mask)} slices are not loaded; "
+                f"{self.volume_id}: {missing} of {len(status)} slices are not loaded; "
                 "load() again, or save(..., allow_partial=True) to write it with its mask",
-                [i for i, ok in zip(self.image_ids, self.loaded_mask) if not ok])
+                [i for i, s in zip(self.image_ids, status) if s == SliceStatus.NONE])
+        if stand_ins and not allow_lossy:
+            raise VolumeError(
+                f"{self.volume_id}: {stand_ins} of {len(status)} slices are lossy or copies of a "
+                "neighbour (a staged load not finished); load() again, or save(..., "
+                "allow_lossy=True) to write them with the mask of final slices",
+                [i for i, s in zip(self.image_ids, status) if SliceStatus.NONE < s < SliceStatus.FINAL])
         out = save_volume(self.to_numpy(), self.geometry, path)
-        if missing:
-            save_partial(out, self.loaded_mask)
+        if missing or stand_ins:
+            save_partial(out, status == SliceStatus.FINAL)
         return out
 
     # -- interop: numpy, torch, SimpleITK, MONAI, TorchIO (volumes/convert.py), notebooks ------

@@ -1,0 +1,202 @@
+"""Running a plan of stages (``stages.py``) on a streaming volume.
+
+Stages run one after another; within a stage every request is queued at once at the stage's
+priority. A ``"leading"`` stage reads the first bytes of each HTJ2K frame through its scheme's
+piece reader, decodes them lossy (``codecs/htj2k.py``) and keeps the piece; the final stage
+completes it with one more range. Every slice written fills its stage's neighbours that have
+nothing better. What cannot be read in pieces (another codec, a source without ranges) is loaded
+whole, so a plan never loads less than a plain load, only in another order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..codecs.htj2k import decode_leading
+from ..codecs.pixels import frame_to_image
+from ..core.events import Events, events
+from ..core.registry import call_kwargs, scheme_of
+from ..core.runtime import runtime
+from ..dicom.part10 import decode_to_image
+from ..errors import ImageLoadError, VolumeError
+from .stages import SliceStatus, Stage, uncovered
+
+if TYPE_CHECKING:
+    from ..loaders.frameranges import FramePiece
+    from .streaming import VolumeProgress
+
+log = logging.getLogger("medstream.volumes")
+
+#: scheme -> ``async fn(image_id, nbytes, **options) -> FramePiece | None``: the first ``nbytes``
+#: of a frame's codestream, or None where that frame cannot be read in pieces.
+frame_pieces: dict[str, Callable[..., Any]] = {}
+
+Progress = Callable[["VolumeProgress"], Any] | None
+
+
+class StagedLoading:
+    """The stage runner of :class:`StreamingImageVolume` (a mixin: it uses the volume's own
+    frame paths, so a staged load ends bit-identical to a plain one)."""
+
+    image_ids: list[str]
+    scalar_data: Any
+    options: dict[str, Any]
+    priority: float
+    request_type: Any
+    status: Any
+    volume_id: str
+    _scope: Any
+
+    loaded_mask: np.ndarray
+
+    # -- status --------------------------------------------------------------------------------
+    @property
+    def slice_status(self) -> np.ndarray:
+        """Per slice, a :class:`SliceStatus` value: ``FINAL`` where loaded, else what a staged
+        load put there meanwhile (``NONE``, ``FILLED`` or ``LOSSY``)."""
+        standins = self._standins
+        if len(standins) != len(self.loaded_mask):  # resampled onto another grid
+            standins = np.zeros(len(self.loaded_mask), np.uint8)
+        return np.where(self.loaded_mask, np.uint8(SliceStatus.FINAL), standins)
+
+    @property
+    def _standins(self) -> np.ndarray:
+        """What each slice not yet loaded holds (NONE/FILLED/LOSSY), and from how far a filled
+        one was copied."""
+        d = getattr(self, "_standin_state", None)
+        if d is None:
+            d = self._standin_state = np.zeros(len(self.image_ids), np.uint8)
+            self._fill_dist = np.zeros(len(self.image_ids), np.int32)
+        return d  # type: ignore[no-any-return]
+
+    def _fill(self, k: int, reach: int) -> None:
+        """Copy slice ``k`` into neighbours within ``reach`` that hold nothing nearer."""
+        status, dist, loaded = self._standins, self._fill_dist, self.loaded_mask
+        for j in range(max(0, k - reach), min(len(status), k + reach + 1)):
+            if j != k and not loaded[j] and (status[j] == SliceStatus.NONE or (
+                    status[j] == SliceStatus.FILLED and dist[j] > abs(j - k))):
+                self.scalar_data[j] = self.scalar_data[k]
+                status[j], dist[j] = SliceStatus.FILLED, abs(j - k)
+
+    @property
+    def _pieces(self) -> dict[int, FramePiece]:
+        p = getattr(self, "_kept_pieces", None)
+        if p is None:
+            p = self._kept_pieces = {}
+        return p  # type: ignore[no-any-return]
+
+    # -- running -------------------------------------------------------------------------------
+    async def _run_stages(self, plan: Sequence[Stage], on_progress: Progress,
+                          left: Callable[[], float | None]) -> None:
+        n = len(self.image_ids)
+        stages = list(plan)
+        if uncovered(stages, n):
+            stages.append(Stage("final", priority=max(s.priority for s in stages) + 1))
+        final_of: dict[int, int] = {}
+        leading_of: dict[int, int] = {}
+        for i, stage in enumerate(stages):
+            for k in stage.slices(n):
+                if stage.retrieve == "final":
+                    final_of.setdefault(k, i)
+                elif k not in final_of:
+                    leading_of.setdefault(k, i)
+        for i, stage in enumerate(stages):
+            started = time.perf_counter()
+            status = self.slice_status
+            ks = [k for k in stage.slices(n) if status[k] < SliceStatus.FINAL and (
+                final_of.get(k) == i or (leading_of.get(k) == i and status[k] < SliceStatus.LOSSY))]
+            self._stage = stage.name
+            if ks:
+                await asyncio.wait_for(self._one_stage(stage, ks, on_progress), left())
+            events.trigger(Events.IMAGE_VOLUME_STAGE_COMPLETED, volume_id=self.volume_id,
+                           stage=stage.name, index=i, slices=len(ks),
+                           seconds=time.perf_counter() - started,
+                           status=np.bincount(self.slice_status, minlength=4).tolist())
+        self._stage = None
+
+    async def _one_stage(self, stage: Stage, ks: list[int], on_progress: Progress) -> None:
+        if stage.retrieve == "leading":
+            await asyncio.gather(*(self._leading(k, stage, on_progress) for k in ks))
+            return
+        pieces = [k for k in ks if k in self._pieces]
+        whole = [k for k in ks if k not in self._pieces]
+        rest = await self._fast_frames(whole, on_progress)  # type: ignore[attr-defined]
+        rest = [k for k in rest if not self.loaded_mask[k]]
+        await asyncio.gather(*(self._frame(k, on_progress, stage.priority)  # type: ignore[attr-defined]
+                               for k in rest),
+                             *(self._complete(k, stage, on_progress) for k in pieces))
+        for k in ks:
+            if stage.fill and self.loaded_mask[k]:
+                self._fill(k, stage.fill)
+
+    async def _queued(self, fn: Callable[[], Any], priority: float, image_id: str) -> Any:
+        return await self._scope.pools.run(fn, self.request_type, self.priority + priority,
+                                           {"id": image_id, "type": "volume",
+                                            "volume_id": self.volume_id})
+
+    async def _leading(self, k: int, stage: Stage, on_progress: Progress) -> None:
+        """Slice ``k`` from the first bytes of its frame (lossy), else its whole frame."""
+        image_id = self.image_ids[k]
+        reader = frame_pieces.get(scheme_of(image_id))
+        piece = None
+        if reader is not None:
+            opts = call_kwargs(reader, dict(self.options))
+            try:
+                piece = await self._queued(lambda: reader(image_id, stage.leading_bytes, **opts),
+                                           stage.priority, image_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the final stage loads it whole and reports its error
+                log.info("%s: first bytes not read (%s); loaded whole later", image_id, exc)
+                return
+        if piece is None:
+            await self._frame(k, on_progress, stage.priority)  # type: ignore[attr-defined]
+        elif piece.complete:
+            await self._accept_piece(k, piece, on_progress)
+        else:
+            try:
+                image = await runtime.to_thread(self._lossy_image, piece)
+                self._write(k, image)  # type: ignore[attr-defined]
+            except (ImageLoadError, VolumeError) as exc:
+                log.info("%s: first bytes not decoded (%s); loaded whole later", image_id, exc)
+                return
+            self._pieces[k] = piece
+            self._standins[k] = SliceStatus.LOSSY
+            self._progress(k, None, on_progress, SliceStatus.LOSSY)  # type: ignore[attr-defined]
+        if stage.fill and (self.loaded_mask[k] or self._standins[k] == SliceStatus.LOSSY):
+            self._fill(k, stage.fill)
+
+    def _lossy_image(self, piece: FramePiece) -> Any:
+        raw = decode_leading(piece.image_id, piece.data, piece.info)
+        return frame_to_image(piece.image_id, raw, piece.info.photometric_interpretation,
+                              piece.info, piece.modules,
+                              prescale=self.options.get("prescale", True),
+                              lut_source=piece.lut_source)
+
+    async def _complete(self, k: int, stage: Stage, on_progress: Progress) -> None:
+        """A lossy slice made final with the rest of its codestream (one more range)."""
+        image_id = self.image_ids[k]
+        try:
+            piece = await self._queued(lambda: self._pieces[k].more(), stage.priority, image_id)
+            await self._accept_piece(k, piece, on_progress)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the plain frame path reports what is wrong with it
+            log.info("%s: rest of the frame not read (%s); loading it whole", image_id, exc)
+            self._pieces.pop(k, None)
+            await self._frame(k, on_progress, stage.priority)  # type: ignore[attr-defined]
+
+    async def _accept_piece(self, k: int, piece: FramePiece, on_progress: Progress) -> None:
+        image = await runtime.to_thread(
+            decode_to_image, piece.image_id, piece.data, piece.info, piece.modules,
+            prescale=self.options.get("prescale", True), lut_source=piece.lut_source)
+        self._accept(k, image)  # type: ignore[attr-defined]
+        self._pieces.pop(k, None)
+        self._progress(k, None, on_progress)  # type: ignore[attr-defined]
+
