@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -25,8 +26,9 @@ _SERIES = re.compile(r"^/studies/([^/]+)/series/([^/]+)(/metadata)?$")
 
 
 class StaticDicomWeb:
-    def __init__(self, folder: Path, *, ranges: bool = True) -> None:
+    def __init__(self, folder: Path, *, ranges: bool = True, delay: float = 0.0) -> None:
         self.ranges = ranges
+        self.delay = delay  # seconds before each frame response (a slow archive)
         self.log: list[tuple[str, str | None, int]] = []  # (path, Range header, bytes sent)
         self._lock = threading.Lock()
         self.instances: dict[str, Path] = {}
@@ -73,6 +75,7 @@ class StaticDicomWeb:
         m = _FRAME.match(path)
         if m and m.group(3) in self.instances and m.group(4) == "1":
             sop = m.group(3)
+            time.sleep(self.delay)
             ts = pydicom.dcmread(self.instances[sop], stop_before_pixels=True
                                  ).file_meta.TransferSyntaxUID
             body = (f"--{BOUNDARY}\r\nContent-Type: application/octet-stream; "

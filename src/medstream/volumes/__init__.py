@@ -7,6 +7,7 @@ from ..loaders import dicomfile, frameranges, memory, wadouri
 from ..loaders.wadors import retrieve_series_bulk
 from .dynamic import DynamicVolume, dynamic_volume_loader
 from .geometry import GeometryWarning, SliceInfo, VolumeGeometry, compute_geometry, split_series
+from .decimate import DecimatedVolume
 from .progressive import frame_pieces
 from .stages import PROGRESSIVE, SliceStatus, Stage
 from .streaming import (
@@ -16,6 +17,7 @@ from .streaming import (
     VolumeLoadStatus,
     VolumeProgress,
     bulk_retrievers,
+    decimated_volume,
     mosaic_expanders,
     load_order,
     nifti_volume_loader,
@@ -31,10 +33,12 @@ bulk_retrievers["wadors"] = retrieve_series_bulk
 mosaic_expanders["dicomfile"] = dicomfile.mosaic_tile_ids
 mosaic_expanders["wadouri"] = wadouri.mosaic_tile_ids
 mosaic_expanders["dicombytes"] = memory.mosaic_tile_ids
+decimated_volume.append(DecimatedVolume.create)
 frame_pieces["wadors"] = frameranges.wadors_piece
 frame_pieces["dicomfile"] = frameranges.dicomfile_piece
 
 __all__ = [
+    "DecimatedVolume",
     "DynamicVolume",
     "dynamic_volume_loader",
     "GeometryWarning",

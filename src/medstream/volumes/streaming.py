@@ -457,7 +457,7 @@ class StreamingImageVolume(StagedLoading, VolumeFacts):
         """Copy one decoded frame into its slice (on the loop thread: no locking needed)."""
         if not isinstance(image, Image):
             raise VolumeError(f"{self.image_ids[k]}: loader returned {type(image).__name__}")
-        px = image.get_pixel_data()
+        px = self._frame_pixels(image)
         want = self.scalar_data.shape[1:]
         if px.shape != want:
             raise VolumeError(f"{image.image_id}: frame shape {px.shape} does not match the "
@@ -468,6 +468,10 @@ class StreamingImageVolume(StagedLoading, VolumeFacts):
                                   f"{image.max_pixel_value:g} ({px.dtype}) do not fit the volume's "
                                   f"{dtype}, the dtype its headers imply")
         self._store(k, px)
+
+    def _frame_pixels(self, image: Image) -> np.ndarray:
+        """The pixels of a frame as they go into a slice (a decimated volume subsamples)."""
+        return image.get_pixel_data()
 
     def _store(self, k: int, px: np.ndarray) -> None:
         self.scalar_data[k] = px
@@ -641,6 +645,9 @@ def allocate_volume(volume_id: str, shape: tuple[int, ...], dtype: np.dtype) -> 
 # -- the streaming volume loader ---------------------------------------------------------------
 #: The volume class per device; the GPU package adds "cuda" when its device check first passes.
 volume_classes: dict[str, type[StreamingImageVolume]] = {"cpu": StreamingImageVolume}
+#: ``fn(volume_id, geometry, dtype, decimate, **kwargs)``: the volume of ``decimate=`` (from
+#: ``volumes/decimate.py``, registered by the package).
+decimated_volume: list[Callable[..., StreamingImageVolume]] = []
 
 
 def slice_modules(image_id: str) -> dict[str, Any] | None:
@@ -718,13 +725,17 @@ async def streaming_volume_loader(
     priority: float = 0,
     retrieve: Retrieve = "auto",
     device: str = "cpu",
+    decimate: Any = None,
     **options: Any,
 ) -> StreamingImageVolume:
     """Build the volume from its images' metadata (pixels are loaded by ``volume.load()``).
 
     ``device="cuda"``: the array lives in GPU memory and frames are decoded there in batches
-    (``medstream.gpu``)."""
+    (``medstream.gpu``). ``decimate=(kx, ky, kz)``: every kz-th slice, subsampled in-plane
+    (``volumes/decimate.py``)."""
     cls: type[StreamingImageVolume] = StreamingImageVolume
+    if decimate is not None and device != "cpu":
+        raise VolumeError(f"{volume_id}: decimate= is for CPU volumes")
     if device != "cpu":
         cls = volume_classes[hooks.check_device(device)]
     if not image_ids:
@@ -744,11 +755,16 @@ async def streaming_volume_loader(
     pixel = ordered[0].get("imagePixelModule") or {}
     color = (pixel.get("samples_per_pixel") or 1) > 1 or pixel.get(
         "photometric_interpretation") == "PALETTE COLOR"
-    volume = cls(
-        volume_id, geometry, volume_dtype(ordered, prescale), color=color,
-        options=dict(options, prescale=prescale), spacing=spacing,
-        request_type=request_type, priority=priority, retrieve=retrieve,
-    )
+    kwargs = dict(color=color, options=dict(options, prescale=prescale), spacing=spacing,
+                  request_type=request_type, priority=priority, retrieve=retrieve)
+    dtype = volume_dtype(ordered, prescale)
+    if decimate is not None:
+        if spacing == "resample" and not geometry.regular:
+            raise VolumeError(f"{volume_id}: decimate= needs a regular grid; not with "
+                              "spacing='resample' on irregular slices")
+        volume = decimated_volume[0](volume_id, geometry, dtype, decimate, **kwargs)
+    else:
+        volume = cls(volume_id, geometry, dtype, **kwargs)
     volume.metadata = ordered[0]
     return volume
 

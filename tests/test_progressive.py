@@ -1,0 +1,235 @@
+"""Progressive loading: retrieve stages, per-slice status, HTJ2K frames in two ranges, decimated
+volumes. References are independent: the uncompressed originals read with pydicom (the HTJ2K
+codec is lossless), and OpenJPH's own full decode for the codestream helpers."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+
+import imagecodecs
+import numpy as np
+import pytest
+
+import medstream as ms
+from medstream.codecs.htj2k import decode_leading, resolutions
+from medstream.codecs.frame import FrameInfo
+from reference import expected_affine
+from series import expected_stack, htj2k_series, write_series
+from static_dicomweb import StaticDicomWeb
+
+N = 16
+
+
+@pytest.fixture(scope="module")
+def ct(tmp_path_factory):
+    """(uncompressed files, HTJ2K RPCL+TLM files) of a 16 x 256^2 real-CT-based series."""
+    root = tmp_path_factory.mktemp("prog")
+    raw = write_series(root / "raw", N, size=256, spacing=1.5, pixel_spacing=(0.7, 0.7))
+    return raw, htj2k_series(raw, root / "htj2k", noise=12)
+
+
+@pytest.fixture
+def served(ct):
+    server = StaticDicomWeb(ct[1][0].parent)
+    yield server
+    server.close()
+
+
+SMALL = (ms.Stage("initial", positions=(0.5, 0, -1), fill=2),
+         ms.Stage("quarter", decimate=4, retrieve="leading", leading_bytes=4096, fill=2),
+         ms.Stage("half", decimate=4, offset=2, retrieve="leading", leading_bytes=4096, fill=1),
+         ms.Stage("final"))
+
+
+# -- plans ---------------------------------------------------------------------------------------
+def test_stage_slices_and_plans():
+    assert ms.Stage("a", positions=(0.5, 0, -1)).slices(9) == [4, 0, 8]
+    assert ms.Stage("a", decimate=4, offset=1).slices(10) == [1, 5, 9]
+    assert ms.Stage("a", positions=(1.0, 3, 3, 99)).slices(5) == [4, 3]
+    with pytest.raises(ValueError):
+        ms.Stage("a", decimate=0)
+    with pytest.raises(ValueError):
+        ms.Stage("a", retrieve="thumbnail")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        ms.Stage("a", positions=(1.5,)).slices(4)
+    from medstream.volumes.stages import plan_of, uncovered
+
+    assert plan_of("progressive") == ms.PROGRESSIVE
+    assert plan_of([{"name": "x", "decimate": 2}])[0] == ms.Stage("x", decimate=2)
+    with pytest.raises(ValueError):
+        plan_of("fast")
+    assert uncovered([ms.Stage("x", decimate=2)], 5) == [1, 3]
+
+
+# -- codestream helpers --------------------------------------------------------------------------
+def _info(px: np.ndarray, bits: int) -> FrameInfo:
+    return FrameInfo(rows=px.shape[0], columns=px.shape[1], samples_per_pixel=1,
+                     bits_allocated=16, bits_stored=bits, pixel_representation=0,
+                     photometric_interpretation="MONOCHROME2",
+                     transfer_syntax_uid="1.2.840.10008.1.2.4.202")
+
+
+def test_resolutions_from_tlm_and_reduced_decodes_equal_openjph():
+    rng = np.random.default_rng(3)
+    px = (rng.normal(200, 60, (128, 160)).clip(0, 4095)).astype(np.uint16)
+    px[:20] = 0  # background next to zero: a reduced decode overshoots below it
+    code = bytes(imagecodecs.htj2k_encode(px, reversible=True, tlm=True,
+                                          tilepart=imagecodecs.HTJ2K.TILEPART.RESOLUTIONS))
+    found = resolutions(code[:400])
+    assert found is not None and found.levels == 6 and found.ends[-1] == len(code) - 2  # EOC
+    info = _info(px, 12)
+    assert np.array_equal(decode_leading("x", code, info), px)
+    for skip in (1, 2, 3):
+        want = imagecodecs.htj2k_decode(code, skipres=skip).astype(np.int64)
+        want[want >= 32768] -= 65536  # OpenJPH wraps the overshoot below 0 in uint16
+        got = decode_leading("x", code[: found.end_for(skip)], info, skip)
+        assert got.shape == (-(-128 // 2**skip), -(-160 // 2**skip))
+        assert np.array_equal(got, want.clip(0, 4095))
+        assert got.max() <= 4095
+    assert resolutions(code[:40]) is None  # inside the main header: read more
+    plain = bytes(imagecodecs.htj2k_encode(px, reversible=True))
+    assert resolutions(plain).ends == ()  # no TLM: where resolutions end is unknown
+
+
+def test_leading_bytes_decode_close_and_improve():
+    raw = expected_stack(write_series(__import__("pathlib").Path(
+        __import__("tempfile").mkdtemp()), 1, size=256))[0].astype(np.int32) + 1024
+    px = raw.astype(np.uint16)
+    code = bytes(imagecodecs.htj2k_encode(px, reversible=True))
+    errors = [np.abs(decode_leading("x", code[:n], _info(px, 12)).astype(float) - px).mean()
+              for n in (len(code) // 10, len(code) // 3, len(code))]
+    assert errors[0] > errors[1] > errors[2] == 0
+    assert errors[0] < 60  # a tenth of the bytes: a recognisable slice, not noise
+
+
+# -- staged loads ----------------------------------------------------------------------------------
+def _record(volume_progress: list):
+    return lambda p: volume_progress.append((p.stage, p.index, int(p.quality)))
+
+
+@pytest.mark.parametrize("where", ["files", "web"])
+def test_staged_load_statuses_and_final_identity(ct, served, where):
+    raw, coded = ct
+    want = expected_stack(raw)
+    src = str(coded[0].parent) if where == "files" else served.series_url
+    stages: list = []
+    handler = lambda e: stages.append((e.detail["stage"], e.detail["status"]))  # noqa: E731
+    ms.events.add_event_listener("IMAGE_VOLUME_STAGE_COMPLETED", handler)
+    try:
+        seen: list = []
+        vol = ms.open_volume(src, load=False)
+        assert (vol.slice_status == ms.SliceStatus.NONE).all()
+        vol.load(_record(seen), stages=SMALL).result(60)
+    finally:
+        ms.events.remove_event_listener("IMAGE_VOLUME_STAGE_COMPLETED", handler)
+    assert np.array_equal(vol.scalar_data, want)  # bit-identical to the lossless originals
+    assert (vol.slice_status == ms.SliceStatus.FINAL).all()
+    assert [s for s, _ in stages] == ["initial", "quarter", "half", "final"]
+    # After the quarter stage every slice shows something (final, lossy or filled).
+    after_quarter = dict(stages)["quarter"]
+    assert after_quarter[ms.SliceStatus.NONE] == 0 and after_quarter[ms.SliceStatus.LOSSY] > 0
+    # Slice 4: lossy in the quarter stage, final in the last; never final twice.
+    four = [(s, q) for s, k, q in seen if k == 4]
+    assert four == [("quarter", ms.SliceStatus.LOSSY), ("final", ms.SliceStatus.FINAL)]
+    assert sorted(k for s, k, q in seen if q == ms.SliceStatus.FINAL) == list(range(N))
+    if where == "web":  # leading bytes, then the rest from where they stopped: one more range
+        ranges = [r for _, r, _ in served.log if r]
+        # 4, 12 (quarter; 0 and 8 came whole in the initial stage), 2, 6, 10, 14 (half)
+        assert ranges.count("bytes=0-4095") == 6
+        assert sum(1 for r in ranges if r.startswith("bytes=4096-")) == 6
+
+
+def test_staged_bytes_equal_a_plain_load(ct, served):
+    vol = ms.open_volume(served.series_url, stages="progressive")
+    staged = served.bytes_sent()
+    served.clear()
+    ms.purge_cache()
+    plain = ms.open_volume(served.series_url)
+    assert np.array_equal(vol.scalar_data, plain.scalar_data)
+    assert staged <= 1.02 * served.bytes_sent()  # each frame moved once, in two pieces
+
+
+def test_server_without_range_still_loads(ct, orthanc):
+    raw, coded = ct
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        infos = list(pool.map(orthanc.upload, coded))
+    study, series, _ = orthanc.uids(infos[0]["ID"])
+    seen: list = []
+    vol = ms.open_volume(f"{orthanc.dicomweb}/studies/{study}/series/{series}",
+                         stages=SMALL, on_progress=_record(seen))
+    assert np.array_equal(vol.scalar_data, expected_stack(raw))
+    # Orthanc answers a Range with the whole frame: nothing lossy, every frame final at once.
+    assert not [q for _, _, q in seen if q == ms.SliceStatus.LOSSY]
+    assert (vol.slice_status == ms.SliceStatus.FINAL).all()
+
+
+def test_cancel_mid_stage_keeps_status_then_completes(ct, tmp_path):
+    raw, coded = ct
+    server = StaticDicomWeb(coded[0].parent, delay=0.15)
+    try:
+        vol = ms.open_volume(server.series_url, load=False)
+        lossy = []
+        job = vol.load(lambda p: lossy.append(p.index) if p.quality == ms.SliceStatus.LOSSY
+                       else None, stages=SMALL)
+        deadline = time.monotonic() + 20
+        while not lossy and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert job.cancel()
+        time.sleep(0.3)
+        status = vol.slice_status.copy()
+        assert (status == ms.SliceStatus.LOSSY).any() and (status < ms.SliceStatus.FINAL).any()
+        assert vol.status.cancelled and not vol.status.loading
+        with pytest.raises(ms.VolumeError, match="allow_lossy"):
+            vol.save(tmp_path / "v.nii.gz", allow_partial=True)
+        if (status == ms.SliceStatus.NONE).any():
+            with pytest.raises(ms.VolumeError, match="allow_partial"):
+                vol.save(tmp_path / "v.nii.gz", allow_lossy=True)
+        out = vol.save(tmp_path / "v.nii.gz", allow_partial=True, allow_lossy=True)
+        mask = np.load(str(out).replace(".nii.gz", ".mask.npy"))
+        assert np.array_equal(mask, status == ms.SliceStatus.FINAL)
+        server.delay = 0
+        vol.load(stages=SMALL).result(60)  # resumes: what is final stays, the rest completes
+        assert np.array_equal(vol.scalar_data, expected_stack(raw))
+        vol.save(tmp_path / "done.nii.gz")
+    finally:
+        server.close()
+
+
+def test_plain_codecs_degrade_to_final_loads(ct):
+    raw, _ = ct
+    seen: list = []
+    vol = ms.open_volume(str(raw[0].parent), stages="progressive", on_progress=_record(seen))
+    assert np.array_equal(vol.scalar_data, expected_stack(raw))
+    assert {q for _, _, q in seen} == {ms.SliceStatus.FINAL}
+
+
+# -- decimated volumes ---------------------------------------------------------------------------
+def test_decimated_geometry_against_full_load_resampled(ct):
+    raw, _ = ct
+    full = ms.open_volume(str(raw[0].parent))
+    dec = ms.open_volume(str(raw[0].parent), decimate=(2, 2, 4))
+    assert dec.shape == (4, 128, 128) and dec.spacing == pytest.approx((1.4, 1.4, 6.0))
+    np.testing.assert_allclose(dec.origin, full.origin)
+    np.testing.assert_allclose(dec.affine[:3, :3], expected_affine(raw)[:3, :3] * [2, 2, 4])
+    resampled = full.resample_to(dec, nearest=True)  # the full load on the decimated grid
+    assert np.array_equal(dec.scalar_data, resampled.scalar_data)
+    assert dec.volume_id != full.volume_id
+
+
+def test_decimated_htj2k_reads_a_fraction(ct, served):
+    raw, coded = ct
+    full = expected_stack(raw)
+    dec = ms.open_volume(served.series_url, decimate=(2, 2, 4))
+    part = served.bytes_sent()
+    # The reduced-resolution decode is the wavelet's low band: close to the full grid's samples.
+    assert dec.shape == (4, 128, 128)
+    assert np.abs(dec.scalar_data.astype(float) - full[::4, ::2, ::2]).mean() < 15
+    served.clear()
+    ms.purge_cache()
+    ms.open_volume(served.series_url)
+    assert part < 0.15 * served.bytes_sent()
+    local = ms.open_volume(str(coded[0].parent), decimate=(2, 2, 4))
+    assert np.array_equal(local.scalar_data, dec.scalar_data)
+    with pytest.raises(ms.VolumeError, match="decimate"):
+        ms.open_volume(served.series_url, decimate=(0, 1, 1))
