@@ -32,8 +32,9 @@ class StaticDicomWeb:
         self.log: list[tuple[str, str | None, int]] = []  # (path, Range header, bytes sent)
         self._lock = threading.Lock()
         self.instances: dict[str, Path] = {}
+        self._frames: dict[str, tuple[str, bytes]] = {}
         self.metadata: dict[tuple[str, str], list[dict]] = {}
-        for p in sorted(folder.iterdir()):
+        for p in sorted(q for q in folder.iterdir() if not q.name.startswith(".")):
             ds = pydicom.dcmread(p, stop_before_pixels=True)
             self.instances[str(ds.SOPInstanceUID)] = p
             meta = ds.to_json_dict(bulk_data_threshold=1 << 20, bulk_data_element_handler=None)
@@ -45,6 +46,7 @@ class StaticDicomWeb:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # no 40 ms delayed-ACK stall per response
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 server._get(self)
@@ -63,23 +65,29 @@ class StaticDicomWeb:
     def series_url(self) -> str:
         return f"{self.url}/studies/{self.study_uid}/series/{self.series_uid}"
 
-    def frame_bytes(self, sop_uid: str) -> bytes:
-        ds = pydicom.dcmread(self.instances[sop_uid])
-        if not ds.file_meta.TransferSyntaxUID.is_encapsulated:
-            return bytes(ds.PixelData)
-        return b"".join(next(generate_fragmented_frames(ds.PixelData)))
+    def frame(self, sop_uid: str) -> tuple[str, bytes]:
+        """(transfer syntax, stored frame bytes), split once as a static server stores them."""
+        with self._lock:
+            found = self._frames.get(sop_uid)
+        if found is None:
+            ds = pydicom.dcmread(self.instances[sop_uid])
+            ts = ds.file_meta.TransferSyntaxUID
+            data = (b"".join(next(generate_fragmented_frames(ds.PixelData))) if
+                    ts.is_encapsulated else bytes(ds.PixelData))
+            found = (str(ts), data)
+            with self._lock:
+                self._frames[sop_uid] = found
+        return found
 
     def _get(self, h: BaseHTTPRequestHandler) -> None:
         path = h.path.split("?", 1)[0]
         rng = h.headers.get("Range")
         m = _FRAME.match(path)
         if m and m.group(3) in self.instances and m.group(4) == "1":
-            sop = m.group(3)
             time.sleep(self.delay)
-            ts = pydicom.dcmread(self.instances[sop], stop_before_pixels=True
-                                 ).file_meta.TransferSyntaxUID
+            ts, data = self.frame(m.group(3))
             body = (f"--{BOUNDARY}\r\nContent-Type: application/octet-stream; "
-                    f"transfer-syntax={ts}\r\n\r\n").encode() + self.frame_bytes(sop) + \
+                    f"transfer-syntax={ts}\r\n\r\n").encode() + data + \
                 f"\r\n--{BOUNDARY}--\r\n".encode()
             ctype = (f'multipart/related; type="application/octet-stream"; '
                      f"boundary={BOUNDARY}")

@@ -55,6 +55,7 @@ class DecimatedVolume(StreamingImageVolume):
     """A streaming volume on a decimated grid (see the module docstring)."""
 
     factors: tuple[int, int, int] = (1, 1, 1)
+    first_read: int = HEAD_BYTES  # grows to what slices needed so far: one request per slice
 
     @classmethod
     def create(cls, volume_id: str, geometry: VolumeGeometry, dtype: np.dtype,
@@ -103,7 +104,8 @@ class DecimatedVolume(StreamingImageVolume):
         """The frame decoded ``skip`` resolutions down from the bytes that needs, or None."""
         from ..core.runtime import runtime
 
-        piece = await reader(image_id, HEAD_BYTES, **call_kwargs(reader, dict(self.options)))
+        piece = await reader(image_id, self.first_read,
+                             **call_kwargs(reader, dict(self.options)))
         if piece is None:
             return None
         found = resolutions(piece.data)
@@ -112,10 +114,14 @@ class DecimatedVolume(StreamingImageVolume):
             found = resolutions(piece.data)
             if found is None or skip >= found.levels:
                 return None
-        piece = await piece.more(found.end_for(skip))
+        end = found.end_for(skip)
+        if end is not None:  # the next slices' first read: this one's need and a margin
+            self.first_read = max(self.first_read, int(end * 1.15))
+        piece = await piece.more(end)
+        data = piece.data[:end] if end is not None else piece.data  # the same bytes each time
 
         def decode() -> Any:
-            raw = decode_leading(image_id, piece.data, piece.info, skip)
+            raw = decode_leading(image_id, data, piece.info, skip)
             info = dataclasses.replace(piece.info, rows=raw.shape[0], columns=raw.shape[1])
             return frame_to_image(image_id, raw, info.photometric_interpretation, info,
                                   piece.modules, prescale=self.options.get("prescale", True),
