@@ -233,3 +233,26 @@ def test_decimated_htj2k_reads_a_fraction(ct, served):
     assert np.array_equal(local.scalar_data, dec.scalar_data)
     with pytest.raises(ms.VolumeError, match="decimate"):
         ms.open_volume(served.series_url, decimate=(0, 1, 1))
+
+
+def test_cli_preview_writes_a_stand_in_volume_then_the_final(ct, served, tmp_path):
+    import nibabel as nib
+    from test_cli import run
+
+    raw, _ = ct
+    out = tmp_path / "ct.nii.gz"
+    proc = run("volume", served.series_url, "-o", str(out), "--preview")
+    assert proc.returncode == 0, proc.stderr
+    assert "ct.preview.nii.gz after stage 'quarter'" in proc.stdout
+    preview = nib.load(str(tmp_path / "ct.preview.nii.gz"))
+    final = nib.load(str(out))
+    assert preview.shape == final.shape and np.allclose(preview.affine, final.affine)
+    want = expected_stack(raw)  # (z, y, x); NIfTI holds (x, y, z) in RAS, so compare values
+    assert np.array_equal(np.sort(final.get_fdata().ravel()), np.sort(want.ravel()))
+    assert not np.array_equal(preview.get_fdata(), final.get_fdata())  # lossy and filled slices
+
+
+def test_stages_refused_where_they_do_not_apply(ct):
+    raw, _ = ct
+    with pytest.raises(ms.VolumeError, match="stages"):
+        ms.open_volume(str(raw[0].parent), dynamic=True, stages="progressive")

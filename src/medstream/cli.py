@@ -12,7 +12,7 @@ import re
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -202,7 +202,8 @@ def _http(token: str | None, timeout: float | None = None, retries: int | None =
     return {k: v for k, v in out.items() if v is not None}
 
 
-def _load(volume: ms.StreamingImageVolume | ms.DynamicVolume, console: Any, label: str, order: str) -> float:
+def _load(volume: ms.StreamingImageVolume | ms.DynamicVolume, console: Any, label: str, order: str,
+          stages: str | None = None) -> float:
     """Stream the volume with a progress bar (terminal only); Ctrl-C cancels the load."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -211,8 +212,9 @@ def _load(volume: ms.StreamingImageVolume | ms.DynamicVolume, console: Any, labe
                   TimeElapsedColumn(), console=console, transient=True,
                   disable=not console.is_terminal) as progress:
         task = progress.add_task(label, total=volume.status.total)
+        extra = {"stages": stages} if stages else {}
         job = volume.load(lambda p: progress.update(task, completed=p.frames_loaded),
-                          order=order)  # type: ignore[arg-type]
+                          order=order, **extra)  # type: ignore[arg-type]
         try:
             job.result()
         except KeyboardInterrupt:
@@ -561,11 +563,14 @@ def render(ctx: click.Context, image_id: str, out: Path, window: tuple[float, fl
 @click.option("--reference", default=None, metavar="SERIES",
               help="SOURCE is a SEG or RTSTRUCT: write its labelmap on this series' grid (a "
                    "folder or DICOMweb series URL), with its label table beside it.")
+@click.option("--preview", is_flag=True,
+              help="Load in stages and write NAME.preview.EXT as soon as every slice has a "
+                   "value (lossy or copied from a neighbour), then the final volume.")
 @_net_options
 @click.pass_context
 def volume(ctx: click.Context, source: str, out: Path, order: str, series: str | None,
            spacing: str, tilt: str, dynamic: bool, allow_partial: bool, reference: str | None,
-           token: str | None, timeout: float, retries: int) -> None:
+           preview: bool, token: str | None, timeout: float, retries: int) -> None:
     """Load a folder, DICOMweb series/study URL or NIfTI as a volume and write it out."""
     console = _console()
     with _errors(ctx):
@@ -583,19 +588,59 @@ def volume(ctx: click.Context, source: str, out: Path, order: str, series: str |
             return
         vol = ms.open_volume(source, load=False, **_volume_options(series, spacing, tilt, dynamic),
                              **_http(token, timeout, retries))
+        early = _preview_writer(vol, out, console) if preview and not dynamic else None
         try:
-            seconds = _load(vol, console, "loading", order)
+            seconds = _load(vol, console, "loading", order, "progressive" if early else None)
         except ms.VolumeLoadError:
             if not allow_partial:
                 raise
             seconds = vol.status.seconds or 0.0
-        written = vol.save(out, allow_partial=allow_partial)
+        finally:
+            if early is not None:
+                early()
+        written = vol.save(out, allow_partial=allow_partial, allow_lossy=allow_partial)
         if not vol.loaded_mask.all():
             click.echo(f"warning: {int((~vol.loaded_mask).sum())} slices missing; mask written "
                        f"beside {written}", err=True)
         for line in _geometry_lines(vol):
             console.print(line)
         console.print(f"wrote {out} in {seconds:.2f} s")
+
+
+def _preview_writer(vol: Any, out: Path, console: Any) -> Callable[[], None]:
+    """Write ``NAME.preview.EXT`` when a stage ends with every slice showing something: the
+    array is copied on the loader's thread at that moment and written from a thread of its own,
+    so the load goes on meanwhile. Returns the function that stops listening (and waits for the
+    write)."""
+    import threading
+
+    from .volumes.export import save_volume
+
+    name = out.name
+    ext = next(e for e in (".nii.gz", ".nii", ".npz", ".npy") if name.lower().endswith(e))
+    target = out.with_name(name[: -len(ext)] + ".preview" + ext)
+    writers: list[threading.Thread] = []
+
+    def write(data: np.ndarray, stage: str) -> None:
+        save_volume(data, vol.geometry, target)
+        console.print(f"wrote {target} after stage {stage!r}", markup=False)
+
+    def on_stage(event: Any) -> None:
+        d = event.detail
+        if d.get("volume_id") != vol.volume_id or writers or d["status"][0]:  # NONE left
+            return
+        data = np.array(vol.scalar_data)
+        writers.append(threading.Thread(target=write, args=(data, d["stage"]), daemon=True))
+        writers[0].start()
+
+    ms.events.add_event_listener("IMAGE_VOLUME_STAGE_COMPLETED", on_stage)
+
+    def stop() -> None:
+        ms.events.remove_event_listener("IMAGE_VOLUME_STAGE_COMPLETED", on_stage)
+        for t in writers:
+            t.join()
+
+    return stop
 
 
 def _volume_options(series: str | None, spacing: str, tilt: str, dynamic: bool) -> dict[str, Any]:

@@ -233,6 +233,8 @@ async def open_volume_async(
 
     check_options("open_volume", dict(options, series=series, dynamic=dynamic, load=load,
                                       order=order), "open_volume")
+    if stages is not None and dynamic:
+        raise VolumeError("stages= is for 3D volumes; a dynamic volume loads its frames whole")
     if device != "cpu":
         from ..gpu import check_device
 

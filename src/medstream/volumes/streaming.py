@@ -575,10 +575,12 @@ class StreamingImageVolume(StagedLoading, VolumeFacts):
 
 
 class NiftiVolume(StreamingImageVolume):
-    """A NIfTI file as a volume: one read and scale in the worker pool, then per-slice events."""
+    """A NIfTI file as a volume: one read and scale in the worker pool, then per-slice events
+    (stages do not apply: the file is read whole)."""
 
     async def _run(self, signal: CancelSignal, on_progress: Callable[[VolumeProgress], Any] | None,
-                   order: Order, timeout: float | None = None) -> StreamingImageVolume:
+                   order: Order, timeout: float | None = None,
+                   plan: Sequence[Stage] | None = None) -> StreamingImageVolume:
         from ..loaders.nifti import open_nifti, parse_id, read_volume
 
         st = self.status
