@@ -224,3 +224,21 @@ def test_unused_high_bits_are_masked_as_on_the_cpu(tmp_path, stack):
     assert int(cpu.scalar_data.max()) < 4096 - 1024  # masked, then HU
     assert np.array_equal(host(gpu), cpu.scalar_data)
     assert gpu.status.gpu_frames == 6
+
+
+def test_staged_load_on_the_gpu_ends_identical(tmp_path, stack):
+    """The same stages on a GPU volume: lossy slices from the first bytes of HTJ2K frames
+    (decoded on the CPU, uploaded), neighbours filled on the device, then final."""
+    from series import htj2k_series, write_series
+
+    raw = write_series(tmp_path / "raw", 12, size=128)
+    htj2k_series(raw, tmp_path / "h", noise=8)
+    cpu = ms.open_volume(str(tmp_path / "h"))
+    ms.purge_cache()
+    seen: list = []
+    plan = [ms.Stage("quarter", decimate=4, retrieve="leading", leading_bytes=1024, fill=2),
+            ms.Stage("final")]
+    gpu = ms.open_volume(str(tmp_path / "h"), device="cuda", stages=plan,
+                         on_progress=lambda p: seen.append(int(p.quality)))
+    assert np.array_equal(host(gpu), cpu.scalar_data)
+    assert ms.SliceStatus.LOSSY in seen and (gpu.slice_status == ms.SliceStatus.FINAL).all()

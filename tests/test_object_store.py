@@ -435,3 +435,20 @@ def test_one_failing_object_does_not_cost_the_others_their_heads(s3, bucket, ct_
     assert _transfer()[0] - before == len(urls)  # one request each, none repeated
     with storage._lock:
         assert sum(1 for u in urls if (u, storage._info.get(u).version) in storage._heads) == 11
+
+
+def test_staged_load_from_a_bucket_reads_leading_ranges(s3, bucket, tmp_path):
+    """HTJ2K objects in stages: the first bytes of each frame by a ranged read, lossy, then the
+    rest; the volume ends equal to the uncompressed originals read with pydicom."""
+    from series import expected_stack, htj2k_series, write_series
+
+    raw = write_series(tmp_path / "raw", 8, size=128)
+    htj2k_series(raw, tmp_path / "h", noise=8)
+    s3.upload(tmp_path / "h", f"{bucket}/h/")
+    seen: list = []
+    plan = [ms.Stage("quarter", decimate=4, retrieve="leading", leading_bytes=1024, fill=2),
+            ms.Stage("final")]
+    volume = ms.open_volume(f"{bucket}/h/", stages=plan,
+                            on_progress=lambda p: seen.append((p.index, int(p.quality))))
+    assert np.array_equal(volume.scalar_data, expected_stack(raw))
+    assert (0, ms.SliceStatus.LOSSY) in seen and (0, ms.SliceStatus.FINAL) in seen
