@@ -42,10 +42,14 @@ class ThrottleProxy:
         except OSError:
             client_w.close()
             return
-        await asyncio.gather(self._up(client_r, up_w), self._down(up_r, client_w),
-                             return_exceptions=True)
-        for w in (client_w, up_w):
-            w.close()
+        try:
+            await asyncio.gather(self._up(client_r, up_w), self._down(up_r, client_w),
+                                 return_exceptions=True)
+        except asyncio.CancelledError:
+            pass  # closing the proxy
+        finally:
+            for w in (client_w, up_w):
+                w.close()
 
     async def _up(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         while data := await r.read(CHUNK):
