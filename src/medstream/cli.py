@@ -598,7 +598,8 @@ def volume(ctx: click.Context, source: str, out: Path, order: str, series: str |
         finally:
             if early is not None:
                 early()
-        written = vol.save(out, allow_partial=allow_partial, allow_lossy=allow_partial)
+        lossy = {"allow_lossy": allow_partial} if early is not None else {}
+        written = vol.save(out, allow_partial=allow_partial, **lossy)
         if not vol.loaded_mask.all():
             click.echo(f"warning: {int((~vol.loaded_mask).sum())} slices missing; mask written "
                        f"beside {written}", err=True)

@@ -252,8 +252,8 @@ async def open_volume_async(
     created = create_and_cache_volume(volume_id, **options)
     volume: StreamingImageVolume | DynamicVolume = await created
     if load:
-        job = (volume.load(on_progress, order=order, stages=stages)  # type: ignore[call-arg]
-               if stages is not None else volume.load(on_progress, order=order))  # type: ignore[arg-type]
+        extra = {"stages": stages} if stages is not None else {}  # 3D volumes only
+        job = volume.load(on_progress, order=order, **extra)  # type: ignore[arg-type]
         try:
             await job
         except asyncio.CancelledError:

@@ -56,6 +56,7 @@ class DecimatedVolume(StreamingImageVolume):
 
     factors: tuple[int, int, int] = (1, 1, 1)
     first_read: int = HEAD_BYTES  # grows to what slices needed so far: one request per slice
+    full_geometry: VolumeGeometry | None = None  # the grid it was decimated from
 
     @classmethod
     def create(cls, volume_id: str, geometry: VolumeGeometry, dtype: np.dtype,

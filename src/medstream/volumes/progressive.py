@@ -52,8 +52,17 @@ class StagedLoading:
     status: Any
     volume_id: str
     _scope: Any
+    _stage: str | None
 
     loaded_mask: np.ndarray
+
+    if TYPE_CHECKING:  # the volume's own frame paths (StreamingImageVolume)
+        async def _frame(self, k: int, on_progress: Progress, priority: float = 0) -> None: ...
+        async def _fast_frames(self, todo: list[int], on_progress: Progress) -> list[int]: ...
+        def _write(self, k: int, image: Any) -> None: ...
+        def _accept(self, k: int, image: Any) -> None: ...
+        def _progress(self, k: int, error: str | None, on_progress: Progress,
+                      quality: SliceStatus = SliceStatus.FINAL) -> None: ...
 
     # -- status --------------------------------------------------------------------------------
     @property
@@ -86,10 +95,12 @@ class StagedLoading:
 
     @property
     def _pieces(self) -> dict[int, FramePiece]:
-        p = getattr(self, "_kept_pieces", None)
+        """Lossy slices' pieces, kept until the final stage reads the rest of them."""
+        p: dict[int, FramePiece] | None = getattr(self, "_kept_pieces", None)
         if p is None:
-            p = self._kept_pieces = {}
-        return p  # type: ignore[no-any-return]
+            p = {}
+            self._kept_pieces = p
+        return p
 
     # -- running -------------------------------------------------------------------------------
     async def _run_stages(self, plan: Sequence[Stage], on_progress: Progress,
@@ -126,10 +137,9 @@ class StagedLoading:
             return
         pieces = [k for k in ks if k in self._pieces]
         whole = [k for k in ks if k not in self._pieces]
-        rest = await self._fast_frames(whole, on_progress)  # type: ignore[attr-defined]
+        rest = await self._fast_frames(whole, on_progress)
         rest = [k for k in rest if not self.loaded_mask[k]]
-        await asyncio.gather(*(self._frame(k, on_progress, stage.priority)  # type: ignore[attr-defined]
-                               for k in rest),
+        await asyncio.gather(*(self._frame(k, on_progress, stage.priority) for k in rest),
                              *(self._complete(k, stage, on_progress) for k in pieces))
         for k in ks:
             if stage.fill and self.loaded_mask[k]:
@@ -156,19 +166,19 @@ class StagedLoading:
                 log.info("%s: first bytes not read (%s); loaded whole later", image_id, exc)
                 return
         if piece is None:
-            await self._frame(k, on_progress, stage.priority)  # type: ignore[attr-defined]
+            await self._frame(k, on_progress, stage.priority)
         elif piece.complete:
             await self._accept_piece(k, piece, on_progress)
         else:
             try:
                 image = await runtime.to_thread(self._lossy_image, piece)
-                self._write(k, image)  # type: ignore[attr-defined]
+                self._write(k, image)
             except (ImageLoadError, VolumeError) as exc:
                 log.info("%s: first bytes not decoded (%s); loaded whole later", image_id, exc)
                 return
             self._pieces[k] = piece
             self._standins[k] = SliceStatus.LOSSY
-            self._progress(k, None, on_progress, SliceStatus.LOSSY)  # type: ignore[attr-defined]
+            self._progress(k, None, on_progress, SliceStatus.LOSSY)
         if stage.fill and (self.loaded_mask[k] or self._standins[k] == SliceStatus.LOSSY):
             self._fill(k, stage.fill)
 
@@ -190,13 +200,13 @@ class StagedLoading:
         except Exception as exc:  # the plain frame path reports what is wrong with it
             log.info("%s: rest of the frame not read (%s); loading it whole", image_id, exc)
             self._pieces.pop(k, None)
-            await self._frame(k, on_progress, stage.priority)  # type: ignore[attr-defined]
+            await self._frame(k, on_progress, stage.priority)
 
     async def _accept_piece(self, k: int, piece: FramePiece, on_progress: Progress) -> None:
         image = await runtime.to_thread(
             decode_to_image, piece.image_id, piece.data, piece.info, piece.modules,
             prescale=self.options.get("prescale", True), lut_source=piece.lut_source)
-        self._accept(k, image)  # type: ignore[attr-defined]
+        self._accept(k, image)
         self._pieces.pop(k, None)
-        self._progress(k, None, on_progress)  # type: ignore[attr-defined]
+        self._progress(k, None, on_progress)
 

@@ -430,14 +430,15 @@ class StreamingImageVolume(StagedLoading, VolumeFacts):
                   quality: SliceStatus = SliceStatus.FINAL) -> None:
         image_id = self.image_ids[k]
         st = self.status
+        if error is not None:
+            quality = SliceStatus(self.slice_status[k])  # what it still shows
         events.trigger(Events.IMAGE_VOLUME_MODIFIED, volume_id=self.volume_id, image_id=image_id,
                        index=k, frames_loaded=st.frames_loaded, total=st.total, error=error,
                        stage=self._stage, quality=quality)
         if on_progress is not None:
             try:
                 on_progress(VolumeProgress(self.volume_id, image_id, k, st.frames_loaded,
-                                           st.total, len(st.failed), error, self._stage,
-                                           quality if error is None else SliceStatus(self.slice_status[k])))
+                                           st.total, len(st.failed), error, self._stage, quality))
             except BaseException:  # even SystemExit: it would stop the shared loop
                 log.exception("on_progress callback raised; ignored")
 
@@ -484,7 +485,6 @@ class StreamingImageVolume(StagedLoading, VolumeFacts):
         self.geometry = target
         self.loaded_mask = np.ones(target.shape[0], dtype=bool)
 
-
     # -- output ------------------------------------------------------------------------------
     def to_torch(self, dtype: Any = None) -> Any:
         """The array as a torch tensor sharing its memory (no copy) when its dtype stays;
@@ -512,7 +512,8 @@ class StreamingImageVolume(StagedLoading, VolumeFacts):
 
         status = self.slice_status
         missing = int(np.count_nonzero(status == SliceStatus.NONE))
-        stand_ins = int(np.count_nonzero((status > SliceStatus.NONE) & (status < SliceStatus.FINAL)))
+        standin = (status > SliceStatus.NONE) & (status < SliceStatus.FINAL)
+        stand_ins = int(np.count_nonzero(standin))
         if missing and not allow_partial:
             raise VolumeError(
                 f"{self.volume_id}: {missing} of {len(status)} slices are not loaded; "
@@ -523,7 +524,7 @@ class StreamingImageVolume(StagedLoading, VolumeFacts):
                 f"{self.volume_id}: {stand_ins} of {len(status)} slices are lossy or copies of a "
                 "neighbour (a staged load not finished); load() again, or save(..., "
                 "allow_lossy=True) to write them with the mask of final slices",
-                [i for i, s in zip(self.image_ids, status) if SliceStatus.NONE < s < SliceStatus.FINAL])
+                [i for i, s in zip(self.image_ids, standin) if s])
         out = save_volume(self.to_numpy(), self.geometry, path)
         if missing or stand_ins:
             save_partial(out, status == SliceStatus.FINAL)
@@ -757,8 +758,9 @@ async def streaming_volume_loader(
     pixel = ordered[0].get("imagePixelModule") or {}
     color = (pixel.get("samples_per_pixel") or 1) > 1 or pixel.get(
         "photometric_interpretation") == "PALETTE COLOR"
-    kwargs = dict(color=color, options=dict(options, prescale=prescale), spacing=spacing,
-                  request_type=request_type, priority=priority, retrieve=retrieve)
+    kwargs: dict[str, Any] = dict(
+        color=color, options=dict(options, prescale=prescale), spacing=spacing,
+        request_type=request_type, priority=priority, retrieve=retrieve)
     dtype = volume_dtype(ordered, prescale)
     if decimate is not None:
         if spacing == "resample" and not geometry.regular:
