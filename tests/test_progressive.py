@@ -256,3 +256,43 @@ def test_stages_refused_where_they_do_not_apply(ct):
     raw, _ = ct
     with pytest.raises(ms.VolumeError, match="stages"):
         ms.open_volume(str(raw[0].parent), dynamic=True, stages="progressive")
+
+
+def test_rendered_stage_from_orthanc_stands_in_then_final(tmp_path, orthanc):
+    """Orthanc renders frames as JPEG through the window asked for (the modality's range): the
+    stand-ins map back to values within a few HU, then every slice is final and identical."""
+    raw = write_series(tmp_path / "raw", 8, size=128)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        infos = list(pool.map(orthanc.upload, raw))
+    study, series, _ = orthanc.uids(infos[0]["ID"])
+    url = f"{orthanc.dicomweb}/studies/{study}/series/{series}"
+    shots: dict = {}
+    handler = lambda e: shots.setdefault(e.detail["stage"], np.array(vol.scalar_data))  # noqa: E731
+    vol = ms.open_volume(url, load=False)
+    ms.events.add_event_listener("IMAGE_VOLUME_STAGE_COMPLETED", handler)
+    seen: list = []
+    try:
+        vol.load(_record(seen), stages=[
+            ms.Stage("thumb", decimate=2, retrieve="rendered", fill=1),
+            ms.Stage("thumb-small", decimate=2, offset=1, retrieve="rendered", shrink=2),
+            ms.Stage("final")]).result(60)
+    finally:
+        ms.events.remove_event_listener("IMAGE_VOLUME_STAGE_COMPLETED", handler)
+    want = expected_stack(raw)
+    assert np.array_equal(vol.scalar_data, want)
+    lossy = sorted(k for s, k, q in seen if q == ms.SliceStatus.LOSSY)
+    assert lossy == list(range(8))
+    err = np.abs(shots["thumb"][::2].astype(float) - want[::2]).mean()
+    bias = (shots["thumb"][::2].astype(float) - want[::2]).mean()
+    assert err < 25 and abs(bias) < 4  # 4096 HU in 256 JPEG levels; no offset
+    err_small = np.abs(shots["thumb-small"][1::2].astype(float) - want[1::2]).mean()
+    assert err < err_small < 80  # rendered at half size and enlarged
+
+
+def test_rendered_stage_without_a_renderer_loads_final(served, ct):
+    raw, _ = ct
+    seen: list = []
+    vol = ms.open_volume(served.series_url, on_progress=_record(seen),
+                         stages=[ms.Stage("thumb", decimate=2, retrieve="rendered")])
+    assert np.array_equal(vol.scalar_data, expected_stack(raw))  # 404 for /rendered: no stand-in
+    assert {q for _, _, q in seen} == {ms.SliceStatus.FINAL}

@@ -107,6 +107,13 @@ class PixelHeader:
         unsigned = _uint_for(self.bits_allocated)
         return np.dtype(f"i{unsigned.itemsize}") if self.signed else unsigned
 
+    def value_range(self) -> tuple[float, float]:
+        """The lowest and highest modality values the stored bits can give (rescale applied)."""
+        b = self.bits_stored
+        lo, hi = (-(2 ** (b - 1)), 2 ** (b - 1) - 1) if self.signed else (0, 2**b - 1)
+        a, z = lo * self.slope + self.intercept, hi * self.slope + self.intercept
+        return min(a, z), max(a, z)
+
     def dtype(self, prescale: bool = True) -> np.dtype:
         """Colour keeps its stored depth; grayscale gets the smallest exact integer dtype of the
         header-implied range (float32 for a non-integral rescale); CT HU are int16."""
@@ -118,10 +125,7 @@ class PixelHeader:
             return self.stored_dtype()
         if not (_integral(self.slope) and _integral(self.intercept)):
             return np.dtype(np.float32)
-        b = self.bits_stored
-        lo, hi = (-(2 ** (b - 1)), 2 ** (b - 1) - 1) if self.signed else (0, 2**b - 1)
-        a, z = lo * self.slope + self.intercept, hi * self.slope + self.intercept
-        lo, hi = min(a, z), max(a, z)
+        lo, hi = self.value_range()
         dtype = smallest_exact_dtype(lo, hi, max(1, min(self.bits_allocated, 16) // 8))
         if self.modality == "CT" and dtype.itemsize > 2 and lo < 0:
             dtype = np.dtype(np.int16)  # HU fit int16; a frame that does not is a PixelRangeError

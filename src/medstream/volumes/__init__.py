@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from ..core.loading import register_unknown_volume_loader, register_volume_loader
 from ..loaders import dicomfile, frameranges, memory, wadouri
+from ..loaders.rendered import frame_rendered_id
 from ..loaders.wadors import retrieve_series_bulk
 from .dynamic import DynamicVolume, dynamic_volume_loader
 from .geometry import GeometryWarning, SliceInfo, VolumeGeometry, compute_geometry, split_series
 from .decimate import DecimatedVolume
-from .progressive import frame_pieces
+from .progressive import frame_pieces, rendered_ids
 from .stages import PROGRESSIVE, SliceStatus, Stage
 from .streaming import (
     NiftiVolume,
@@ -36,6 +37,7 @@ mosaic_expanders["dicombytes"] = memory.mosaic_tile_ids
 decimated_volume.append(DecimatedVolume.create)
 frame_pieces["wadors"] = frameranges.wadors_piece
 frame_pieces["dicomfile"] = frameranges.dicomfile_piece
+rendered_ids["wadors"] = frame_rendered_id
 
 __all__ = [
     "DecimatedVolume",

@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..codecs.htj2k import decode_leading
-from ..codecs.pixels import frame_to_image
+from ..codecs.pixels import PixelHeader, frame_to_image
 from ..core.events import Events, events
-from ..core.registry import call_kwargs, scheme_of
+from ..core.loading import run_loader
+from ..core.metadata import metadata
+from ..core.registry import call_kwargs, image_loaders, scheme_of
 from ..core.runtime import runtime
 from ..dicom.part10 import decode_to_image
 from ..errors import ImageLoadError, VolumeError
@@ -36,6 +38,9 @@ log = logging.getLogger("medstream.volumes")
 #: scheme -> ``async fn(image_id, nbytes, **options) -> FramePiece | None``: the first ``nbytes``
 #: of a frame's codestream, or None where that frame cannot be read in pieces.
 frame_pieces: dict[str, Callable[..., Any]] = {}
+#: scheme -> ``fn(image_id, query) -> str | None``: the ID of a server rendering of the frame.
+rendered_ids: dict[str, Callable[[str, str], str | None]] = {}
+CT_RANGE = (-1024.0, 3071.0)  # a rendered CT stand-in spans air to dense bone, not 16 bits
 
 Progress = Callable[["VolumeProgress"], Any] | None
 
@@ -60,6 +65,7 @@ class StagedLoading:
         async def _frame(self, k: int, on_progress: Progress, priority: float = 0) -> None: ...
         async def _fast_frames(self, todo: list[int], on_progress: Progress) -> list[int]: ...
         def _write(self, k: int, image: Any) -> None: ...
+        def _store(self, k: int, px: np.ndarray) -> None: ...
         def _accept(self, k: int, image: Any) -> None: ...
         def _progress(self, k: int, error: str | None, on_progress: Progress,
                       quality: SliceStatus = SliceStatus.FINAL) -> None: ...
@@ -132,8 +138,9 @@ class StagedLoading:
         self._stage = None
 
     async def _one_stage(self, stage: Stage, ks: list[int], on_progress: Progress) -> None:
-        if stage.retrieve == "leading":
-            await asyncio.gather(*(self._leading(k, stage, on_progress) for k in ks))
+        if stage.retrieve != "final":
+            one = self._leading if stage.retrieve == "leading" else self._rendered
+            await asyncio.gather(*(one(k, stage, on_progress) for k in ks))
             return
         pieces = [k for k in ks if k in self._pieces]
         whole = [k for k in ks if k not in self._pieces]
@@ -182,6 +189,46 @@ class StagedLoading:
         if stage.fill and (self.loaded_mask[k] or self._standins[k] == SliceStatus.LOSSY):
             self._fill(k, stage.fill)
 
+    async def _rendered(self, k: int, stage: Stage, on_progress: Progress) -> None:
+        """Slice ``k`` from the server's rendering of its frame (lossy), else its whole frame."""
+        image_id = self.image_ids[k]
+        make = rendered_ids.get(scheme_of(image_id))
+        modules = metadata_modules(image_id)
+        header = PixelHeader.from_modules(modules) if modules else None
+        if make is None or header is None or header.color or header.lut_sequence \
+                or header.float_pixels:
+            return await self._frame(k, on_progress, stage.priority)
+        lo, hi = header.value_range()
+        if header.modality == "CT":
+            lo, hi = max(lo, CT_RANGE[0]), min(hi, CT_RANGE[1])
+        rows, cols = self.scalar_data.shape[1:3]
+        query = (f"window={(lo + hi) / 2 + 0.5:g},{hi - lo + 1:g},linear&accept=image/jpeg"
+                 + (f"&viewport={-(-cols // stage.shrink)},{-(-rows // stage.shrink)}"
+                    if stage.shrink > 1 else ""))
+        rendered = make(image_id, query)
+        if rendered is None:
+            return await self._frame(k, on_progress, stage.priority)
+        opts = dict(self.options)
+        try:
+            loader = image_loaders.resolve(rendered)
+            picture = await self._queued(lambda: run_loader(loader, rendered, opts),
+                                         stage.priority, image_id)
+            values = await runtime.to_thread(stand_in, picture.get_pixel_data(), (rows, cols),
+                                             lo, hi, header, self.options.get("prescale", True))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the final stage loads it and reports any error
+            log.info("%s: no rendered stand-in (%s); loaded whole later", image_id, exc)
+            return None
+        if self.loaded_mask[k]:
+            return None
+        self._store(k, values.astype(self.scalar_data.dtype))
+        self._standins[k] = SliceStatus.LOSSY
+        self._progress(k, None, on_progress, SliceStatus.LOSSY)
+        if stage.fill:
+            self._fill(k, stage.fill)
+        return None
+
     def _lossy_image(self, piece: FramePiece) -> Any:
         raw = decode_leading(piece.image_id, piece.data, piece.info)
         return frame_to_image(piece.image_id, raw, piece.info.photometric_interpretation,
@@ -210,3 +257,27 @@ class StagedLoading:
         self._pieces.pop(k, None)
         self._progress(k, None, on_progress)
 
+
+
+def metadata_modules(image_id: str) -> dict[str, Any] | None:
+    """The slice modules the volume's metadata gave ``image_id`` (None if none)."""
+    mods = {name: metadata.get(name, image_id) for name in
+            ("imagePixelModule", "modalityLutModule", "generalSeriesModule")}
+    return mods if mods["imagePixelModule"] else None
+
+
+def stand_in(picture: np.ndarray, shape: tuple[int, int], lo: float, hi: float,
+             header: PixelHeader, prescale: bool) -> np.ndarray:
+    """Values from an 8-bit rendering through the linear window [lo, hi]: the window's inverse
+    (PS3.3 C.11.2.1.2), enlarged to ``shape`` by repetition, as stored values if not
+    ``prescale``, rounded where the volume holds integers."""
+    if picture.ndim != 2:
+        raise ValueError(f"rendered picture has shape {picture.shape}, not one channel")
+    ry, rx = -(-shape[0] // picture.shape[0]), -(-shape[1] // picture.shape[1])
+    big = np.repeat(np.repeat(picture, ry, axis=0), rx, axis=1)[: shape[0], : shape[1]]
+    if big.shape != shape:
+        raise ValueError(f"rendered picture {picture.shape} does not cover {shape}")
+    values = lo + big.astype(np.float64) / 255.0 * (hi - lo)
+    if not prescale:
+        values = (values - header.intercept) / (header.slope or 1.0)
+    return np.rint(values) if header.dtype(prescale).kind in "iu" else values

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Literal
 
-Retrieval = Literal["final", "leading"]
+Retrieval = Literal["final", "leading", "rendered"]
 
 
 class SliceStatus(IntEnum):
@@ -35,8 +35,10 @@ class Stage:
     ``positions``: slice indices (negative from the end) or fractions of the stack (floats in
     [0, 1]); otherwise every ``decimate``-th slice from ``offset``. ``retrieve="leading"`` reads
     the first ``leading_bytes`` of each frame where the frame is HTJ2K and its source can read a
-    range (elsewhere the stage loads the whole frame: final). ``fill``: neighbours on each side
-    that show this stage's slice until their own data comes."""
+    range; ``retrieve="rendered"`` asks a DICOMweb server for the frame rendered as a JPEG
+    (``shrink`` times smaller per side) through a window spanning the modality's range, and maps
+    it back to values (lossy). Where neither applies the stage loads the whole frame (final).
+    ``fill``: neighbours on each side that show this stage's slice until their own data comes."""
 
     name: str
     decimate: int = 1
@@ -46,14 +48,17 @@ class Stage:
     leading_bytes: int = 65536
     priority: float = 0
     fill: int = 0
+    shrink: int = 1
 
     def __post_init__(self) -> None:
         if self.decimate < 1 or not 0 <= self.offset:
             raise ValueError(f"stage {self.name!r}: decimate must be >= 1 and offset >= 0")
-        if self.retrieve not in ("final", "leading"):
-            raise ValueError(f"stage {self.name!r}: retrieve must be 'final' or 'leading'")
-        if self.leading_bytes < 256 or self.fill < 0:
-            raise ValueError(f"stage {self.name!r}: leading_bytes must be >= 256, fill >= 0")
+        if self.retrieve not in ("final", "leading", "rendered"):
+            raise ValueError(f"stage {self.name!r}: retrieve must be 'final', 'leading' or "
+                             "'rendered'")
+        if self.leading_bytes < 256 or self.fill < 0 or self.shrink < 1:
+            raise ValueError(f"stage {self.name!r}: leading_bytes must be >= 256, fill >= 0, "
+                             "shrink >= 1")
 
     def slices(self, n: int) -> list[int]:
         """The slice indices this stage covers in a stack of ``n``, in retrieval order."""
