@@ -296,3 +296,21 @@ def test_rendered_stage_without_a_renderer_loads_final(served, ct):
                          stages=[ms.Stage("thumb", decimate=2, retrieve="rendered")])
     assert np.array_equal(vol.scalar_data, expected_stack(raw))  # 404 for /rendered: no stand-in
     assert {q for _, _, q in seen} == {ms.SliceStatus.FINAL}
+
+
+def test_frames_in_several_fragments_load_whole_and_identical(ct, tmp_path):
+    """A frame split over fragments: its first fragment stands in, the completion reads the
+    frame whole (as a plain load does) and the volume is identical."""
+    import pydicom
+    from pydicom.encaps import encapsulate, generate_frames
+
+    raw, coded = ct
+    out = tmp_path / "frag"
+    out.mkdir()
+    for p in coded:
+        ds = pydicom.dcmread(p)
+        frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+        ds.PixelData = encapsulate([frame], fragments_per_frame=3)
+        ds.save_as(out / p.name, enforce_file_format=True)
+    vol = ms.open_volume(str(out), stages=SMALL)
+    assert np.array_equal(vol.scalar_data, expected_stack(raw))

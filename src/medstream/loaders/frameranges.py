@@ -158,40 +158,45 @@ async def dicomfile_piece(image_id: str, nbytes: int, **_: Any) -> FramePiece | 
 
 @dataclass
 class FileRegion:
-    """The encapsulated pixel data of a single-frame file: its first fragment read in pieces;
-    a frame in several fragments is read whole when completed."""
+    """The encapsulated pixel data of a single-frame file, its first fragment read in pieces:
+    the offset table, the fragment's header and its first bytes in one read, the rest in one
+    more (with the 8 bytes after it: an item there means a frame in several fragments, which
+    is then read whole)."""
 
     loc: PixelLocator
     start: int = -1  # offset of the first fragment's bytes in the pixel data
     length: int = 0  # the first fragment's length
-    single: bool = False  # the frame is that one fragment
 
-    def _locate(self) -> None:
-        head = self.loc.read(0, 16)
-        if len(head) < 16 or head[:4] != _ITEM:
+    def _first(self, piece: FramePiece, upto: int) -> FramePiece:
+        buf = self.loc.read(0, 16 + 64 + upto)
+        if len(buf) < 16 or buf[:4] != _ITEM:
             raise ImageLoadError(self.loc.path, "encapsulated pixel data without its offset table")
-        bot = int.from_bytes(head[4:8], "little")
-        frag = self.loc.read(8 + bot, 8)
+        bot = int.from_bytes(buf[4:8], "little")
+        if len(buf) < 16 + bot:  # a long offset table: read past it
+            buf = self.loc.read(0, 16 + bot + upto)
+        frag = buf[8 + bot : 16 + bot]
         if len(frag) < 8 or frag[:4] != _ITEM:
             raise ImageLoadError(self.loc.path, "encapsulated pixel data without a fragment")
         self.start, self.length = 16 + bot, int.from_bytes(frag[4:8], "little")
-        region = (self.loc.length if self.loc.length is not None
-                  else self.loc.size - self.loc.offset)
-        after = self.loc.read(self.start + self.length, 8) if self.start + self.length < region \
-            else b""
-        self.single = after[:4] != _ITEM  # a delimiter (or the end) follows: one fragment
+        data = bytes(buf[self.start : self.start + min(self.length, upto)])
+        return dataclasses.replace(piece, data=data, complete=False)
 
     def read(self, piece: FramePiece, upto: int | None) -> FramePiece:
         if self.start < 0:
-            self._locate()
-        if upto is None or not self.single or upto >= self.length:
-            if self.single:
-                data = self.loc.read(self.start, self.length)
-            else:
-                data = bytes(frame_payload(piece.image_id, self.loc.info, self.loc.read(), 0)[0])
-            return dataclasses.replace(piece, data=data, complete=True)
-        data = piece.data + self.loc.read(self.start + len(piece.data), upto - len(piece.data))
-        return dataclasses.replace(piece, data=data, complete=False)
+            piece = self._first(piece, upto if upto is not None else 1 << 16)
+        have = len(piece.data)
+        if upto is not None and upto < self.length:
+            if upto <= have:
+                return piece
+            more = self.loc.read(self.start + have, upto - have)
+            return dataclasses.replace(piece, data=piece.data + bytes(more))
+        tail = bytes(self.loc.read(self.start + have, self.length - have + 8))
+        rest, after = tail[: self.length - have], tail[self.length - have :]
+        if after[:4] == _ITEM:  # more fragments follow: the frame whole, as a plain load does
+            data = bytes(frame_payload(piece.image_id, self.loc.info, self.loc.read(), 0)[0])
+        else:
+            data = piece.data + rest
+        return dataclasses.replace(piece, data=data, complete=True)
 
     async def more(self, piece: FramePiece, end: int | None) -> FramePiece:
         from ..core.runtime import runtime
