@@ -129,5 +129,6 @@ def _ensure_builtin() -> None:
 def decode_frame(
     image_id: str, data: bytes | memoryview, info: FrameInfo, index: int = 0
 ) -> tuple[np.ndarray, str]:
-    _ensure_builtin()
+    if not info.native:  # native data needs no plugin (nor imagecodecs' and pydicom's imports)
+        _ensure_builtin()
     return decoders.decode(image_id, data, info, index)

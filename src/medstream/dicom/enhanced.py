@@ -13,16 +13,16 @@ from __future__ import annotations
 import datetime as _dt
 from typing import TYPE_CHECKING, Any, Union
 
-from pydicom.dataset import Dataset
-
 from .values import as_float, as_int
 
 if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
     from .fastheader import FastHeader
     from .jsonmeta import JsonDataset
 
 #: What the module builders read: a pydicom ``Dataset`` or one of the light readers' views.
-HeaderLike = Union[Dataset, "FastHeader", "JsonDataset"]
+HeaderLike = Union["Dataset", "FastHeader", "JsonDataset"]
 
 # Dimension index pointers that index space (the slice within a stack), not an acquisition.
 SPATIAL_POINTERS = frozenset({0x00209057, 0x00200032, 0x00201041})  # InStackPosition, IPP, SliceLocation

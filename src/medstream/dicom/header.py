@@ -12,9 +12,7 @@ import io
 import os
 import stat
 from dataclasses import dataclass
-from typing import Any
-
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING, Any
 
 from ..codecs.frame import FrameInfo
 from ..core.kept import KeptMap
@@ -24,6 +22,9 @@ from .fastheader import FastHeader, read_fast_header
 from .frames import check_frames_fit
 from .part10 import PIXEL_KEYWORDS, frame_info, read_dataset
 from .regular import open_regular
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
 _DEFER = 2048

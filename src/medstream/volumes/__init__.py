@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..core.loading import register_unknown_volume_loader, register_volume_loader
-from ..loaders import dicomfile, memory, wadouri
-from ..loaders.wadors import retrieve_series_bulk
+from ..core.registry import deferred
+from ..loaders import dicomfile
 from .dynamic import DynamicVolume, dynamic_volume_loader
 from .geometry import GeometryWarning, SliceInfo, VolumeGeometry, compute_geometry, split_series
 from .streaming import (
@@ -25,10 +25,11 @@ register_volume_loader("streaming", streaming_volume_loader)
 register_volume_loader("dynamic", dynamic_volume_loader)
 register_unknown_volume_loader(streaming_volume_loader)
 register_volume_loader("nifti", nifti_volume_loader)
-bulk_retrievers["wadors"] = retrieve_series_bulk
+# other schemes' modules (and httpx, pydicom with them) are imported by their first use
+bulk_retrievers["wadors"] = deferred("medstream.loaders.wadors", "retrieve_series_bulk")
 mosaic_expanders["dicomfile"] = dicomfile.mosaic_tile_ids
-mosaic_expanders["wadouri"] = wadouri.mosaic_tile_ids
-mosaic_expanders["dicombytes"] = memory.mosaic_tile_ids
+mosaic_expanders["wadouri"] = deferred("medstream.loaders.wadouri", "mosaic_tile_ids")
+mosaic_expanders["dicombytes"] = deferred("medstream.loaders.memory", "mosaic_tile_ids")
 
 __all__ = [
     "DynamicVolume",
