@@ -103,7 +103,7 @@ class FastHeader(KeywordAttributes):
     def __init__(self, elements: dict[int, tuple[str | None, bytes | None]], transfer_syntax_uid: str,
                  pixel: tuple[str, PixelElement], encoding: str) -> None:
         self._elements = elements
-        self._values: dict[int, Any] = {}
+        self._values: dict[str, Any] = {}  # keyword -> its converted value (lists as tuples)
         self.file_meta = _FileMeta(transfer_syntax_uid)
         self._pixel_keyword, self._pixel = pixel
         self._encoding = encoding
@@ -135,19 +135,18 @@ class FastHeader(KeywordAttributes):
         return self._pixel if keyword == self._pixel_keyword else None
 
     def get(self, keyword: str, default: Any = None) -> Any:
-        tag = _tag(keyword)
-        if tag is None:
-            return default
-        value = self._values.get(tag, _MISSING)
+        value = self._values.get(keyword, _MISSING)
         if value is _MISSING:  # converted once: module builders ask for some keywords often
-            found = self._element(tag)
-            value = None if found is None else self._convert(*found)
-            if isinstance(value, list):
-                value = tuple(value)
-            self._values[tag] = value
-        if isinstance(value, tuple):
+            value = self._values[keyword] = self._value(keyword)
+        if value.__class__ is tuple:
             return list(value)  # a fresh list each time, as before
         return default if value is None else value
+
+    def _value(self, keyword: str) -> Any:
+        tag = _tag(keyword)
+        found = None if tag is None else self._element(tag)
+        value = None if found is None else self._convert(*found)
+        return tuple(value) if isinstance(value, list) else value
 
     def _convert(self, vr: str, raw: bytes) -> Any:
         if vr == "AT":  # written as pydicom prints tags (one, or a list of them)

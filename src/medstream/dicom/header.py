@@ -67,6 +67,21 @@ class PixelLocator:
             f.seek(first)
             return f.read(end - first)
 
+    def read_into(self, buffer: memoryview) -> int:
+        """Fill ``buffer`` with the pixel bytes of a local file from the first one (the bytes
+        of one frame land where they go, with no buffer in between); the count read."""
+        if self.remote or (self.length is not None and self.length < len(buffer)):
+            return 0
+        got = 0
+        with open_regular(self.path, self.path) as f:
+            f.seek(self.offset)
+            while got < len(buffer):
+                n = f.readinto(buffer[got:])
+                if not n:
+                    break
+                got += n
+        return got
+
 
 def read_header(image_id: str, path: str, fast: FastHeader | None = None,
                 ) -> tuple[Dataset | FastHeader, PixelLocator | None]:
