@@ -248,10 +248,10 @@ def read_native_into(out: np.ndarray, read_into: Callable[[memoryview], int], in
     byte) straight into ``out``: no buffer in between, one copy less. False (``out`` zeroed where
     it was written) leaves the frame to the other paths, which say what is wrong with it."""
     plan = _native_plan(out, info, modules, prescale)
-    if plan is None or plan[0] is None or info.big_endian or info.number_of_frames != 1:
+    if plan is None or info.big_endian or info.number_of_frames != 1 or not out.flags.c_contiguous:
         return False
     target, slope, intercept = plan
-    if not out.flags.c_contiguous:
+    if target is None:  # widened into ``out``: the stored bytes need a buffer of their own
         return False
     try:
         complete = read_into(memoryview(target).cast("B")) == target.nbytes  # else: a short file

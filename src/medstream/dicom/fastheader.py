@@ -296,6 +296,8 @@ def _parse(r: _Reader) -> FastHeader | None:
         if tag in _PIXEL_TAGS:
             if not explicit and tag == 0x7FE00010:  # implicit VR Pixel Data is OW (PS3.5 A.1)
                 vr = "OW"
+            elif vr is None:
+                vr = _dict_vr(tag)
             return _finish(elements, ts, _PIXEL_TAGS[tag], vr, length, value)
         if tag in _FALLBACK_TAGS or tag >> 16 == 0xFFFE:
             return None
@@ -314,7 +316,7 @@ def _parse(r: _Reader) -> FastHeader | None:
         pos = value + length
 
 
-def _finish(elements: dict[int, tuple[str | None, bytes | None]], ts: str, keyword: str, vr: str | None,
+def _finish(elements: dict[int, tuple[str | None, bytes | None]], ts: str, keyword: str, vr: str,
             length: int, value: int) -> FastHeader | None:
     charset = (elements.get(0x00080005, ("CS", b""))[1] or b"").decode("latin-1").strip(" \x00")
     encoding = _TEXT_CHARSETS.get(charset)

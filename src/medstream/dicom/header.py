@@ -12,7 +12,7 @@ import io
 import os
 import stat
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..codecs.frame import FrameInfo
 from ..core.kept import KeptMap
@@ -74,9 +74,10 @@ class PixelLocator:
             return 0
         got = 0
         with open_regular(self.path, self.path) as f:
-            f.seek(self.offset)
+            reader = cast(io.BufferedIOBase, f)  # os.fdopen(fd, "rb"): a BufferedReader
+            reader.seek(self.offset)
             while got < len(buffer):
-                n = f.readinto(buffer[got:])
+                n = reader.readinto(buffer[got:])
                 if not n:
                     break
                 got += n

@@ -100,8 +100,7 @@ def build_modules(ds: HeaderLike, frame: int = 0,
                   transfer_syntax_uid: str | None = None) -> dict[str, Any]:
     """All metadata modules for frame ``frame`` (0-based) of ``ds``."""
 
-    def g(keyword: str) -> Any:
-        return fast_get(ds, keyword)
+    g: Any = ds.get if isinstance(ds, KeywordAttributes) else (lambda kw: fast_get(ds, kw))
     rows, cols = _int(g("Rows")), _int(g("Columns"))
     iop = _geo(_lookup(ds, frame, "PlaneOrientationSequence", "ImageOrientationPatient"))
     ipp = _geo(_lookup(ds, frame, "PlanePositionSequence", "ImagePositionPatient"))

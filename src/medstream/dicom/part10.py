@@ -142,6 +142,7 @@ def read_dataset(image_id: str, source: Any, **kwargs: Any) -> Dataset:
 def _read_forced(source: Any, **kwargs: Any) -> Dataset | None:
     """``dcmread(force=True)`` if the result has the image pixel module, else None."""
     from pydicom import dcmread
+    from pydicom.uid import UID
 
     try:
         if hasattr(source, "seek"):
@@ -157,7 +158,7 @@ def _read_forced(source: Any, **kwargs: Any) -> Dataset | None:
         ts = _ENCODINGS.get(tuple(ds.original_encoding))
         if ts is None:
             return None
-        ds.file_meta.TransferSyntaxUID = ts
+        ds.file_meta.TransferSyntaxUID = UID(ts)
     return ds
 
 

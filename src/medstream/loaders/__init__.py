@@ -7,14 +7,15 @@ httpx, nibabel or pydicom for schemes it never uses.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
+from ..core.hooks import register_credentials_key
 from ..core.loading import register_image_loader
 from ..core.metadata import metadata
 from ..core.registry import deferred
 from ..dicom import instance as _instance  # noqa: F401  (registers the by-keyword provider)
 from ..storage import register_http_ranges
-from . import httpconfig as _httpconfig  # noqa: F401  (registers the credentials key)
 from . import paths as _paths  # noqa: F401  (registers plain paths as image IDs)
 from .dicomfile import load_dicomfile, preload_dicomfile_metadata
 
@@ -26,6 +27,19 @@ def _http_ranges() -> Any:
     return httpranges
 
 
+def _credentials_key(options: dict[str, Any]) -> str:
+    """The digest of the credentials a load uses (``httpconfig``). Until that module is
+    imported no defaults can hold any (``configure_http`` lives there), so a load given none
+    has none, and the settings (and their dataclasses, 3 ms) are not imported for it."""
+    if (f"{__name__}.httpconfig" not in sys.modules
+            and all(options.get(k) is None for k in ("token", "headers", "auth", "cert"))):
+        return ""
+    from .httpconfig import http_config
+
+    return http_config(**options).credentials_key()
+
+
+register_credentials_key(_credentials_key)
 register_http_ranges(_http_ranges)
 register_image_loader("dicomfile", load_dicomfile)
 metadata.register_preloader("dicomfile", preload_dicomfile_metadata)

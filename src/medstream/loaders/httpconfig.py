@@ -2,6 +2,7 @@
 
 Apart from the client code (``http.py``) so that what needs only the settings (the credentials
 key every cached load is made under, ``ms.configure_http``) does not import httpx (0.15 s).
+The loaders register the credentials key (``loaders/__init__``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from ..core.hooks import register_credentials_key
 from .auth import Cert, TokenProvider, provider_name
 from .hosts import origin_of
 
@@ -113,6 +113,3 @@ def http_config(**overrides: Any) -> HttpConfig:
 
 
 _CREDENTIALS = frozenset({"token", "headers", "auth", "cert"})
-
-
-register_credentials_key(lambda options: http_config(**options).credentials_key())

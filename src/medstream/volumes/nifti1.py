@@ -11,7 +11,6 @@ non-native byte order) is written by nibabel, as before.
 
 from __future__ import annotations
 
-import gzip
 import os
 import struct
 from typing import Any
@@ -108,8 +107,10 @@ def write_nifti(path: str | os.PathLike[str], data: np.ndarray, affine: np.ndarr
     the RAS ``affine``; gzip-compressed when the name ends in .gz."""
     shape = tuple(int(n) for n in data.shape[::-1])
     head = header_bytes(shape, data.dtype, affine, sform_code, qform_code)
-    body = memoryview(np.ascontiguousarray(data)).cast("B")
+    body = np.ascontiguousarray(data).data.cast("B")
     if os.fspath(path).lower().endswith(".gz"):
+        import gzip
+
         with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw,
                                                     compresslevel=GZIP_LEVEL, mtime=0) as f:
             _write(f, head, body)
