@@ -35,6 +35,8 @@ _FRAME_TYPE_SEQUENCES = (
 
 def functional_item(ds: HeaderLike, frame: int, group: str) -> Dataset | None:
     """The item of functional group ``group`` for ``frame`` (0-based): per-frame, then shared."""
+    if not getattr(type(ds), "functional_groups", True):  # a light reader that holds none
+        return None
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     if per_frame is not None and 0 <= frame < len(per_frame):
         inner = per_frame[frame].get(group)

@@ -100,6 +100,8 @@ class _FileMeta:
 class FastHeader(KeywordAttributes):
     """Read-only, ``Dataset``-like view of a header: ``get``, ``in``, attributes by keyword."""
 
+    functional_groups = False  # files with functional groups are left to pydicom
+
     def __init__(self, elements: dict[int, tuple[str | None, bytes | None]], transfer_syntax_uid: str,
                  pixel: tuple[str, PixelElement], encoding: str) -> None:
         self._elements = elements
@@ -144,7 +146,9 @@ class FastHeader(KeywordAttributes):
 
     def _value(self, keyword: str) -> Any:
         tag = _tag(keyword)
-        found = None if tag is None else self._element(tag)
+        if tag is None or tag not in self._elements:  # most keywords a builder asks for
+            return None
+        found = self._element(tag)
         value = None if found is None else self._convert(*found)
         return tuple(value) if isinstance(value, list) else value
 
