@@ -17,6 +17,7 @@ LAYERS: dict[str, int] = {
     "medstream.codecs": 2,
     "medstream.volumes.geometry": 2,  # pure geometry of slices (numpy): loaders use it too
     "medstream.volumes.export": 2,  # writing arrays with a geometry
+    "medstream.volumes.nifti1": 2,  # NIfTI files without nibabel (export writes them)
     "medstream.volumes.resample": 2,  # values of one grid on another
     "medstream.storage": 3, "medstream.dicom": 3,
     "medstream.loaders": 4, "medstream.render": 4,

@@ -89,7 +89,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "configure_limits": ("medstream.limits", "configure_limits"),
     "wadors_image_ids": ("medstream.loaders", "wadors_image_ids"),
     "dicomfile_image_id": ("medstream.loaders.dicomfile", "image_id_for"),
-    "configure_http": ("medstream.loaders.http", "configure_http"),
+    "configure_http": ("medstream.loaders.httpconfig", "configure_http"),
     "memory_sources": ("medstream.loaders.memory", "memory_sources"),
     "register_bytes": ("medstream.loaders.memory", "register_bytes"),
     "register_dataset": ("medstream.loaders.memory", "register_dataset"),
@@ -233,7 +233,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
     from .limits import configure_limits
     from .loaders import wadors_image_ids
     from .loaders.dicomfile import image_id_for as dicomfile_image_id
-    from .loaders.http import configure_http
+    from .loaders.httpconfig import configure_http
     from .loaders.memory import (
         memory_sources,
         register_bytes,

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
 import medstream as ms
 
@@ -93,6 +92,21 @@ def _console() -> Any:
     from rich.console import Console
 
     return Console(width=None if sys.stdout.isatty() else 120)
+
+
+class _PlainConsole:
+    """The lines of a command that prints no tables, when stdout is not a terminal: as they
+    are, without rich's markup, wrapping or import (0.03 s of a scripted conversion)."""
+
+    is_terminal = False
+
+    def print(self, text: str, *, markup: bool = True) -> None:
+        click.echo(text)
+
+
+def _line_console() -> Any:
+    """rich's console on a terminal (progress bars), plain lines everywhere else."""
+    return _console() if sys.stdout.isatty() else _PlainConsole()
 
 
 @contextmanager
@@ -205,25 +219,33 @@ def _http(token: str | None, timeout: float | None = None, retries: int | None =
 def _load(volume: ms.StreamingImageVolume | ms.DynamicVolume, console: Any, label: str, order: str,
           stages: str | None = None) -> float:
     """Stream the volume with a progress bar (terminal only); Ctrl-C cancels the load."""
+    t0 = time.perf_counter()
+    extra = {"stages": stages} if stages else {}
+    if not console.is_terminal:  # nothing to draw
+        _wait(volume, volume.load(order=order, **extra))  # type: ignore[arg-type]
+        return time.perf_counter() - t0
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    t0 = time.perf_counter()
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True,
-                  disable=not console.is_terminal) as progress:
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
         task = progress.add_task(label, total=volume.status.total)
-        extra = {"stages": stages} if stages else {}
-        job = volume.load(lambda p: progress.update(task, completed=p.frames_loaded),
-                          order=order, **extra)  # type: ignore[arg-type]
-        try:
-            job.result()
-        except KeyboardInterrupt:
-            volume.cancel_loading()
-            raise
+        _wait(volume, volume.load(lambda p: progress.update(task, completed=p.frames_loaded),
+                                  order=order, **extra))  # type: ignore[arg-type]
     return time.perf_counter() - t0
 
 
+def _wait(volume: ms.StreamingImageVolume | ms.DynamicVolume, job: Any) -> None:
+    """The load's end; Ctrl-C cancels it."""
+    try:
+        job.result()
+    except KeyboardInterrupt:
+        volume.cancel_loading()
+        raise
+
+
 def _geometry_lines(volume: ms.StreamingImageVolume | ms.DynamicVolume) -> list[str]:
+    import numpy as np
+
     g = volume.geometry
     lines = [
         f"shape {volume.shape} {volume.dtype}, spacing (x, y, z) "
@@ -243,6 +265,7 @@ def _geometry_lines(volume: ms.StreamingImageVolume | ms.DynamicVolume) -> list[
 @click.pass_context
 def demo(ctx: click.Context, out: Path | None) -> None:
     """Build a CT phantom as real DICOM (once), stream it as a volume, write NIfTI and a PNG."""
+    import numpy as np
     from rich.table import Table
 
     from .demo_data import cache_dir, ensure_demo
@@ -572,7 +595,7 @@ def volume(ctx: click.Context, source: str, out: Path, order: str, series: str |
            spacing: str, tilt: str, dynamic: bool, allow_partial: bool, reference: str | None,
            preview: bool, token: str | None, timeout: float, retries: int) -> None:
     """Load a folder, DICOMweb series/study URL or NIfTI as a volume and write it out."""
-    console = _console()
+    console = _line_console()
     with _errors(ctx):
         if not out.name.lower().endswith((".nii", ".nii.gz", ".npy", ".npz")):
             raise ValueError(f"{out}: unknown output format (use .nii, .nii.gz, .npy or .npz)")
@@ -615,6 +638,8 @@ def _preview_writer(vol: Any, out: Path, console: Any) -> Callable[[], None]:
     write)."""
     import threading
 
+    import numpy as np
+
     from .volumes.export import save_volume
 
     name = out.name
@@ -622,7 +647,7 @@ def _preview_writer(vol: Any, out: Path, console: Any) -> Callable[[], None]:
     target = out.with_name(name[: -len(ext)] + ".preview" + ext)
     writers: list[threading.Thread] = []
 
-    def write(data: np.ndarray, stage: str) -> None:
+    def write(data: Any, stage: str) -> None:
         save_volume(data, vol.geometry, target)
         console.print(f"wrote {target} after stage {stage!r}", markup=False)
 
@@ -722,6 +747,10 @@ def run(prog_name: str = "medstream") -> None:
     import atexit
     import logging
 
+    # OpenBLAS starts a thread per core when numpy is imported: 0.03-0.06 s of every run on a
+    # busy 2-core machine, for BLAS calls the command line does not make (its numpy work is
+    # element-wise; 3x3 geometry). A setting of the user's own wins.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     code = 0
     try:
         main(prog_name=prog_name)

@@ -1,11 +1,12 @@
 """Jupyter display: ``_repr_html_`` of volumes and images — facts first, a small picture once
-the pixels are there (a thumbnail of zeros while loading would only mislead)."""
+the pixels are there (a thumbnail of zeros while loading would only mislead).
+
+Registered at first use of medstream, so what only displays imports when it displays (a
+command-line run registers this too and never draws).
+"""
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,9 @@ THUMB_PX = 160
 
 
 def _png_tag(pixels: np.ndarray, height: int = THUMB_PX) -> str:
+    import base64
+    import io
+
     from PIL import Image as PILImage
 
     pic = PILImage.fromarray(pixels)
@@ -37,6 +41,8 @@ def _window(data: np.ndarray) -> tuple[float, float]:
 
 
 def _table(title: str, rows: list[tuple[str, str]], picture: str = "") -> str:
+    import html
+
     cells = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
                     f"<td style='text-align:left'>{html.escape(v)}</td></tr>" for k, v in rows)
     return (f"<div><b>{html.escape(title)}</b><table>{cells}</table>{picture}</div>")

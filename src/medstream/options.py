@@ -8,7 +8,6 @@ bad value raises :class:`OptionError` (a ``TypeError`` and a ``ValueError``) nam
 
 from __future__ import annotations
 
-import difflib
 import functools
 import inspect
 from collections.abc import Callable, Mapping
@@ -72,18 +71,25 @@ def check_options(where: str, options: Mapping[str, Any], api: str,
     known = KNOWN[api] | named
     for name in options:
         if name not in known and not anything:
-            close = difflib.get_close_matches(name, sorted(known), n=1)
+            close = _close_match(name, sorted(known))
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise OptionError(f"{where}() got an unknown option {name!r}{hint}; "
                               f"it takes {', '.join(sorted(KNOWN[api]))}")
     check_values(where, options)
 
 
+def _close_match(word: str, candidates: list[str]) -> list[str]:
+    """The closest candidate, if any is close (difflib imported here: errors only)."""
+    import difflib
+
+    return difflib.get_close_matches(word, candidates, n=1)
+
+
 def check_values(where: str, options: Mapping[str, Any]) -> None:
     for name, choices in CHOICES.items():
         value = options.get(name)
         if value is not None and value not in choices:
-            close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+            close = _close_match(str(value), [str(c) for c in choices])
             hint = f" (did you mean {name}={close[0]!r}?)" if close else ""
             raise OptionError(f"{where}(): {name}={value!r} is not one of "
                               f"{', '.join(repr(c) for c in choices)}{hint}")

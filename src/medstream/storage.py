@@ -15,12 +15,11 @@ during a load: a pixel range must come back whole, or the frame fails with a typ
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -85,6 +84,8 @@ class ObjectInfo:
     @property
     def version_key(self) -> int:
         """The version as a number (where a local file's mtime goes), the same in every process."""
+        import hashlib  # here: remote objects only
+
         return int.from_bytes(hashlib.blake2b(self.version.encode(), digest_size=7).digest(), "big")
 
 
@@ -105,13 +106,15 @@ class _PerClient(KeptMap[Any, Any]):
         return super().__contains__((current_scope().key, key))
 
 
-# Ranged reads of plain web servers through medstream's HTTP stack: an object with ``head`` and
-# ``ranges`` (the module loaders/httpranges registers itself).
-_http_ranges: list[Any] = []
+# Ranged reads of plain web servers through medstream's HTTP stack: a function giving an object
+# with ``head`` and ``ranges`` (the loaders register one that imports loaders/httpranges, and
+# with it httpx, only when a URL is read).
+_http_ranges: list[Callable[[], Any]] = []
 
 
-def register_http_ranges(reader: Any) -> None:
-    """The HTTP(S) reader for ``dicomfile:https://...`` files (the loaders register theirs)."""
+def register_http_ranges(reader: Callable[[], Any]) -> None:
+    """``reader()`` gives the HTTP(S) reader for ``dicomfile:https://...`` files (the loaders
+    register theirs)."""
     _http_ranges[:] = [reader]
 
 
@@ -210,7 +213,7 @@ class Storage:
         if not _http_ranges:
             raise MedstreamError("reading files over HTTP needs medstream's loaders: "
                                  "import medstream")
-        return _http_ranges[0]
+        return _http_ranges[0]()
 
     def isdir(self, url: str) -> bool:
         if _is_http(url):

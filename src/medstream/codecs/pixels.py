@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -232,39 +232,80 @@ def decode_native_into(out: np.ndarray, data: bytes | memoryview, index: int, in
     with the bits above BitsStored fixed and the linear rescale applied in place: one copy, no
     ``Image``, no per-frame range pass. Only where the result is the one ``frame_to_image``
     gives and provably fits ``out`` (the header-implied range); False leaves it to that path."""
+    plan = _native_plan(out, info, modules, prescale)
+    if plan is None:
+        return False
+    target, slope, intercept = plan
+    if target is not None:  # fix the bits in the stored type, in place
+        np.copyto(target, decode_native(data, index, info))
+        correct_unused_bits(target, info.bits_stored)
+    else:  # widening: no unused bits to fix first
+        np.copyto(out, decode_native(data, index, info), casting="unsafe")
+    _rescale_in_place(out, slope, intercept)
+    return True
+
+
+def read_native_into(out: np.ndarray, read_into: Callable[[memoryview], int], info: FrameInfo,
+                     modules: Mapping[str, Any], prescale: bool = True) -> bool:
+    """``decode_native_into`` of a one-frame little-endian object whose samples have ``out``'s
+    size, the frame's bytes read by ``read_into`` (a file's ``readinto``, from the first pixel
+    byte) straight into ``out``: no buffer in between, one copy less. False (``out`` zeroed where
+    it was written) leaves the frame to the other paths, which say what is wrong with it."""
+    plan = _native_plan(out, info, modules, prescale)
+    if plan is None or info.big_endian or info.number_of_frames != 1 or not out.flags.c_contiguous:
+        return False
+    target, slope, intercept = plan
+    if target is None:  # widened into ``out``: the stored bytes need a buffer of their own
+        return False
+    try:
+        complete = read_into(memoryview(target).cast("B")) == target.nbytes  # else: a short file
+    except BaseException:
+        out[...] = 0
+        raise
+    if not complete:
+        out[...] = 0
+        return False
+    correct_unused_bits(target, info.bits_stored)
+    _rescale_in_place(out, slope, intercept)
+    return True
+
+
+def _native_plan(out: np.ndarray, info: FrameInfo, modules: Mapping[str, Any], prescale: bool,
+                 ) -> tuple[np.ndarray | None, float, float] | None:
+    """(``out`` viewed in the stored dtype, or None to widen into it; slope; intercept) where a
+    native grayscale frame goes straight into ``out`` (see ``decode_native_into``), else None."""
     if (not info.native or info.float_pixels or info.samples_per_pixel != 1
             or info.bits_allocated not in (8, 16, 32) or info.subsampled_422):
-        return False
+        return None
     header = PixelHeader.from_modules(modules, info)
     if header.palette or header.lut_sequence or out.dtype.kind not in "iu":
-        return False
+        return None
     slope, intercept = (header.slope, header.intercept) if prescale else (1.0, 0.0)
     if not (_integral(slope) and _integral(intercept)):
-        return False
+        return None
     voi = modules.get("voiLutModule") or {}
     for key in ("window_center", "window_width"):
         if voi.get(key) is not None and not all(math.isfinite(float(v)) for v in voi[key]):
-            return False  # the generic path names the broken element
+            return None  # the generic path names the broken element
     b = info.bits_stored
     lo, hi = (-(2 ** (b - 1)), 2 ** (b - 1) - 1) if info.pixel_representation else (0, 2**b - 1)
     ends = (lo * slope + intercept, hi * slope + intercept)
     limits_ = np.iinfo(out.dtype)
     if min(ends) < limits_.min or max(ends) > limits_.max or lo < limits_.min or hi > limits_.max:
-        return False  # a frame could overflow: the generic path checks each one
+        return None  # a frame could overflow: the generic path checks each one
     stored = info.stored_dtype
-    if stored.itemsize == out.dtype.itemsize:  # fix the bits in the stored type, in place
-        target = out.view(stored)  # stored values fit ``out``: same bit patterns
-        np.copyto(target, decode_native(data, index, info))
-        correct_unused_bits(target, b)
-    elif b == info.bits_allocated:  # widening: no unused bits to fix first
-        np.copyto(out, decode_native(data, index, info), casting="unsafe")
-    else:
-        return False
+    if stored.itemsize == out.dtype.itemsize:
+        return out.view(stored), slope, intercept  # stored values fit ``out``: same bit patterns
+    if b == info.bits_allocated:
+        return None, slope, intercept
+    return None
+
+
+def _rescale_in_place(out: np.ndarray, slope: float, intercept: float) -> None:
     if slope != 1:
         np.multiply(out, _wrapped(slope, out.dtype), out=out)
     if intercept != 0:
         np.add(out, _wrapped(intercept, out.dtype), out=out)
-    return True
 
 
 def check_finite(image_id: str, header: PixelHeader, voi: Mapping[str, Any]) -> None:

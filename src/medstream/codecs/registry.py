@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DecodeError, UnsupportedTransferSyntaxError
-from .codestream import check_codestream
 from .frame import NATIVE_SYNTAXES, CorruptStream, FrameInfo
 from .native import PixelDataLengthError, correct_unused_bits, decode_native
 
@@ -76,6 +75,8 @@ class DecoderRegistry:
                 return decode_native(data, index, info), info.photometric_interpretation
             except PixelDataLengthError as exc:
                 raise DecodeError(image_id, str(exc)) from exc
+        from .codestream import check_codestream  # compressed frames only
+
         check_codestream(image_id, data, info)
         plugins = self._by_syntax.get(info.transfer_syntax_uid)
         if not plugins:
@@ -129,5 +130,6 @@ def _ensure_builtin() -> None:
 def decode_frame(
     image_id: str, data: bytes | memoryview, info: FrameInfo, index: int = 0
 ) -> tuple[np.ndarray, str]:
-    _ensure_builtin()
+    if not info.native:  # native data needs no plugin (nor imagecodecs' and pydicom's imports)
+        _ensure_builtin()
     return decoders.decode(image_id, data, info, index)

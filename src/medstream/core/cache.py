@@ -12,8 +12,6 @@ budget with the pixels, and ``purge_cache()`` empties them and gives the freed h
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import sys
 import threading
 from collections import OrderedDict
@@ -46,6 +44,9 @@ def release_free_heap() -> None:
     otherwise, so RSS stays high after a purge). Best effort; nothing on other C libraries."""
     if not sys.platform.startswith("linux"):
         return
+    import ctypes
+    import ctypes.util  # here: it imports shutil and tempfile, 7 ms of every start
+
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.malloc_trim(0)

@@ -13,16 +13,16 @@ from __future__ import annotations
 import datetime as _dt
 from typing import TYPE_CHECKING, Any, Union
 
-from pydicom.dataset import Dataset
-
 from .values import as_float, as_int
 
 if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
     from .fastheader import FastHeader
     from .jsonmeta import JsonDataset
 
 #: What the module builders read: a pydicom ``Dataset`` or one of the light readers' views.
-HeaderLike = Union[Dataset, "FastHeader", "JsonDataset"]
+HeaderLike = Union["Dataset", "FastHeader", "JsonDataset"]
 
 # Dimension index pointers that index space (the slice within a stack), not an acquisition.
 SPATIAL_POINTERS = frozenset({0x00209057, 0x00200032, 0x00201041})  # InStackPosition, IPP, SliceLocation
@@ -35,6 +35,8 @@ _FRAME_TYPE_SEQUENCES = (
 
 def functional_item(ds: HeaderLike, frame: int, group: str) -> Dataset | None:
     """The item of functional group ``group`` for ``frame`` (0-based): per-frame, then shared."""
+    if not getattr(type(ds), "functional_groups", True):  # a light reader that holds none
+        return None
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     if per_frame is not None and 0 <= frame < len(per_frame):
         inner = per_frame[frame].get(group)

@@ -17,8 +17,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from pydicom.datadict import dictionary_VR, tag_for_keyword
-
+from .keywords import dictionary_vr, known_vr, tag_for_keyword
 from .values import KeywordAttributes
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -50,9 +49,19 @@ class _Fallback(Exception):
 @functools.lru_cache(maxsize=4096)
 def _dict_vr(tag: int) -> str:
     try:
-        return dictionary_VR(tag).split(" ")[0]
+        return dictionary_vr(tag).split(" ")[0]
     except KeyError:
         return "UN"
+
+
+def _quick_vr(tag: int) -> str | None:
+    """The dictionary VR where it is known without pydicom: the keyword table's, "UN" for a
+    private tag (no dictionary has those); None for any other tag, whose VR is looked up only
+    if someone asks for that element (by a keyword outside the table, so pydicom is loaded)."""
+    vr = known_vr(tag)
+    if vr is not None:
+        return vr.split(" ")[0]
+    return "UN" if (tag >> 16) & 1 else None
 
 
 # Private elements vendor layouts read (dicom/ge.py), by tag as their vendors place them.
@@ -91,10 +100,12 @@ class _FileMeta:
 class FastHeader(KeywordAttributes):
     """Read-only, ``Dataset``-like view of a header: ``get``, ``in``, attributes by keyword."""
 
-    def __init__(self, elements: dict[int, tuple[str, bytes]], transfer_syntax_uid: str,
+    functional_groups = False  # files with functional groups are left to pydicom
+
+    def __init__(self, elements: dict[int, tuple[str | None, bytes | None]], transfer_syntax_uid: str,
                  pixel: tuple[str, PixelElement], encoding: str) -> None:
         self._elements = elements
-        self._values: dict[int, Any] = {}
+        self._values: dict[str, Any] = {}  # keyword -> its converted value (lists as tuples)
         self.file_meta = _FileMeta(transfer_syntax_uid)
         self._pixel_keyword, self._pixel = pixel
         self._encoding = encoding
@@ -103,25 +114,43 @@ class FastHeader(KeywordAttributes):
         if keyword == self._pixel_keyword:
             return True
         tag = _tag(keyword) if isinstance(keyword, str) else None
-        return tag is not None and tag in self._elements
+        return tag is not None and self._element(tag) is not None
+
+    def _element(self, tag: int) -> tuple[str, bytes] | None:
+        """(VR, raw value) of an element that was kept; an element read without its VR (a tag
+        outside the keyword table) gets it now, and is what it would have been with it."""
+        found = self._elements.get(tag)
+        if found is None or found[0] is not None:
+            return found  # type: ignore[return-value]
+        vr, raw = _dict_vr(tag), found[1]
+        if vr == "SQ":
+            kept: tuple[str, bytes] | None = ("SQ", b"")
+        else:  # as the parse keeps a value: public, short enough (the long ones not at all)
+            kept = None if raw is None else (vr, raw)
+        if kept is None:
+            self._elements.pop(tag, None)
+        else:
+            self._elements[tag] = kept
+        return kept
 
     def get_item(self, keyword: str, keep_deferred: bool = True) -> PixelElement | None:
         return self._pixel if keyword == self._pixel_keyword else None
 
     def get(self, keyword: str, default: Any = None) -> Any:
-        tag = _tag(keyword)
-        if tag is None:
-            return default
-        value = self._values.get(tag, _MISSING)
+        value = self._values.get(keyword, _MISSING)
         if value is _MISSING:  # converted once: module builders ask for some keywords often
-            found = self._elements.get(tag)
-            value = None if found is None else self._convert(*found)
-            if isinstance(value, list):
-                value = tuple(value)
-            self._values[tag] = value
-        if isinstance(value, tuple):
+            value = self._values[keyword] = self._value(keyword)
+        if value.__class__ is tuple:
             return list(value)  # a fresh list each time, as before
         return default if value is None else value
+
+    def _value(self, keyword: str) -> Any:
+        tag = _tag(keyword)
+        if tag is None or tag not in self._elements:  # most keywords a builder asks for
+            return None
+        found = self._element(tag)
+        value = None if found is None else self._convert(*found)
+        return tuple(value) if isinstance(value, list) else value
 
     def _convert(self, vr: str, raw: bytes) -> Any:
         if vr == "AT":  # written as pydicom prints tags (one, or a list of them)
@@ -181,16 +210,17 @@ _SHORT = struct.Struct("<HH2sH")  # group, element, VR, 2-byte length (explicit 
 _U32 = struct.Struct("<I")
 
 
-def _element_head(r: _Reader, pos: int, explicit: bool) -> tuple[int, str, int, int]:
+def _element_head(r: _Reader, pos: int, explicit: bool) -> tuple[int, str | None, int, int]:
     """(tag, VR, length, offset of the value) of the element at ``pos`` (one 8-byte read: this
-    runs for every element of every file a scan reads)."""
+    runs for every element of every file a scan reads). The VR of an implicit-VR element is
+    None where it is not known without pydicom (see ``_quick_vr``)."""
     head = r.need(pos, 8)
     group, elem, vr_raw, short = _SHORT.unpack(head)
     tag = group << 16 | elem
     if tag in (_ITEM, _ITEM_END, _SEQ_END):
         return tag, "", _HEAD.unpack(head)[2], pos + 8
     if not explicit:
-        return tag, _dict_vr(tag), _HEAD.unpack(head)[2], pos + 8
+        return tag, _quick_vr(tag), _HEAD.unpack(head)[2], pos + 8
     vr = _VR_TEXT.get(vr_raw)
     if vr is None:
         if not (65 <= vr_raw[0] <= 90 and 65 <= vr_raw[1] <= 90):
@@ -264,12 +294,14 @@ def _parse(r: _Reader) -> FastHeader | None:
     if ts is None or ts in _NOT_HERE:
         return None
     explicit = ts != IMPLICIT_LE
-    elements: dict[int, tuple[str, bytes]] = {}
+    elements: dict[int, tuple[str | None, bytes | None]] = {}
     while True:
         tag, vr, length, value = _element_head(r, pos, explicit)
         if tag in _PIXEL_TAGS:
             if not explicit and tag == 0x7FE00010:  # implicit VR Pixel Data is OW (PS3.5 A.1)
                 vr = "OW"
+            elif vr is None:
+                vr = _dict_vr(tag)
             return _finish(elements, ts, _PIXEL_TAGS[tag], vr, length, value)
         if tag in _FALLBACK_TAGS or tag >> 16 == 0xFFFE:
             return None
@@ -278,17 +310,19 @@ def _parse(r: _Reader) -> FastHeader | None:
             elements[tag] = ("SQ", b"")
             continue
         if vr == "UN":  # a known tag written as UN: read it with its dictionary VR, as pydicom
-            vr = _dict_vr(tag)
-        if vr != "SQ" and length <= 1024 and (not (tag >> 16) & 1 or tag in VENDOR_PRIVATE_TAGS):
+            vr = _quick_vr(tag)
+        if vr is None:  # VR looked up later, only if the element is asked for (``_element``)
+            elements[tag] = (None, r.need(value, length) if length <= 1024 else None)
+        elif vr != "SQ" and length <= 1024 and (not (tag >> 16) & 1 or tag in VENDOR_PRIVATE_TAGS):
             elements[tag] = (vr, r.need(value, length))  # public values we may use
         elif vr == "SQ":
             elements[tag] = ("SQ", b"")
         pos = value + length
 
 
-def _finish(elements: dict[int, tuple[str, bytes]], ts: str, keyword: str, vr: str, length: int,
-            value: int) -> FastHeader | None:
-    charset = elements.get(0x00080005, ("CS", b""))[1].decode("latin-1").strip(" \x00")
+def _finish(elements: dict[int, tuple[str | None, bytes | None]], ts: str, keyword: str, vr: str,
+            length: int, value: int) -> FastHeader | None:
+    charset = (elements.get(0x00080005, ("CS", b""))[1] or b"").decode("latin-1").strip(" \x00")
     encoding = _TEXT_CHARSETS.get(charset)
     if encoding is None:
         return None

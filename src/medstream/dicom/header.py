@@ -12,9 +12,7 @@ import io
 import os
 import stat
 from dataclasses import dataclass
-from typing import Any
-
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING, Any, cast
 
 from ..codecs.frame import FrameInfo
 from ..core.kept import KeptMap
@@ -24,6 +22,9 @@ from .fastheader import FastHeader, read_fast_header
 from .frames import check_frames_fit
 from .part10 import PIXEL_KEYWORDS, frame_info, read_dataset
 from .regular import open_regular
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
 _DEFER = 2048
@@ -65,6 +66,22 @@ class PixelLocator:
         with open_regular(self.path, self.path) as f:
             f.seek(first)
             return f.read(end - first)
+
+    def read_into(self, buffer: memoryview) -> int:
+        """Fill ``buffer`` with the pixel bytes of a local file from the first one (the bytes
+        of one frame land where they go, with no buffer in between); the count read."""
+        if self.remote or (self.length is not None and self.length < len(buffer)):
+            return 0
+        got = 0
+        with open_regular(self.path, self.path) as f:
+            reader = cast(io.BufferedIOBase, f)  # os.fdopen(fd, "rb"): a BufferedReader
+            reader.seek(self.offset)
+            while got < len(buffer):
+                n = reader.readinto(buffer[got:])
+                if not n:
+                    break
+                got += n
+        return got
 
 
 def read_header(image_id: str, path: str, fast: FastHeader | None = None,

@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
-
-from pydicom.datadict import tag_for_keyword
-from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
-from pydicom.sequence import Sequence as DicomSequence
-from pydicom.valuerep import PersonName
+from typing import TYPE_CHECKING, Any
 
 from ..core.kept import KeptMap
 from ..core.metadata import metadata
 from ..errors import MedstreamError
-from .jsonmeta import JsonDataset
+from .keywords import tag_for_keyword
 from .modules import EXTRA_MODULES, extra_modules
 from .store import camel_case
+
+if TYPE_CHECKING:  # pydicom is imported by the first header asked for, not by registering
+    from pydicom.dataset import Dataset
+
+    from .jsonmeta import JsonDataset
 
 MAX_HEADERS = 256
 _BINARY_LIMIT = 256  # bytes: larger binary values (overlays, LUTs) are left out of "instance"
@@ -34,6 +33,9 @@ _TAG_RE = re.compile(r"^[0-9A-Fa-f]{8}$")
 def dataset_nbytes(ds: Any) -> int:
     """Roughly what a parsed header holds: value bytes plus a per-element overhead, nested
     sequences included, without converting raw elements (which would grow it)."""
+    from pydicom.multival import MultiValue
+    from pydicom.sequence import Sequence as DicomSequence
+
     total = 0
     for elem in ds.values():
         total += 120
@@ -107,6 +109,10 @@ def naturalize(ds: Dataset) -> dict[str, Any]:
 
 
 def plain_value(value: Any) -> Any:
+    from pydicom.multival import MultiValue
+    from pydicom.sequence import Sequence as DicomSequence
+    from pydicom.valuerep import PersonName
+
     if isinstance(value, DicomSequence):
         return [naturalize(item) for item in value]
     if isinstance(value, (MultiValue, list, tuple)):

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import functools
 import struct
-from typing import Any
-
-from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING, Any
 
 from .enhanced import HeaderLike, frame_acquisition, functional_item
 from .ge import pepolar_warning
+from .keywords import dictionary_vr, tag_for_keyword
 from .rtdose import dose_frame_position, dose_scaling
 from .values import as_finite_float as _geo1
 from .values import as_finite_floats as _geo
@@ -25,6 +22,10 @@ from .values import as_floats as _nums
 from .values import as_int as _int
 from .values import as_str as _str
 from .values import as_strs as _strs
+from .values import KeywordAttributes
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 MODULES = (
     "imagePlaneModule",
@@ -50,7 +51,7 @@ _BINARY = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
 def _tag_vr(keyword: str) -> tuple[int, str]:
     tag = tag_for_keyword(keyword)
     assert tag is not None, keyword
-    return tag, dictionary_VR(tag)
+    return tag, dictionary_vr(tag)
 
 
 def fast_get(ds: HeaderLike, keyword: str) -> Any:
@@ -60,7 +61,12 @@ def fast_get(ds: HeaderLike, keyword: str) -> Any:
     that cost. Raw little-endian values of the VRs above are decoded here (multi-values as
     lists); anything else (sequences, person names, text with a character set) goes to pydicom.
     """
-    if not isinstance(ds, Dataset):  # a FastHeader converts its own raw values
+    if isinstance(ds, KeywordAttributes):  # the light readers convert their own raw values
+        return ds.get(keyword)
+    from pydicom.dataelem import RawDataElement  # anything else comes from pydicom
+    from pydicom.dataset import Dataset
+
+    if not isinstance(ds, Dataset):
         return ds.get(keyword)
     tag, dict_vr = _tag_vr(keyword)
     raw = ds.get_item(tag, keep_deferred=True)
@@ -94,8 +100,7 @@ def build_modules(ds: HeaderLike, frame: int = 0,
                   transfer_syntax_uid: str | None = None) -> dict[str, Any]:
     """All metadata modules for frame ``frame`` (0-based) of ``ds``."""
 
-    def g(keyword: str) -> Any:
-        return fast_get(ds, keyword)
+    g: Any = ds.get if isinstance(ds, KeywordAttributes) else (lambda kw: fast_get(ds, kw))
     rows, cols = _int(g("Rows")), _int(g("Columns"))
     iop = _geo(_lookup(ds, frame, "PlaneOrientationSequence", "ImageOrientationPatient"))
     ipp = _geo(_lookup(ds, frame, "PlanePositionSequence", "ImagePositionPatient"))

@@ -1,4 +1,9 @@
-"""Parse Part 10 objects with pydicom and turn one frame into an ``Image``."""
+"""Parse Part 10 objects with pydicom and turn one frame into an ``Image``.
+
+pydicom is imported by the first parse, not with this module: a classic file read by the compact
+header reader (``fastheader``) is decoded through ``frame_payload`` and ``decode_to_image`` alone,
+and a command-line run should not wait 0.3 s for an import it does not use.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
-
-from pydicom import dcmread
-from pydicom.dataset import Dataset
-from pydicom.encaps import get_frame
-from pydicom.errors import InvalidDicomError
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from typing import TYPE_CHECKING, Any
 
 from ..codecs.frame import FrameInfo
 from ..codecs.pixels import frame_to_image
@@ -29,16 +28,18 @@ from ..errors import (
     UnsupportedTransferSyntaxError,
 )
 from ..redact import redact_text
-from .deflate import read_deflated
 from .enhanced import HeaderLike
 from .frames import check_frames_fit, number_of_frames
 from .regular import open_regular
 
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _PIXEL_MODULE = ("Rows", "Columns", "BitsAllocated")
 # (implicit VR, little endian) as pydicom guessed them -> the transfer syntax they mean
-_ENCODINGS = {(True, True): ImplicitVRLittleEndian, (False, True): ExplicitVRLittleEndian,
-              (False, False): ExplicitVRBigEndian}
+_ENCODINGS = {(True, True): "1.2.840.10008.1.2", (False, True): "1.2.840.10008.1.2.1",
+              (False, False): "1.2.840.10008.1.2.2"}  # implicit LE, explicit LE, explicit BE
 
 
 @dataclass
@@ -62,6 +63,8 @@ def frame_payload(image_id: str, info: FrameInfo, pixel_bytes: bytes | memoryvie
     if not decoders.can_decode(info.transfer_syntax_uid):
         raise UnsupportedTransferSyntaxError(image_id, info.transfer_syntax_uid)
     check_encapsulated(image_id, pixel_bytes)
+    from pydicom.encaps import get_frame
+
     try:
         return get_frame(pixel_bytes, index, number_of_frames=info.number_of_frames), 0
     except Exception as exc:
@@ -123,6 +126,8 @@ def read_dataset(image_id: str, source: Any, **kwargs: Any) -> Dataset:
     try:
         return _read_strict(image_id, source, **kwargs)
     except DicomParseError as exc:
+        from pydicom.errors import InvalidDicomError
+
         if not isinstance(exc.__cause__, InvalidDicomError):
             raise
         ds = _read_forced(source, **kwargs)
@@ -136,6 +141,9 @@ def read_dataset(image_id: str, source: Any, **kwargs: Any) -> Dataset:
 
 def _read_forced(source: Any, **kwargs: Any) -> Dataset | None:
     """``dcmread(force=True)`` if the result has the image pixel module, else None."""
+    from pydicom import dcmread
+    from pydicom.uid import UID
+
     try:
         if hasattr(source, "seek"):
             source.seek(0)
@@ -150,12 +158,14 @@ def _read_forced(source: Any, **kwargs: Any) -> Dataset | None:
         ts = _ENCODINGS.get(tuple(ds.original_encoding))
         if ts is None:
             return None
-        ds.file_meta.TransferSyntaxUID = ts
+        ds.file_meta.TransferSyntaxUID = UID(ts)
     return ds
 
 
 def _read_strict(image_id: str, source: Any, **kwargs: Any) -> Dataset:
     """``dcmread`` with every failure turned into a typed error naming the image and the cause."""
+    from pydicom.errors import InvalidDicomError
+
     try:
         if isinstance(source, (str, os.PathLike)):
             with open_regular(image_id, source) as fp:
@@ -180,6 +190,10 @@ def _read_strict(image_id: str, source: Any, **kwargs: Any) -> Dataset:
 
 def _read(image_id: str, fp: Any, name: Any, **kwargs: Any) -> Dataset:
     """Deflated objects are inflated under a bound; everything else goes to ``dcmread``."""
+    from pydicom import dcmread
+
+    from .deflate import read_deflated
+
     ds = read_deflated(image_id, fp, name, **kwargs)
     if ds is not None:
         return ds

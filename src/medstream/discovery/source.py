@@ -1,12 +1,16 @@
 """One call from a source to a loaded volume: a folder, a DICOM file, a DICOMweb study or series
-URL, a NIfTI file or URL, or a list of image IDs."""
+URL, a NIfTI file or URL, or a list of image IDs.
+
+The HTTP and DICOMweb code (and httpx) is imported only for URLs: opening a folder does not
+wait for it.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,8 +18,6 @@ from ..core.loading import create_and_cache_volume
 from ..core.runtime import runtime
 from ..errors import MedstreamError, VolumeError
 from ..loaders.dicomfile import absolute, read_file_header, read_file_modules
-from ..loaders.http import fetch, http_config
-from ..loaders.wadors import url_join, wadors_image_ids_async
 from ..storage import is_remote, local_path, storage
 from ..volumes.dynamic import DynamicVolume
 from ..volumes.streaming import StreamingImageVolume, VolumeProgress
@@ -46,6 +48,8 @@ def dicomweb_url(source: str) -> tuple[str, str] | None:
     url = source[len("wadors:"):] if source.startswith("wadors:") else source
     if not url.startswith(("http://", "https://")):
         return None
+    from ..loaders.wadors import url_join
+
     url = url_join(url, "")  # no trailing slash; a query (access_token=...) is kept
     path = url.split("?", 1)[0]
     kind = "study" if _STUDY_RE.search(path) else "series" if _SERIES_RE.search(path) else "other"
@@ -85,9 +89,10 @@ def _pick(candidates: list[tuple[str, int]], series: str | int | None, where: st
 
 
 def _in_memory(source: Any) -> bool:
-    from pydicom.dataset import Dataset
-
-    return isinstance(source, (bytes, bytearray, memoryview, Dataset)) or hasattr(source, "read")
+    if isinstance(source, (bytes, bytearray, memoryview)) or hasattr(source, "read"):
+        return True
+    dataset = sys.modules.get("pydicom.dataset")  # a Dataset exists only once pydicom is loaded
+    return dataset is not None and isinstance(source, dataset.Dataset)
 
 
 async def resolve_source(source: str | os.PathLike[str] | Sequence[Any], *,
@@ -106,6 +111,8 @@ async def resolve_source(source: str | os.PathLike[str] | Sequence[Any], *,
         from ..loaders.paths import as_image_id
 
         ids = [i for s in source for i in (as_image_ids(s) or [as_image_id(s)])]
+        import hashlib
+
         digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
         return f"{prefix}{digest}", ids
     src = local_path(os.fspath(source))
@@ -115,6 +122,8 @@ async def resolve_source(source: str | os.PathLike[str] | Sequence[Any], *,
         return vid, None
     web = dicomweb_url(src)
     if web is not None:
+        from ..loaders.wadors import url_join, wadors_image_ids_async
+
         kind, url = web
         if kind == "study":
             listing = await _study_series(url, **http)
@@ -169,6 +178,8 @@ async def describe_source_async(source: str | os.PathLike[str], **http: Any) -> 
     src = local_path(os.fspath(source))
     web = dicomweb_url(src)
     if web is not None:
+        from ..loaders.wadors import url_join, wadors_image_ids_async
+
         kind, url = web
         if kind == "study":
             urls = [url_join(url, f"/series/{uid}") for uid, _ in await _study_series(url, **http)]
@@ -191,6 +202,9 @@ async def describe_source_async(source: str | os.PathLike[str], **http: Any) -> 
 
 async def _study_series(study_url: str, **http: Any) -> list[tuple[str, int]]:
     """(SeriesInstanceUID, number of instances) of a study, via QIDO-RS."""
+    from ..loaders.http import fetch, http_config
+    from ..loaders.wadors import url_join
+
     resp = await fetch(url_join(study_url, "/series"), f"wadors:{study_url}",
                        accept="application/dicom+json", config=http_config(**http))
     out = []

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 from ..core.runtime import runtime
 from ..core.scope import current as current_scope
 from ..errors import ImageLoadError, NetworkError
-from ..storage import register_http_ranges
 from .http import Body, fetch, http_config
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
@@ -87,6 +85,4 @@ def ranges(item_id: str, wanted: Sequence[tuple[str, int, int, int]],
             raise item  # cancellation and the like are not per-range failures
     return out
 
-
-register_http_ranges(sys.modules[__name__])
 

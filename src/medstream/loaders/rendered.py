@@ -137,18 +137,3 @@ async def load_rendered(image_id: str, **http: Any) -> Image:
     image.extra["resource"] = resource
     return image
 
-
-def frame_rendered_id(image_id: str, query: str) -> str | None:
-    """The ``/rendered`` ID of a DICOMweb frame ID (None for other IDs: mosaic tiles, pictures,
-    IDs with a query of their own)."""
-    from .wadors import parse_image_id
-
-    if is_rendered_id(image_id):
-        return None
-    try:
-        wid = parse_image_id(image_id)
-    except ImageLoadError:
-        return None
-    if wid.tile is not None or wid.query:
-        return None
-    return f"{image_id}/rendered?{query}"

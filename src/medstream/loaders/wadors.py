@@ -131,6 +131,20 @@ _INSTANCE_RE = re.compile(
 )
 
 
+def frame_rendered_id(image_id: str, query: str) -> str | None:
+    """The ``/rendered`` ID of a DICOMweb frame ID (None for other IDs: mosaic tiles, pictures,
+    IDs with a query of their own)."""
+    if is_rendered_id(image_id):
+        return None
+    try:
+        wid = parse_image_id(image_id)
+    except ImageLoadError:
+        return None
+    if wid.tile is not None or wid.query:
+        return None
+    return f"{image_id}/rendered?{query}"
+
+
 def parse_instance_id(image_id: str) -> tuple[str, str]:
     """(series URL with the query, SOPInstanceUID) of a frame ID or an instance URL."""
     url = image_id[len(SCHEME) + 1 :] if image_id.startswith(SCHEME + ":") else image_id

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from ..core.loading import register_unknown_volume_loader, register_volume_loader
-from ..loaders import dicomfile, frameranges, memory, wadouri
-from ..loaders.rendered import frame_rendered_id
-from ..loaders.wadors import retrieve_series_bulk
+from ..core.registry import deferred
+from ..loaders import dicomfile
 from .dynamic import DynamicVolume, dynamic_volume_loader
 from .geometry import GeometryWarning, SliceInfo, VolumeGeometry, compute_geometry, split_series
 from .decimate import DecimatedVolume
@@ -30,14 +29,23 @@ register_volume_loader("streaming", streaming_volume_loader)
 register_volume_loader("dynamic", dynamic_volume_loader)
 register_unknown_volume_loader(streaming_volume_loader)
 register_volume_loader("nifti", nifti_volume_loader)
-bulk_retrievers["wadors"] = retrieve_series_bulk
+# other schemes' modules (and httpx, pydicom with them) are imported by their first use
+bulk_retrievers["wadors"] = deferred("medstream.loaders.wadors", "retrieve_series_bulk")
 mosaic_expanders["dicomfile"] = dicomfile.mosaic_tile_ids
-mosaic_expanders["wadouri"] = wadouri.mosaic_tile_ids
-mosaic_expanders["dicombytes"] = memory.mosaic_tile_ids
+mosaic_expanders["wadouri"] = deferred("medstream.loaders.wadouri", "mosaic_tile_ids")
+mosaic_expanders["dicombytes"] = deferred("medstream.loaders.memory", "mosaic_tile_ids")
 decimated_volume.append(DecimatedVolume.create)
-frame_pieces["wadors"] = frameranges.wadors_piece
-frame_pieces["dicomfile"] = frameranges.dicomfile_piece
-rendered_ids["wadors"] = frame_rendered_id
+frame_pieces["wadors"] = deferred("medstream.loaders.frameranges", "wadors_piece")
+frame_pieces["dicomfile"] = deferred("medstream.loaders.frameranges", "dicomfile_piece")
+
+
+def _wadors_rendered_id(image_id: str, query: str) -> str | None:
+    from ..loaders.wadors import frame_rendered_id  # with httpx: at a rendered stage only
+
+    return frame_rendered_id(image_id, query)
+
+
+rendered_ids["wadors"] = _wadors_rendered_id
 
 __all__ = [
     "DecimatedVolume",

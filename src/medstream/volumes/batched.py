@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..codecs.pixels import decode_native_into
+from ..codecs.pixels import decode_native_into, read_native_into
 from ..core.runtime import runtime
 from ..dicom.header import PixelLocator, locators
 from ..dicom.part10 import decode_to_image, frame_payload
@@ -112,10 +112,14 @@ def _decode_run(volume: StreamingImageVolume, run: list[LocatedFrame], prescale:
             if not f.loc.still_valid():
                 raise OSError("file changed since its header was read")
             raw = fetched.pop(f.k, None)
+            slot = volume.scalar_data[f.k]  # distinct slices: no lock needed
+            if raw is None and not f.loc.remote and read_native_into(
+                    slot, f.loc.read_into, f.loc.info, f.modules, prescale):
+                done.append(f.k)  # read from the file straight into its slice
+                continue
             if raw is None:
                 raw = f.loc.read()
             data, index = frame_payload(f.image_id, f.loc.info, raw, 0)
-            slot = volume.scalar_data[f.k]  # distinct slices: no lock needed
             if not decode_native_into(slot, data, index, f.loc.info, f.modules, prescale):
                 image = decode_to_image(f.image_id, data, f.loc.info, f.modules, index=index,
                                         prescale=prescale)

@@ -1,4 +1,4 @@
-"""Write volumes out: NIfTI (RAS affine via nibabel), .npy, .npz."""
+"""Write volumes out: NIfTI (RAS affine; grayscale without nibabel, see ``nifti1``), .npy, .npz."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import GeometryError
 from .geometry import VolumeGeometry
+from .nifti1 import can_write, write_nifti
 
 
 def check_writable(geometry: VolumeGeometry, what: str = "NIfTI") -> None:
@@ -40,11 +41,18 @@ def to_nifti(data: np.ndarray, geometry: VolumeGeometry, *, time_axis: bool = Fa
     check_writable(geometry)
     affine = geometry.affine_ras
     img = nib.Nifti1Image(arr, affine)
-    known = 1 if geometry.position_known else 0  # no ImagePositionPatient: space unknown
-    img.set_sform(affine, code=known)
-    img.set_qform(affine, code=0 if geometry.sheared else known)
+    sform_code, qform_code = _nifti_codes(geometry)  # no ImagePositionPatient: space unknown
+    img.set_sform(affine, code=sform_code)
+    img.set_qform(affine, code=qform_code)
     img.header.set_xyzt_units("mm", "sec")
     return img
+
+
+def _nifti_codes(geometry: VolumeGeometry) -> tuple[int, int]:
+    """(sform code, qform code) of ``to_nifti``: scanner space when positions are known
+    (unknown otherwise); no qform for a sheared affine, which it cannot hold."""
+    known = 1 if geometry.position_known else 0
+    return known, 0 if geometry.sheared else known
 
 
 def save_volume(data: np.ndarray, geometry: VolumeGeometry, path: str | os.PathLike[str], *,
@@ -53,7 +61,11 @@ def save_volume(data: np.ndarray, geometry: VolumeGeometry, path: str | os.PathL
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     name = path.name.lower()
-    if name.endswith((".nii", ".nii.gz")):
+    if name.endswith((".nii", ".nii.gz")) and can_write(data, time_axis):
+        check_writable(geometry)
+        sform_code, qform_code = _nifti_codes(geometry)
+        write_nifti(path, data, geometry.affine_ras, sform_code=sform_code, qform_code=qform_code)
+    elif name.endswith((".nii", ".nii.gz")):
         import nibabel as nib
 
         nib.save(to_nifti(data, geometry, time_axis=time_axis), str(path))

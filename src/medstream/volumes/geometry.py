@@ -30,6 +30,19 @@ TILT_TOL_DEG = 0.05
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
+def median(values: np.ndarray, axis: int | None = None) -> Any:
+    """``np.median`` of finite numbers, the same values bit for bit (the middle one, or the mean
+    of the two middle ones), without its masked-array check: that imports numpy.ma, 10 ms of
+    every command-line run."""
+    a = np.sort(np.asarray(values), axis=axis)
+    if axis is None:
+        a, axis = a.ravel(), 0
+    mid = a.shape[axis] // 2
+    if a.shape[axis] % 2:
+        return np.take(a, mid, axis=axis)
+    return (np.take(a, mid - 1, axis=axis) + np.take(a, mid, axis=axis)) / 2
+
+
 class GeometryWarning(UserWarning):
     """Geometry was built under a tolerant policy (kept irregular spacing, sheared tilt)."""
 
@@ -295,11 +308,11 @@ def compute_geometry(
             sorted({i for p in pairs for i in p}),
         )
 
-    step = float(np.median(gaps))
+    step = float(median(gaps))
     tol = max(DUPLICATE_TOL_MM, 0.02 * step)
     # Stack vector: the median step between neighbours (keeps in-plane shift under tilt).
     vecs = np.diff(positions, axis=0) / gaps[:, None] * step
-    stack = np.median(vecs, axis=0)
+    stack = median(vecs, axis=0)
     predicted = positions[0] + np.outer((offsets - offsets[0]) / step, stack)
     residual = float(np.max(np.linalg.norm(positions - predicted, axis=1)))
     irregular = bool(np.any(np.abs(gaps - step) > tol)) or residual > max(tol, 0.05)
@@ -371,7 +384,7 @@ def _finish(ids: list[str], shape: tuple[int, int, int], positions: np.ndarray,
 def regular_grid(geometry: VolumeGeometry) -> VolumeGeometry:
     """The regular geometry an irregular one is resampled onto (same extent, median step)."""
     offsets = geometry.offsets
-    step = float(np.median(np.diff(offsets)))
+    step = float(median(np.diff(offsets)))
     n = int(round((offsets[-1] - offsets[0]) / step)) + 1
     stack = geometry.affine[:3, 2]
     new_offsets = offsets[0] + step * np.arange(n)
