@@ -38,6 +38,7 @@ class Resolutions:
     header_end: int  # bytes of the main header (the first SOT marker's offset)
     levels: int  # resolutions: decompositions + 1
     ends: tuple[int, ...]  # byte offset where resolution r (0 = coarsest) ends; () if unknown
+    cod: bytes = b""  # the COD marker segment's body
 
     def end_for(self, skip: int) -> int | None:
         """Bytes that decode the image with its ``skip`` finest resolutions left out."""
@@ -53,7 +54,7 @@ def resolutions(head: bytes | memoryview) -> Resolutions | None:
     b = bytes(head)
     if b[:4] != b"\xff\x4f\xff\x51":
         return None
-    pos, levels, order, tiles_one = 2, 0, -1, False
+    pos, levels, order, tiles_one, cod = 2, 0, -1, False, b""
     tlm: list[int] = []
     while pos + 4 <= len(b):
         marker = int.from_bytes(b[pos : pos + 2], "big")
@@ -65,7 +66,7 @@ def resolutions(head: bytes | memoryview) -> Resolutions | None:
                     acc += n
                     out.append(acc)
                 ends = tuple(out)
-            return Resolutions(pos, levels, ends)
+            return Resolutions(pos, levels, ends, cod)
         length = int.from_bytes(b[pos + 2 : pos + 4], "big")
         body = b[pos + 4 : pos + 2 + length]
         if length < 2 or len(body) < length - 2:
@@ -75,8 +76,8 @@ def resolutions(head: bytes | memoryview) -> Resolutions | None:
             xt, yt = int.from_bytes(body[18:22], "big"), int.from_bytes(body[22:26], "big")
             xto, yto = int.from_bytes(body[26:30], "big"), int.from_bytes(body[30:34], "big")
             tiles_one = xto + xt >= xs and yto + yt >= ys
-        elif marker == 0xFF52 and len(body) >= 6:  # COD
-            order, levels = body[1], body[5] + 1
+        elif marker == 0xFF52 and len(body) >= 8:  # COD
+            order, levels, cod = body[1], body[5] + 1, body
         elif marker == 0xFF55 and len(body) >= 2:  # TLM: Ztlm, Stlm, then (Ttlm, Ptlm) pairs
             st = body[1]
             t_size, p_size = (st >> 4) & 0x3, 4 if st & 0x40 else 2
@@ -84,6 +85,36 @@ def resolutions(head: bytes | memoryview) -> Resolutions | None:
             for i in range(2, len(body) - step + 1, step):
                 tlm.append(int.from_bytes(body[i + t_size : i + step], "big"))
         pos += 2 + length
+    return None
+
+
+def header_problem(head: bytes | memoryview) -> str | None:
+    """Why OpenJPH's resilient decoder must not see this codestream, or None.
+
+    Resilient decoding reads past damage instead of stopping, and a damaged header can send it
+    into a loop that never ends (a fuzzed tile origin in SIZ did: a hang, not an error). So a
+    piece is decoded resiliently only under a main header of the plain kind DICOM encoders
+    write: one component, no image or tile offsets, one tile, no subsampling, at most 16 bits,
+    a COD with sane decomposition and code-block sizes. Anything else is decoded whole by the
+    strict decoders."""
+    b = bytes(head)
+    if b[:4] != b"\xff\x4f\xff\x51" or len(b) < 47:
+        return "no SIZ marker at the start"
+    u32 = lambda o: int.from_bytes(b[o : o + 4], "big")  # noqa: E731
+    xs, ys, xo, yo, xt, yt, xto, yto = (u32(8 + 4 * i) for i in range(8))
+    comps = int.from_bytes(b[40:42], "big")
+    if comps != 1 or xo or yo or xto or yto or not (0 < xs <= xt and 0 < ys <= yt):
+        return "not a single-component, single-tile image without offsets"
+    if (b[42] & 0x7F) + 1 > 16 or b[43] != 1 or b[44] != 1:
+        return "more than 16 bits or subsampled"
+    found = resolutions(b)
+    if found is None:
+        return "the main header is incomplete"
+    if not found.cod:
+        return "no COD marker in the main header"
+    levels, xcb, ycb = found.cod[5], found.cod[6] & 0x0F, found.cod[7] & 0x0F
+    if levels > 15 or xcb > 8 or ycb > 8 or xcb + ycb > 8:
+        return f"COD with {levels} decompositions, code-blocks 2^{xcb + 2} x 2^{ycb + 2}"
     return None
 
 
@@ -118,6 +149,9 @@ def decode_leading(image_id: str, data: bytes | memoryview, info: FrameInfo,
     import imagecodecs
 
     check_codestream(image_id, data, info)
+    problem = header_problem(data[:4096])
+    if problem:
+        raise DecodeError(image_id, f"HTJ2K piece not decoded: {problem}")
     try:
         arr = imagecodecs.htj2k_decode(bytes(data), skipres=skip or None, resilient=True)
     except (imagecodecs.Htj2kError, ValueError, RuntimeError) as exc:
