@@ -26,8 +26,10 @@ _SERIES = re.compile(r"^/studies/([^/]+)/series/([^/]+)(/metadata)?$")
 
 
 class StaticDicomWeb:
-    def __init__(self, folder: Path, *, ranges: bool = True, delay: float = 0.0) -> None:
+    def __init__(self, folder: Path, *, ranges: bool = True, delay: float = 0.0,
+                 lie: str | None = None) -> None:
         self.ranges = ranges
+        self.lie = lie  # "total": a huge total length; "start": ranges from the wrong offset
         self.delay = delay  # seconds before each frame response (a slow archive)
         self.log: list[tuple[str, str | None, int]] = []  # (path, Range header, bytes sent)
         self._lock = threading.Lock()
@@ -114,7 +116,9 @@ class StaticDicomWeb:
         if m:
             first = int(m.group(1))
             last = min(int(m.group(2)) if m.group(2) else len(body) - 1, len(body) - 1)
-            headers["Content-Range"] = f"bytes {first}-{last}/{len(body)}"
+            total = 10**12 if self.lie == "total" else len(body)
+            shown = first + 7 if self.lie == "start" and first else first
+            headers["Content-Range"] = f"bytes {shown}-{last}/{total}"
             body, status = body[first : last + 1], 206
         h.send_response(status)
         for k, v in headers.items():

@@ -314,3 +314,16 @@ def test_frames_in_several_fragments_load_whole_and_identical(ct, tmp_path):
         ds.save_as(out / p.name, enforce_file_format=True)
     vol = ms.open_volume(str(out), stages=SMALL)
     assert np.array_equal(vol.scalar_data, expected_stack(raw))
+
+
+@pytest.mark.parametrize("lie", ["total", "start"])
+def test_lying_range_server_still_gives_the_right_volume(ct, lie):
+    """A server whose Content-Range claims a terabyte, or answers from the wrong offset: the
+    pieces are dropped and the frames load whole; the volume is identical."""
+    raw, coded = ct
+    server = StaticDicomWeb(coded[0].parent, lie=lie)
+    try:
+        vol = ms.open_volume(server.series_url, stages=SMALL, max_bytes=8 << 20)
+        assert np.array_equal(vol.scalar_data, expected_stack(raw))
+    finally:
+        server.close()

@@ -241,6 +241,8 @@ class StagedLoading:
         image_id = self.image_ids[k]
         try:
             piece = await self._queued(lambda: self._pieces[k].more(), stage.priority, image_id)
+            if not piece.complete:  # a server that never says it sent everything
+                raise ImageLoadError(image_id, "the rest of the frame did not complete it")
             await self._accept_piece(k, piece, on_progress)
         except asyncio.CancelledError:
             raise
