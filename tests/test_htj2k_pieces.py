@@ -68,3 +68,23 @@ def test_mutated_pieces_never_hang_or_crash():
     proc = subprocess.run([sys.executable, "-c", child, tests], capture_output=True, text=True,
                           timeout=240)
     assert proc.returncode == 0 and "done" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_a_cut_htj2k_frame_is_a_decode_error_not_a_blurred_image(tmp_path):
+    """OpenJPH (the fallback decoder) decodes a codestream cut anywhere into a plausible, wrong
+    image; a frame without its end-of-codestream marker is refused instead."""
+    import pydicom
+    from pydicom.encaps import encapsulate
+
+    import medstream as ms
+    from series import HTJ2K_RPCL, write_series
+
+    src = write_series(tmp_path / "raw", 1, size=128)[0]
+    ds = pydicom.dcmread(src)
+    code = bytes(imagecodecs.htj2k_encode(ds.pixel_array, reversible=True))
+    ds.PixelData = encapsulate([code[: len(code) * 9 // 10]])  # whole items, a cut codestream
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = HTJ2K_RPCL
+    ds.save_as(tmp_path / "cut.dcm", enforce_file_format=True)
+    with pytest.raises(ms.DecodeError):
+        ms.load_image(ms.dicomfile_image_id(tmp_path / "cut.dcm")).result(30)

@@ -7,6 +7,7 @@ from typing import Any
 import imagecodecs
 import numpy as np
 
+from .codestream import has_end_marker
 from .frame import CorruptStream, FrameInfo
 
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
@@ -104,6 +105,8 @@ def _htj2k(data: bytes, info: FrameInfo) -> tuple[np.ndarray, str]:
     try:
         return _j2k(data, info)
     except CorruptStream:
+        if not has_end_marker(data):  # OpenJPH decodes a cut stream without a word: wrong pixels
+            raise CorruptStream("HTJ2K codestream is cut short (no end-of-codestream marker)")
         try:
             arr = imagecodecs.htj2k_decode(data)  # OpenJPH, for what OpenJPEG cannot read
         except imagecodecs.Htj2kError as exc:
