@@ -327,3 +327,28 @@ def test_lying_range_server_still_gives_the_right_volume(ct, lie):
         assert np.array_equal(vol.scalar_data, expected_stack(raw))
     finally:
         server.close()
+
+
+def test_staged_load_awaited_in_a_client_with_a_timeout(ct, served):
+    """The async API and a client's own scope; a load timeout bounds a staged load too."""
+    import asyncio
+
+    raw, _ = ct
+
+    async def main():
+        async with ms.Client() as client:
+            vol = await client.open_volume_async(served.series_url, stages="progressive")
+            assert np.array_equal(vol.scalar_data, expected_stack(raw))
+            assert vol.scope is not ms.default_client()._scope
+
+    asyncio.run(main())
+    slow = StaticDicomWeb(ct[1][0].parent, delay=0.3)
+    try:
+        vol = ms.open_volume(slow.series_url, load=False)
+        started = time.monotonic()
+        with pytest.raises(ms.VolumeLoadError, match="load timeout"):
+            vol.load(stages=SMALL, timeout=0.5).result(30)
+        assert time.monotonic() - started < 5
+        assert not vol.status.loading
+    finally:
+        slow.close()
