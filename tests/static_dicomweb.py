@@ -118,7 +118,8 @@ class StaticDicomWeb:
             last = min(int(m.group(2)) if m.group(2) else len(body) - 1, len(body) - 1)
             total = 10**12 if self.lie == "total" else len(body)
             shown = first + 7 if self.lie == "start" and first else first
-            headers["Content-Range"] = f"bytes {shown}-{last}/{total}"
+            headers["Content-Range"] = ("bytes abc-1/99" if self.lie == "garbage"
+                                        else f"bytes {shown}-{last}/{total}")
             body, status = body[first : last + 1], 206
         h.send_response(status)
         for k, v in headers.items():

@@ -352,3 +352,107 @@ def test_staged_load_awaited_in_a_client_with_a_timeout(ct, served):
         assert not vol.status.loading
     finally:
         slow.close()
+
+
+# -- review findings: failures never abort the load, nothing wrong passes for final ------------
+def test_a_corrupt_frame_fails_alone_in_a_staged_load(ct, tmp_path):
+    """Served whole (no Range), a corrupt frame is listed in VolumeLoadError; every other slice
+    is final, and no later write follows the load's end."""
+    import pydicom
+    from pydicom.encaps import encapsulate, generate_frames
+
+    raw, coded = ct
+    folder = tmp_path / "one-bad"
+    folder.mkdir()
+    for p in coded:
+        (folder / p.name).write_bytes(p.read_bytes())
+    want = expected_stack(raw)
+    vol = ms.open_volume(str(folder), load=False)
+    bad = vol.image_ids[4]
+    path = folder / bad.split("dicomfile:", 1)[1].rsplit("/", 1)[-1]
+    ds = pydicom.dcmread(path)
+    code = bytearray(next(generate_frames(ds.PixelData, number_of_frames=1)))
+    code[200:600] = b"\xff" * 400  # packet data garbage, headers intact
+    ds.PixelData = encapsulate([bytes(code)])
+    ds.save_as(path, enforce_file_format=True)
+    ms.purge_cache()
+    server = StaticDicomWeb(folder, ranges=False)
+    try:
+        vol = ms.open_volume(server.series_url, load=False)
+        with pytest.raises(ms.VolumeLoadError) as err:
+            vol.load(stages=SMALL).result(60)
+        assert len(err.value.failed) == 1
+        k = vol.image_ids.index(next(iter(err.value.failed)))
+        others = [j for j in range(N) if j != k]
+        assert vol.loaded_mask[others].all() and not vol.loaded_mask[k]
+        assert np.array_equal(vol.scalar_data[others], want[others])
+        with pytest.raises(ms.VolumeError):
+            vol.save(tmp_path / "v.nii.gz")
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("lie", ["garbage", "tlm"])
+def test_decimated_load_never_keeps_a_slice_it_could_not_read(ct, tmp_path, lie):
+    """A malformed Content-Range, or a TLM whose lengths do not match the tile-parts: the
+    slice is read whole instead (never left empty, never decoded from the wrong bytes)."""
+    import struct
+
+    import pydicom
+    from pydicom.encaps import encapsulate, generate_frames
+
+    raw, coded = ct
+    folder = coded[0].parent
+    if lie == "tlm":  # halve every TLM length: a plausible header that lies
+        folder = tmp_path / "tlm"
+        folder.mkdir()
+        for p in coded:
+            ds = pydicom.dcmread(p)
+            code = bytearray(next(generate_frames(ds.PixelData, number_of_frames=1)))
+            at = bytes(code).find(b"\xff\x55")
+            n = (struct.unpack(">H", code[at + 2 : at + 4])[0] - 4) // 5
+            for i in range(n):
+                o = at + 6 + 5 * i + 1
+                code[o : o + 4] = struct.pack(">I", struct.unpack(">I", code[o : o + 4])[0] // 2)
+            ds.PixelData = encapsulate([bytes(code)])
+            ds.save_as(folder / p.name, enforce_file_format=True)
+    server = StaticDicomWeb(folder, lie="garbage" if lie == "garbage" else None)
+    try:
+        dec = ms.open_volume(server.series_url, decimate=(2, 2, 4))
+        assert dec.loaded_mask.all() and not dec.status.failed
+        # read whole and subsampled: exactly the full grid's samples
+        assert np.array_equal(dec.scalar_data, expected_stack(raw)[::4, ::2, ::2])
+    finally:
+        server.close()
+
+
+def test_stages_and_decimate_do_not_combine(ct):
+    with pytest.raises(ms.VolumeError, match="combine"):
+        ms.open_volume(str(ct[1][0].parent), decimate=(2, 2, 2), stages="progressive")
+
+
+def test_pieces_are_not_kept_after_the_load(ct, served):
+    vol = ms.open_volume(served.series_url, load=False)
+    with pytest.raises(ms.VolumeLoadError):
+        vol.load(stages=SMALL[:2], timeout=0.0).result(30)
+    vol.load().result(30)  # a plain load finishes it
+    assert vol.loaded_mask.all() and not getattr(vol, "_kept_pieces", {})
+
+
+def test_rendered_stand_ins_of_monochrome1_are_not_inverted(tmp_path, orthanc):
+    raw = write_series(tmp_path / "m1", 4, size=128,
+                       extra={"PhotometricInterpretation": "MONOCHROME1"})
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        infos = list(pool.map(orthanc.upload, raw))
+    study, series, _ = orthanc.uids(infos[0]["ID"])
+    shots: dict = {}
+    vol = ms.open_volume(f"{orthanc.dicomweb}/studies/{study}/series/{series}", load=False)
+    handler = lambda e: shots.setdefault(e.detail["stage"], np.array(vol.scalar_data))  # noqa: E731
+    ms.events.add_event_listener("IMAGE_VOLUME_STAGE_COMPLETED", handler)
+    try:
+        vol.load(stages=[ms.Stage("thumb", retrieve="rendered"), ms.Stage("final")]).result(60)
+    finally:
+        ms.events.remove_event_listener("IMAGE_VOLUME_STAGE_COMPLETED", handler)
+    want = expected_stack(raw)
+    assert np.array_equal(vol.scalar_data, want)
+    assert np.abs(shots["thumb"].astype(float) - want).mean() < 25

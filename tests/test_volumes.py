@@ -356,3 +356,27 @@ def test_a_users_own_dicomfile_loader_is_used_for_volume_frames(tmp_path):
         ms.register_image_loader("dicomfile", load_dicomfile)
     assert sorted(calls) == sorted(vol.image_ids) and vol.status.loaded
     assert np.array_equal(vol.scalar_data, expected_stack(paths))
+
+
+def test_a_file_replaced_by_another_size_before_the_load_is_refused(tmp_path):
+    """The header read again after the geometry was built: a frame of another size must not be
+    read into the slice reshaped (the direct-read path checks the frame's size)."""
+    import time as _time
+
+    import pydicom
+
+    from medstream.loaders.dicomfile import read_file_modules
+    from series import write_series
+
+    paths = write_series(tmp_path / "s", 4, size=16, shuffle=False)
+    vol = ms.open_volume(str(tmp_path / "s"), load=False)
+    target = next(p for p in paths if str(p) in vol.image_ids[2])
+    ds = pydicom.dcmread(target)
+    ds.Rows, ds.Columns = 8, 32
+    ds.PixelData = np.arange(256, dtype=np.int16).tobytes()
+    _time.sleep(0.01)
+    ds.save_as(target)
+    read_file_modules(str(target))
+    with pytest.raises(ms.VolumeLoadError, match="shape"):
+        vol.load().result(30)
+    assert not vol.loaded_mask[2]

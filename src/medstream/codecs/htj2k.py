@@ -40,6 +40,19 @@ class Resolutions:
     ends: tuple[int, ...]  # byte offset where resolution r (0 = coarsest) ends; () if unknown
     cod: bytes = b""  # the COD marker segment's body
 
+    def chain_ok(self, data: bytes | memoryview, end: int) -> bool:
+        """Whether ``data`` holds whole tile-parts from the main header up to ``end``, each
+        starting with its SOT marker and as long as its Psot says (a TLM can lie)."""
+        pos = self.header_end
+        while pos < end:
+            if len(data) < pos + 10 or bytes(data[pos : pos + 2]) != b"\xff\x90":
+                return False
+            psot = int.from_bytes(bytes(data[pos + 6 : pos + 10]), "big")
+            if psot < 14:
+                return False
+            pos += psot
+        return pos == end and len(data) >= end
+
     def end_for(self, skip: int) -> int | None:
         """Bytes that decode the image with its ``skip`` finest resolutions left out."""
         keep = self.levels - skip
@@ -137,7 +150,7 @@ def _conform(image_id: str, arr: np.ndarray, info: FrameInfo) -> np.ndarray:
     wide = arr.astype(np.int64)
     if arr.dtype.kind == "u" and info.bits_stored < arr.dtype.itemsize * 8:
         wrap = 1 << (arr.dtype.itemsize * 8)
-        wide[wide >= wrap // 2] -= wrap
+        wide[wide > (hi + wrap) // 2] -= wrap  # nearer the wrap than the top: below zero
     return np.clip(wide, lo, hi).astype(info.stored_dtype)
 
 

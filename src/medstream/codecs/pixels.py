@@ -275,7 +275,8 @@ def _native_plan(out: np.ndarray, info: FrameInfo, modules: Mapping[str, Any], p
     """(``out`` viewed in the stored dtype, or None to widen into it; slope; intercept) where a
     native grayscale frame goes straight into ``out`` (see ``decode_native_into``), else None."""
     if (not info.native or info.float_pixels or info.samples_per_pixel != 1
-            or info.bits_allocated not in (8, 16, 32) or info.subsampled_422):
+            or info.bits_allocated not in (8, 16, 32) or info.subsampled_422
+            or out.shape != (info.rows, info.columns)):  # a frame of another size: refused
         return None
     header = PixelHeader.from_modules(modules, info)
     if header.palette or header.lut_sequence or out.dtype.kind not in "iu":

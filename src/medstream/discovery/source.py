@@ -249,6 +249,9 @@ async def open_volume_async(
                                       order=order), "open_volume")
     if stages is not None and dynamic:
         raise VolumeError("stages= is for 3D volumes; a dynamic volume loads its frames whole")
+    if stages is not None and options.get("decimate") is not None:
+        raise VolumeError("stages= and decimate= do not combine: a decimated volume is the "
+                          "quick look itself")
     if device != "cpu":
         from ..gpu import check_device
 

@@ -16,6 +16,7 @@ frame whole.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ from .http import fetch, http_config
 from .multipart import MultipartError, parse_multipart_related
 
 _ITEM = b"\xfe\xff\x00\xe0"  # (FFFE,E000) little endian
+_CONTENT_RANGE = re.compile(r"bytes (?P<first>\d+)-(?P<last>\d+)/(?P<total>\d+|\*)")
 
 
 @dataclass
@@ -102,14 +104,13 @@ class _WebBody:
             **self.http), byte_range=None if stop is None else (have, stop))
         ctype = resp.headers.get("content-type", "") or self.content_type
         crange = resp.headers.get("content-range", "")
-        if resp.status_code == 206 and crange.startswith("bytes "):
-            first = int(crange[6:].split("-", 1)[0])
-            total = crange.rsplit("/", 1)[-1]
-            if first != have:
-                raise ImageLoadError(piece.image_id, f"{redact_url(self.url)} answered bytes "
-                                     f"from {first}, asked from {have}")
+        if resp.status_code == 206:
+            m = _CONTENT_RANGE.fullmatch(crange.strip())
+            if m is None or int(m["first"]) != have:
+                raise ImageLoadError(piece.image_id, f"{redact_url(self.url)} answered 206 "
+                                     f"with Content-Range {crange[:60]!r}, asked from {have}")
             self.content += resp.content
-            self.total = int(total) if total.isdigit() else None
+            self.total = int(m["total"]) if m["total"] != "*" else None
         else:  # 200: the server sent the whole frame
             self.content, self.total = resp.content, len(resp.content)
         self.content_type = ctype
@@ -190,6 +191,8 @@ class FileRegion:
                 return piece
             more = self.loc.read(self.start + have, upto - have)
             return dataclasses.replace(piece, data=piece.data + bytes(more))
+        if not self.loc.still_valid():  # the file changed since its first bytes were read
+            raise ImageLoadError(piece.image_id, "the file changed while it was being read")
         tail = bytes(self.loc.read(self.start + have, self.length - have + 8))
         rest, after = tail[: self.length - have], tail[self.length - have :]
         if after[:4] == _ITEM:  # more fragments follow: the frame whole, as a plain load does

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,7 @@ from .geometry import VolumeGeometry
 from .progressive import frame_pieces
 from .streaming import StreamingImageVolume, VolumeProgress
 
+log = logging.getLogger("medstream.volumes")
 HEAD_BYTES = 16384  # a first read: the main header, its TLM and the coarsest resolutions
 
 
@@ -67,6 +69,13 @@ class DecimatedVolume(StreamingImageVolume):
         volume.full_geometry = geometry
         return volume
 
+    def load(self, on_progress: Any = None, *, stages: Any = None, **kwargs: Any) -> Any:
+        """As a streaming volume's, without stages: a staged completion decodes frames whole,
+        which is not what the reduced decode gives (the volume would depend on its path)."""
+        if stages is not None:
+            raise VolumeError(f"{self.volume_id}: stages= and decimate= do not combine")
+        return super().load(on_progress, **kwargs)
+
     def _frame_pixels(self, image: Any) -> np.ndarray:
         px = image.get_pixel_data()
         kx, ky, _ = self.factors
@@ -93,11 +102,17 @@ class DecimatedVolume(StreamingImageVolume):
                 {"id": image_id, "type": "volume", "volume_id": self.volume_id})
         except asyncio.CancelledError:
             raise
-        except (ImageLoadError, VolumeError, OSError):
-            image = None  # the whole-frame path loads it and reports any error
+        except Exception as exc:  # the whole-frame path loads it and reports any error
+            log.info("%s: no reduced decode (%s); loading it whole", image_id, exc)
+            image = None
+        if image is not None:
+            try:
+                self._accept(k, image)
+            except (ImageLoadError, VolumeError) as exc:
+                log.info("%s: reduced frame refused (%s); loading it whole", image_id, exc)
+                image = None
         if image is None:
             return await super()._frame(k, on_progress, priority)
-        self._accept(k, image)
         self._progress(k, None, on_progress)
         return None
 
@@ -117,9 +132,17 @@ class DecimatedVolume(StreamingImageVolume):
                 return None
         end = found.end_for(skip)
         if end is not None:  # the next slices' first read: this one's need and a margin
-            self.first_read = max(self.first_read, int(end * 1.15))
-        piece = await piece.more(end)
-        data = piece.data[:end] if end is not None else piece.data  # the same bytes each time
+            cap = max(HEAD_BYTES, piece.info.frame_nbytes() // 2)  # one crafted TLM: bounded
+            self.first_read = min(max(self.first_read, int(end * 1.15)), cap)
+            piece = await piece.more(end + 2)
+            if not found.chain_ok(piece.data, end):  # the TLM does not match the tile-parts
+                return None
+            data = piece.data[:end]  # the same bytes each time
+        else:
+            piece = await piece.more()
+            if not piece.complete:
+                return None
+            data = piece.data
 
         def decode() -> Any:
             raw = decode_leading(image_id, data, piece.info, skip)

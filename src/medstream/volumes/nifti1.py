@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,8 @@ def can_write(data: np.ndarray, time_axis: bool) -> bool:
     """Whether this writer gives nibabel's file: a 3D grayscale volume, or a 4D one with a time
     axis, of a native-order dtype in ``DATATYPES``."""
     return (data.ndim == (4 if time_axis else 3) and data.dtype.isnative
-            and data.dtype in DATATYPES)
+            and sys.byteorder == "little" and data.dtype in DATATYPES
+            and max(data.shape) <= 32767)  # dim[] is int16; nibabel says what is wrong
 
 
 def quaternion(rotation: np.ndarray) -> np.ndarray:

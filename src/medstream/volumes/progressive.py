@@ -175,12 +175,20 @@ class StagedLoading:
         if piece is None:
             await self._frame(k, on_progress, stage.priority)
         elif piece.complete:
-            await self._accept_piece(k, piece, on_progress)
+            try:
+                await self._accept_piece(k, piece, on_progress)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the plain frame path reports what is wrong with it
+                log.info("%s: frame not decoded (%s); loading it whole", image_id, exc)
+                await self._frame(k, on_progress, stage.priority)
         else:
             try:
                 image = await runtime.to_thread(self._lossy_image, piece)
                 self._write(k, image)
-            except (ImageLoadError, VolumeError) as exc:
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
                 log.info("%s: first bytes not decoded (%s); loaded whole later", image_id, exc)
                 return
             self._pieces[k] = piece
@@ -251,6 +259,12 @@ class StagedLoading:
             self._pieces.pop(k, None)
             await self._frame(k, on_progress, stage.priority)
 
+    def _drop_pieces(self) -> None:
+        """Forget kept pieces of slices that are final now (all of them once loaded)."""
+        pieces = self._pieces
+        for k in [k for k in pieces if self.loaded_mask[k]]:
+            del pieces[k]
+
     async def _accept_piece(self, k: int, piece: FramePiece, on_progress: Progress) -> None:
         image = await runtime.to_thread(
             decode_to_image, piece.image_id, piece.data, piece.info, piece.modules,
@@ -279,7 +293,10 @@ def stand_in(picture: np.ndarray, shape: tuple[int, int], lo: float, hi: float,
     big = np.repeat(np.repeat(picture, ry, axis=0), rx, axis=1)[: shape[0], : shape[1]]
     if big.shape != shape:
         raise ValueError(f"rendered picture {picture.shape} does not cover {shape}")
-    values = lo + big.astype(np.float64) / 255.0 * (hi - lo)
+    level = big.astype(np.float64) / 255.0
+    if header.photometric == "MONOCHROME1":  # rendered for display, inverted: dark is high
+        level = 1.0 - level
+    values = lo + level * (hi - lo)
     if not prescale:
         values = (values - header.intercept) / (header.slope or 1.0)
     return np.rint(values) if header.dtype(prescale).kind in "iu" else values

@@ -317,6 +317,8 @@ class StreamingImageVolume(StagedLoading, VolumeFacts):
                     await self._run_stages(plan, on_progress, left)
                 except asyncio.TimeoutError:
                     pass  # what is missing is reported below
+                # frames that failed in a stage were reported there: not asked for again
+                todo = [k for k in todo if self.image_ids[k] not in st.failed]
             try:
                 await asyncio.wait_for(
                     self._bulk([self.image_ids[k] for k in todo if not self.loaded_mask[k]],
@@ -337,6 +339,14 @@ class StreamingImageVolume(StagedLoading, VolumeFacts):
                         task.cancel()
                         st.failed[self.image_ids[k]] = (
                             f"{self.image_ids[k]}: not loaded within the {timeout:g} s load timeout")
+                    elif not task.cancelled() and not self.loaded_mask[k]:
+                        exc = task.exception()
+                        if exc is not None:
+                            st.failed[self.image_ids[k]] = str(as_load_error(self.image_ids[k],
+                                                                             exc))
+            for k in range(len(self.image_ids)):  # never a slice of zeros passed off as loaded
+                if not self.loaded_mask[k] and self.image_ids[k] not in st.failed:
+                    st.failed[self.image_ids[k]] = f"{self.image_ids[k]}: not loaded"
         except asyncio.CancelledError:
             st.cancelled = True
             raise
@@ -347,6 +357,7 @@ class StreamingImageVolume(StagedLoading, VolumeFacts):
                 await asyncio.gather(*tasks, return_exceptions=True)
             st.end()
             self._stage = None
+            self._drop_pieces()
             self._scope.cache.unpin(self.volume_id, "loading")
         if st.failed:
             st.loaded = False
@@ -453,6 +464,7 @@ class StreamingImageVolume(StagedLoading, VolumeFacts):
         self._write(k, image)
         self.loaded_mask[k] = True
         self.status.frames_loaded += 1
+        self.status.failed.pop(self.image_ids[k], None)  # an earlier try of this load failed
 
     def _write(self, k: int, image: Any) -> None:
         """Copy one decoded frame into its slice (on the loop thread: no locking needed)."""
