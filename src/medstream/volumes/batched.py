@@ -13,6 +13,7 @@ it under its own image ID.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -144,12 +145,15 @@ async def load_runs(volume: StreamingImageVolume, todo: list[int],
     stop = threading.Event()
     gate = asyncio.Semaphore(runtime.workers)
 
+    working: list[concurrent.futures.Future[tuple[list[int], list[int]]]] = []
+
     async def one(run: list[LocatedFrame]) -> tuple[list[int], list[int]]:
         async with gate:
             if stop.is_set():
                 return [], [f.k for f in run]
-            return await loop.run_in_executor(runtime.executor, _decode_run, volume, run,
-                                              prescale, stop)
+            job = runtime.executor.submit(_decode_run, volume, run, prescale, stop)
+            working.append(job)
+            return await asyncio.wrap_future(job, loop=loop)
 
     tasks = [asyncio.ensure_future(one(r)) for r in runs(frames)]
     try:
@@ -161,4 +165,9 @@ async def load_runs(volume: StreamingImageVolume, todo: list[int],
         stop.set()  # a cancelled load: runs still in a thread stop at their next frame
         for t in tasks:
             t.cancel()
+        # ...and the load ends only when they have: a thread still writing a slice (its raw
+        # bytes, then the rescale in place) must not meet the next load writing the same one
+        busy = [asyncio.wrap_future(j, loop=loop) for j in working if not j.done()]
+        if busy:
+            await asyncio.gather(*busy, return_exceptions=True)
     return rest
