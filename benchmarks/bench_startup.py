@@ -42,6 +42,9 @@ warnings.filterwarnings("ignore")
 HEAVY = ["httpx", "pydicom", "rich", "click", "imagecodecs", "fsspec", "dask", "nibabel", "PIL",
          "numpy"]
 TIMEOUT = 600  # seconds, any one command
+#: Runs as an installed package runs: with its bytecode cache (pip compiles it at install; an
+#: inherited PYTHONDONTWRITEBYTECODE would make every run compile medstream again, ~0.07 s).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 # -- data --------------------------------------------------------------------------------------
@@ -76,7 +79,7 @@ def wall(cmd: list[str], repeat: int, out_dir: bool = False) -> dict:
         argv = [a.replace("{out}", last) for a in cmd] if last else cmd
         t0 = time.perf_counter()
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT)
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, env=ENV)
         except (OSError, subprocess.TimeoutExpired) as exc:
             if last:
                 shutil.rmtree(last, ignore_errors=True)
@@ -139,7 +142,7 @@ def importtime(repeat: int) -> dict:
     for k in range(repeat + 1):
         try:
             proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "import medstream"],
-                                  capture_output=True, text=True, timeout=TIMEOUT)
+                                  capture_output=True, text=True, timeout=TIMEOUT, env=ENV)
         except subprocess.TimeoutExpired as exc:
             return {"error": f"TimeoutExpired: {exc}"}
         if proc.returncode != 0:
@@ -156,7 +159,7 @@ def heavy_modules() -> dict:
     code = ("import sys, json, medstream; "
             f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=TIMEOUT)
+                          timeout=TIMEOUT, env=ENV)
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1][:300]}
     loaded = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -206,7 +209,7 @@ def child(folder: str, repeat: int) -> None:
 def run_child(folder: Path, repeat: int) -> dict:
     try:
         proc = subprocess.run([sys.executable, __file__, "--child", str(folder), str(repeat)],
-                              capture_output=True, text=True, timeout=TIMEOUT)
+                              capture_output=True, text=True, timeout=TIMEOUT, env=ENV)
         return json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
         return {"error": (proc.stderr or proc.stdout).strip()[-300:]}

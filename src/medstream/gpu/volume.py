@@ -116,6 +116,9 @@ class GpuStreamingVolume(StreamingImageVolume):
         super()._accept(k, image)
         self.status.cpu_fallback_frames += 1  # type: ignore[attr-defined]
 
+    def _slot(self, k: int) -> np.ndarray | None:
+        return None  # a device slice: CPU frames are uploaded by _store
+
     # -- the batched path --------------------------------------------------------------------
     def _plan(self, k: int) -> _Frame | None:
         """How slice ``k`` can take the batched path, or None for the per-frame CPU path."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from ..core.runtime import closers
@@ -47,6 +48,15 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 _clients: dict[tuple[str, int, bool | str, Cert | None], httpx.AsyncClient] = {}
+
+# httpcore asks its stream for 64 kB a read, while asyncio receives up to 256 kB at a time: anyio
+# then hands each chunk out in 64 kB pieces, copying the rest each time, with a timeout scope,
+# a reader registration and a task switch per piece. On a 158 MB series response that was most
+# of the loop thread's time. Reads of asyncio's own size take each chunk whole (a larger value
+# set by the application is kept).
+_ASYNCIO_READ = 256 * 1024
+if getattr(httpcore.AsyncHTTP11Connection, "READ_NUM_BYTES", _ASYNCIO_READ) < _ASYNCIO_READ:
+    httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = _ASYNCIO_READ
 
 
 

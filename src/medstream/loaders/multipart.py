@@ -95,7 +95,8 @@ class MultipartReader:
                 key, _, value = line.partition(":")
                 if key.strip().lower() == "content-type":
                     ctype = value.strip()
-            parts.append(Part(ctype, bytes(buf[start:nxt])))
+            with memoryview(buf) as view:  # one copy (a bytearray slice would be two)
+                parts.append(Part(ctype, bytes(view[start:nxt])))
             del buf[: nxt + 2 + len(delim)]
             self._header_end = -1
         return parts

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..codecs.frame import FrameInfo
-from ..codecs.pixels import frame_to_image
+from ..codecs.pixels import decode_native_into, frame_to_image
 from ..codecs.registry import decode_frame
 from ..core.image import Image
 from ..core.kept import KeptMap
@@ -474,8 +474,9 @@ def _frame_part(image_id: str, resp: Any, url: str) -> tuple[bytes, str]:
 # -- whole-series retrieval for volumes -------------------------------------------------------
 async def retrieve_series_bulk(
     image_ids: list[str],
-    deliver: Callable[[str, Image], None],
+    deliver: Callable[[str, Image | None], None],
     prescale: bool = True,
+    slots: Callable[[str], np.ndarray | None] | None = None,
     **http: Any,
 ) -> None:
     """Load the frames of every series that ``image_ids`` cover completely with ONE request per
@@ -483,6 +484,10 @@ async def retrieve_series_bulk(
     downloads. Per-request server cost dominates DICOMweb frame retrieval, so this is several
     times faster than frame requests. Frames it does not deliver (partial coverage, a broken
     stream) are left to per-frame requests by the caller.
+
+    ``slots(image_id)``: the caller's array a frame may be written into from a worker thread
+    (a volume's slice), or None. A native frame is then decoded straight into it and delivered
+    as ``None``: no ``Image``, no copy on the loop thread that reads the stream.
     """
     import asyncio
 
@@ -505,13 +510,18 @@ async def retrieve_series_bulk(
         pending: set[asyncio.Task[None]] = set()
 
         async def decode(data: bytes) -> None:
+            job = asyncio.ensure_future(runtime.to_thread(_decode_instance, series_url, data,
+                                                          ids, prescale, slots))
             try:
-                images = await runtime.to_thread(_decode_instance, series_url, data, ids,
-                                                 prescale)
+                images = await asyncio.shield(job)
                 for frame_id, image in images:
                     deliver(frame_id, image)
             except ImageLoadError:
                 pass  # that frame is retried on its own, which reports the error
+            except asyncio.CancelledError:
+                # a thread may be writing into a slot: the load ends only when it has stopped
+                await asyncio.wait([job])
+                raise
             finally:
                 gate.release()
 
@@ -646,11 +656,13 @@ async def _retrieve_instance_frames(series_url: str, datasets: dict[str, JsonDat
     await asyncio.gather(*jobs)
 
 
-def _decode_instance(series_url: str, data: bytes, ids: set[str],
-                     prescale: bool) -> list[tuple[str, Image]]:
+def _decode_instance(series_url: str, data: bytes, ids: set[str], prescale: bool,
+                     slots: Callable[[str], np.ndarray | None] | None = None,
+                     ) -> list[tuple[str, Image | None]]:
     """The wanted frames of one instance from a series stream (worker thread). A classic
     one-frame instance whose modules came with the series metadata is read with the compact
-    header reader and decoded from its bytes; anything else is parsed by pydicom."""
+    header reader and decoded from its bytes (a native one straight into its slot, if the
+    caller gives one: delivered as None); anything else is parsed by pydicom."""
     fast = read_fast_header(data)
     if fast is not None:
         uid = str(fast.get("SOPInstanceUID") or "")
@@ -665,11 +677,15 @@ def _decode_instance(series_url: str, data: bytes, ids: set[str],
             end = len(data) if element.length == 0xFFFFFFFF else start + element.length
             pixels = memoryview(data)[start:end] if info.native else data[start:end]
             payload, index = frame_payload(frame_id, info, pixels, 0)
+            slot = slots(frame_id) if slots is not None and info.native else None
+            if slot is not None and decode_native_into(slot, payload, index, info, modules,
+                                                       prescale):
+                return [(frame_id, None)]
             return [(frame_id, decode_to_image(frame_id, payload, info, modules, index=index,
                                                prescale=prescale))]
     parsed = parse_part10(f"{SCHEME}:{series_url}", data)
     uid = str(parsed.dataset.get("SOPInstanceUID", ""))
-    out = []
+    out: list[tuple[str, Image | None]] = []
     for k in range(1, parsed.info.number_of_frames + 1):
         frame_id = f"{SCHEME}:{url_join(series_url, f'/instances/{uid}/frames/{k}')}"
         if frame_id in ids:

@@ -87,6 +87,9 @@ class DecimatedVolume(StreamingImageVolume):
                            on_progress: Callable[[VolumeProgress], Any] | None) -> list[int]:
         return todo  # the batched path writes whole frames
 
+    def _slot(self, k: int) -> np.ndarray | None:
+        return None  # frames are reduced on their way in
+
     async def _frame(self, k: int, on_progress: Callable[[VolumeProgress], Any] | None,
                      priority: float = 0) -> None:
         kx, ky, _ = self.factors

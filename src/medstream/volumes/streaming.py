@@ -392,18 +392,25 @@ class StreamingImageVolume(StagedLoading, VolumeFacts):
         if fn is None or self.retrieve != "auto":
             return
 
-        def deliver(image_id: str, image: Image) -> None:
+        def deliver(image_id: str, image: Image | None) -> None:
             k = self._index.get(image_id)
             if k is None or self.loaded_mask[k]:
                 return
             try:
-                self._accept(k, image)
+                if image is None:  # decoded into the slice that slot() gave
+                    self._written(k)
+                else:
+                    self._accept(k, image)
             except (VolumeError, ImageLoadError):
                 return  # the frame request will report it
             self.status.bulk_frames += 1
             self._progress(k, None, on_progress)
 
-        kwargs = call_kwargs(fn, dict(self.options))
+        def slot(image_id: str) -> np.ndarray | None:
+            k = self._index.get(image_id)
+            return None if k is None or self.loaded_mask[k] else self._slot(k)
+
+        kwargs = call_kwargs(fn, {**self.options, "slots": slot})
         try:
             await self._scope.pools.run(
                 lambda: fn(image_ids, deliver, **kwargs), self.request_type, self.priority,
@@ -462,9 +469,18 @@ class StreamingImageVolume(StagedLoading, VolumeFacts):
 
     def _accept(self, k: int, image: Any) -> None:
         self._write(k, image)
+        self._written(k)
+
+    def _written(self, k: int) -> None:
+        """Slice ``k`` holds its final pixels: mark it loaded (loop thread)."""
         self.loaded_mask[k] = True
         self.status.frames_loaded += 1
         self.status.failed.pop(self.image_ids[k], None)  # an earlier try of this load failed
+
+    def _slot(self, k: int) -> np.ndarray | None:
+        """The slice a worker thread may decode frame ``k`` straight into (distinct slices need
+        no lock), or None where frames change on their way in (decimated, on a GPU)."""
+        return self.scalar_data[k]
 
     def _write(self, k: int, image: Any) -> None:
         """Copy one decoded frame into its slice (on the loop thread: no locking needed)."""
