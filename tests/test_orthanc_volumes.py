@@ -108,3 +108,23 @@ def test_wadors_volume_after_cancel_resumes_and_matches_files(series_300):
     vol.load().result(120)
     assert np.array_equal(vol.scalar_data, expected_stack(paths))  # pydicom, from the files
     np.testing.assert_allclose(vol.affine, expected_affine(paths), atol=1e-4)
+
+
+def test_series_stream_masks_bits_above_bits_stored(orthanc, tmp_path):
+    """Native frames of a series response are decoded by the workers straight into their slices;
+    bits above BitsStored (set here in every word, as some scanners leave overlays) are masked
+    there as pydicom masks them, and the rescale applied after."""
+    import pydicom
+
+    paths = write_series(tmp_path / "s", 10, size=48)
+    for k, path in enumerate(paths):
+        ds = pydicom.dcmread(path)
+        words = np.frombuffer(ds.PixelData, "<u2").copy()
+        words |= np.uint16(0xF000 if k % 2 else 0xA000)  # BitsStored 12: junk in the top four
+        ds.PixelData = words.tobytes()
+        ds.save_as(path)
+    assert int(np.frombuffer(pydicom.dcmread(paths[0]).PixelData, "<u2").max()) > 4095
+    study, series = _upload(orthanc, paths)
+    volume = ms.open_volume(f"{orthanc.dicomweb}/studies/{study}/series/{series}")
+    assert volume.status.bulk_frames == 10  # the series stream, not frame requests
+    assert np.array_equal(volume.scalar_data, expected_stack(paths))  # pydicom masks them

@@ -57,6 +57,18 @@ def upsample_ybr_422(packed: np.ndarray) -> np.ndarray:
     return out
 
 
+def copy_stored_bits(out: np.ndarray, src: np.ndarray, bits_stored: int) -> None:
+    """``src`` into ``out`` (same itemsize) with the bits above ``bits_stored`` given their
+    meaning, as ``correct_unused_bits`` does: the copy is the first shift, two passes for three."""
+    shift = out.dtype.itemsize * 8 - bits_stored
+    if out.dtype.kind not in "ui" or shift <= 0 or src.dtype.kind != out.dtype.kind:
+        np.copyto(out, src)
+        correct_unused_bits(out, bits_stored)
+        return
+    np.left_shift(src, shift, out=out)
+    np.right_shift(out, shift, out=out)  # arithmetic for signed dtypes: sign-extends
+
+
 def correct_unused_bits(arr: np.ndarray, bits_stored: int) -> np.ndarray:
     """Give the bits above ``bits_stored`` their meaning: zero (unsigned) or the sign (signed).
 

@@ -19,7 +19,7 @@ from ..errors import DicomParseError, PixelRangeError
 from ..redact import redact_text
 from .color import palette_to_rgb, to_rgb
 from .frame import FrameInfo
-from .native import correct_unused_bits, decode_native
+from .native import copy_stored_bits, correct_unused_bits, decode_native
 
 _INT_CANDIDATES = (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.int64)
 PARAMETRIC_MAP = "1.2.840.10008.5.1.4.1.1.30"  # the IOD with Float/DoubleFloat Pixel Data
@@ -236,9 +236,8 @@ def decode_native_into(out: np.ndarray, data: bytes | memoryview, index: int, in
     if plan is None:
         return False
     target, slope, intercept = plan
-    if target is not None:  # fix the bits in the stored type, in place
-        np.copyto(target, decode_native(data, index, info))
-        correct_unused_bits(target, info.bits_stored)
+    if target is not None:  # the bits fixed in the stored type, on the way in
+        copy_stored_bits(target, decode_native(data, index, info), info.bits_stored)
     else:  # widening: no unused bits to fix first
         np.copyto(out, decode_native(data, index, info), casting="unsafe")
     _rescale_in_place(out, slope, intercept)
