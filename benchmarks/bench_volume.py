@@ -272,7 +272,10 @@ PEERS = {
 def child(peer: str, source: str, repeat: int) -> None:
     fn = PEERS[peer]
     if peer == "medstream":
-        import medstream  # noqa: F401  (imports count as baseline, as for every peer)
+        import medstream  # imports count as baseline, as for every peer: ``import medstream``
+        import medstream.loaders.wadors  # noqa: F401  (peer_medstream clears its store)
+
+        medstream.load_plugins()  # alone imports nothing: the loaders and numpy come here
     elif peer == "SimpleITK":
         import SimpleITK  # noqa: F401
     elif peer == "pydicom loop":
