@@ -5,7 +5,7 @@ Serves a folder of single-frame DICOM files: series ``/metadata`` (pixel data le
 whole series (multipart of instances) and ``/frames/1`` (one multipart part holding the stored
 codestream). A ``Range: bytes=a-b`` on a frame gets 206 with that slice of the response body;
 ``ranges=False`` answers 200 with the whole body instead. Every request is logged with its
-range and the body bytes sent.
+range and the body bytes sent, and with the time it came in (``received``).
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ _SERIES = re.compile(r"^/studies/([^/]+)/series/([^/]+)(/metadata)?$")
 
 class StaticDicomWeb:
     def __init__(self, folder: Path, *, ranges: bool = True, delay: float = 0.0,
-                 lie: str | None = None) -> None:
+                 lie: str | None = None, metadata_delay: float = 0.0) -> None:
         self.ranges = ranges
+        self.metadata_delay = metadata_delay  # seconds to build /metadata (reading every file)
+        self.received: list[tuple[str, float]] = []  # (path, time.monotonic() it came in)
         self.lie = lie  # "total": a huge total length; "start": ranges from the wrong offset
         self.delay = delay  # seconds before each frame response (a slow archive)
         self.log: list[tuple[str, str | None, int]] = []  # (path, Range header, bytes sent)
@@ -84,6 +86,8 @@ class StaticDicomWeb:
     def _get(self, h: BaseHTTPRequestHandler) -> None:
         path = h.path.split("?", 1)[0]
         rng = h.headers.get("Range")
+        with self._lock:
+            self.received.append((path, time.monotonic()))
         m = _FRAME.match(path)
         if m and m.group(3) in self.instances and m.group(4) == "1":
             time.sleep(self.delay)
@@ -98,6 +102,7 @@ class StaticDicomWeb:
         m = _SERIES.match(path)
         if m and (m.group(1), m.group(2)) in self.metadata:
             if m.group(3):
+                time.sleep(self.metadata_delay)
                 body = json.dumps(self.metadata[(m.group(1), m.group(2))]).encode()
                 self._send(h, path, body, "application/dicom+json", None)
                 return
@@ -137,6 +142,7 @@ class StaticDicomWeb:
     def clear(self) -> None:
         with self._lock:
             self.log.clear()
+            self.received.clear()
 
     def close(self) -> None:
         self._httpd.shutdown()

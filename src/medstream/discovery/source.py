@@ -131,7 +131,7 @@ async def resolve_source(source: str | os.PathLike[str] | Sequence[Any], *,
         elif kind != "series":
             raise VolumeError(f"{src}: not a DICOMweb study or series URL "
                               f"(<root>/studies/S[/series/Se]){_root_hint(url)}")
-        return f"{prefix}wadors:{url}", await wadors_image_ids_async(url, **http)
+        return _series_volume_id(prefix, url), await wadors_image_ids_async(url, **http)
     if await _is_folder(src):
         scan = await scan_folder_async(src)
         if dynamic:
@@ -243,7 +243,7 @@ async def open_volume_async(
     ``stages="progressive"`` (or a list of ``ms.Stage``) loads in stages (see
     ``volume.load``); ``decimate=(kx, ky, kz)`` reads every kz-th slice, reduced in-plane.
     """
-    from ..options import HTTP_OPTIONS, check_options, variant_suffix
+    from ..options import HTTP_OPTIONS, check_options
 
     check_options("open_volume", dict(options, series=series, dynamic=dynamic, load=load,
                                       order=order), "open_volume")
@@ -257,6 +257,46 @@ async def open_volume_async(
 
         device = check_device(device)
     http = {k: v for k, v in options.items() if k in HTTP_OPTIONS}
+    early = _series_request(source, options, http) if (
+        load and not dynamic and stages is None and device == "cpu") else None
+    try:
+        return await _open_volume(source, series, dynamic, load, order, on_progress, device,
+                                  stages, http, options)
+    finally:
+        if early is not None:  # not claimed by the load (it failed, or took another path)
+            await early.aclose()
+
+
+def _series_request(source: Any, options: dict[str, Any], http: dict[str, Any]) -> Any:
+    """The whole-series request of a DICOMweb series volume, sent now, beside its metadata
+    request (see ``loaders/prefetch.py``); None where the load would not make it (a volume
+    already cached, frame requests asked for, a decimated volume, another event loop)."""
+    from ..core.scope import current_cache
+    from ..options import variant_suffix
+
+    web = dicomweb_url(os.fspath(source)) if isinstance(source, (str, os.PathLike)) else None
+    if (web is None or web[0] != "series" or not runtime.in_loop_thread()
+            or options.get("retrieve", "auto") != "auto" or options.get("decimate") is not None):
+        return None
+    if current_cache().get_live(_series_volume_id("volume:", web[1]) + variant_suffix(options),
+                                "volume") is not None:
+        return None
+    from ..loaders.wadors import prefetch_series
+
+    return prefetch_series(web[1], **http)
+
+
+def _series_volume_id(prefix: str, url: str) -> str:
+    return f"{prefix}wadors:{url}"
+
+
+async def _open_volume(source: str | os.PathLike[str] | Sequence[Any], series: str | int | None,
+                       dynamic: bool, load: bool, order: str,
+                       on_progress: Callable[[VolumeProgress], Any] | None, device: str,
+                       stages: Any, http: dict[str, Any], options: dict[str, Any],
+                       ) -> StreamingImageVolume | DynamicVolume:
+    from ..options import variant_suffix
+
     volume_id, image_ids = await resolve_source(source, series=series, dynamic=dynamic, **http)
     if image_ids is not None:  # result-changing options make a different cached volume
         volume_id += variant_suffix(options)

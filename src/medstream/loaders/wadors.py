@@ -50,6 +50,7 @@ from ..errors import HTTPStatusError, ImageLoadError, MissingPixelDataError
 from ..limits import check_frames
 from ..redact import redact_url
 from .bulkdata import bulk_fetcher
+from . import prefetch
 from .http import fetch, http_config, stream_chunks
 from .multipart import MultipartError, MultipartReader, parse_multipart_related
 from .rendered import is_rendered_id, load_rendered
@@ -489,64 +490,84 @@ async def retrieve_series_bulk(
     (a volume's slice), or None. A native frame is then decoded straight into it and delivered
     as ``None``: no ``Image``, no copy on the loop thread that reads the stream.
     """
-    import asyncio
-
     wanted: dict[str, set[str]] = {}
     for image_id in image_ids:
         try:
             wanted.setdefault(parse_image_id(image_id).series_url, set()).add(image_id)
         except ImageLoadError:
             return
+    cfg = http_config(**http)
     for series_url, ids in wanted.items():
-        datasets = await get_series_metadata(next(iter(ids)), series_url, **http)
-        rows = _image_ids_of(series_url, datasets)
-        if any(row.tile for row in rows):  # mosaics: each fetched and decoded once, all tiles
-            await _retrieve_tiles(datasets, ids, deliver, prescale, **http)  # cut from it
-            continue
-        if {row.image_id for row in rows} != ids:  # part of the series (a 4D time point):
-            await _retrieve_instance_frames(series_url, datasets, ids, deliver, prescale, **http)
-            continue  # the frames of each multi-frame instance in one request
-        gate = asyncio.Semaphore(max(2, runtime.workers))
-        pending: set[asyncio.Task[None]] = set()
-
-        async def decode(data: bytes) -> None:
-            job = asyncio.ensure_future(runtime.to_thread(_decode_instance, series_url, data,
-                                                          ids, prescale, slots))
-            try:
-                images = await asyncio.shield(job)
-                for frame_id, image in images:
-                    deliver(frame_id, image)
-            except ImageLoadError:
-                pass  # that frame is retried on its own, which reports the error
-            except asyncio.CancelledError:
-                # a thread may be writing into a slot: the load ends only when it has stopped
-                await asyncio.wait([job])
-                raise
-            finally:
-                gate.release()
-
-        reader: MultipartReader | None = None
+        early = prefetch.claim(series_url, cfg)  # begun beside the metadata request
         try:
-            async for ctype, chunk in stream_chunks(
-                series_url, f"{SCHEME}:{series_url}", accept=INSTANCE_ACCEPT,
-                config=http_config(**http),
-            ):
-                reader = reader or MultipartReader(ctype)
-                for part in reader.feed(chunk):
-                    await gate.acquire()
-                    task = asyncio.ensure_future(decode(part.data))
-                    pending.add(task)
-                    task.add_done_callback(pending.discard)
-        except (ImageLoadError, MultipartError) as exc:
-            log.info("series retrieval of %s stopped (%s); frames fall back to single requests",
-                     redact_url(series_url), exc)
+            await _retrieve_series(series_url, ids, deliver, prescale, slots, early, **http)
+        finally:
+            if early is not None:
+                await early.aclose()
+
+
+def prefetch_series(series_url: str, **http: Any) -> prefetch.SeriesPrefetch | None:
+    """Send the whole-series request of a volume now, while its metadata is fetched; the
+    volume's load claims it (see ``prefetch``). The caller closes it if no load did."""
+    return prefetch.begin(series_url, f"{SCHEME}:{series_url}", INSTANCE_ACCEPT,
+                          http_config(**http))
+
+
+async def _retrieve_series(series_url: str, ids: set[str],
+                           deliver: Callable[[str, Image | None], None], prescale: bool,
+                           slots: Callable[[str], np.ndarray | None] | None,
+                           early: prefetch.SeriesPrefetch | None, **http: Any) -> None:
+    import asyncio
+
+    datasets = await get_series_metadata(next(iter(ids)), series_url, **http)
+    rows = _image_ids_of(series_url, datasets)
+    if any(row.tile for row in rows):  # mosaics: each fetched and decoded once, all tiles
+        await _retrieve_tiles(datasets, ids, deliver, prescale, **http)  # cut from it
+        return
+    if {row.image_id for row in rows} != ids:  # part of the series (a 4D time point):
+        await _retrieve_instance_frames(series_url, datasets, ids, deliver, prescale, **http)
+        return  # the frames of each multi-frame instance in one request
+    gate = asyncio.Semaphore(max(2, runtime.workers))
+    pending: set[asyncio.Task[None]] = set()
+
+    async def decode(data: bytes) -> None:
+        job = asyncio.ensure_future(runtime.to_thread(_decode_instance, series_url, data,
+                                                      ids, prescale, slots))
+        try:
+            images = await asyncio.shield(job)
+            for frame_id, image in images:
+                deliver(frame_id, image)
+        except ImageLoadError:
+            pass  # that frame is retried on its own, which reports the error
         except asyncio.CancelledError:
-            for task in pending:
-                task.cancel()
+            # a thread may be writing into a slot: the load ends only when it has stopped
+            await asyncio.wait([job])
             raise
         finally:
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+            gate.release()
+
+    reader: MultipartReader | None = None
+    try:
+        body = early.chunks() if early is not None else stream_chunks(
+            series_url, f"{SCHEME}:{series_url}", accept=INSTANCE_ACCEPT,
+            config=http_config(**http))
+        async for ctype, chunk in body:
+            reader = reader or MultipartReader(ctype)
+            for part in reader.feed(chunk):
+                await gate.acquire()
+                task = asyncio.ensure_future(decode(part.data))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+    except (ImageLoadError, MultipartError) as exc:
+        log.info("series retrieval of %s stopped (%s); frames fall back to single requests",
+                 redact_url(series_url), exc)
+    except asyncio.CancelledError:
+        for task in pending:
+            task.cancel()
+        raise
+    finally:
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 async def _retrieve_tiles(datasets: dict[str, JsonDataset], ids: set[str],
