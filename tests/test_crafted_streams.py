@@ -61,6 +61,18 @@ def _sof_length(f: bytearray) -> bytes:
     return bytes(f)
 
 
+def _dht_to_sof(f: bytearray) -> bytes:
+    i = f.find(b"\xff\xc4")  # the Huffman tables' marker flipped into a second frame header
+    f[i + 1] = 0xC5
+    return bytes(f)
+
+
+def _dht_to_app(f: bytearray) -> bytes:
+    i = f.find(b"\xff\xc4")  # ... or into an application segment: the scan's table is undefined
+    f[i + 1] = 0xE1
+    return bytes(f)
+
+
 def _cut_third(f: bytearray) -> bytes:
     return bytes(f[: len(f) // 3])
 
@@ -75,6 +87,12 @@ CASES = {
     "jpeg-lossless-sof-height-0": ("JPEG-LL.dcm", _sof_height_zero, "codestream is 256x0"),
     "jpeg-lossless-sof-wider": ("JPEG-LL.dcm", _sof_wider, "the header says"),
     "jpeg-lossless-sof-length": ("JPEG-LL.dcm", _sof_length, "(SOF) has a length"),
+    # libjpeg refuses these; the lossless JPEG decoder tried next segfaulted (fuzzer, seed 44)
+    "jpeg-lossless-rgb-dht-to-sof": ("SC_rgb_jpeg_gdcm.dcm", _dht_to_sof,
+                                     "found 0xFFC3, 0xFFC5"),
+    "jpeg-lossless-rgb-no-tables": ("SC_rgb_jpeg_gdcm.dcm", _dht_to_app,
+                                    "no DHT segment defines"),
+    "jpeg-lossless-dht-to-sof": ("JPEG-LL.dcm", _dht_to_sof, "found 0xFFC3, 0xFFC5"),
     "jpegls-cut-short": ("MR_small_jpeg_ls_lossless.dcm", _cut_third, "cut short"),
     "jpegls-end-cut": ("MR_small_jpeg_ls_lossless.dcm", _cut_end, "cut short"),
     "jpeg-baseline-cut": ("SC_rgb_jpeg_dcmtk.dcm", _cut_third, "cut short"),

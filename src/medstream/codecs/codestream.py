@@ -61,6 +61,64 @@ def jpeg_size(data: bytes | memoryview) -> CodestreamSize | None:
     return None
 
 
+def lossless_jpeg_problem(data: bytes | memoryview) -> str | None:
+    """Why a stream cannot go to the lossless JPEG decoder (imagecodecs' ljpeg), or None.
+
+    That decoder trusts the stream's tables: a scan using a Huffman table no DHT segment
+    defined (a DHT marker flipped into another SOF, or dropped) made it segfault. So the
+    header must hold exactly one SOF3, whole DHT segments, and a scan whose components are the
+    frame's and whose DC tables were all defined before it (T.81 B.2)."""
+    b = bytes(data[:_SCAN_LIMIT])
+    if b[:2] != b"\xff\xd8":
+        return "no start-of-image marker"
+    frames: list[int] = []
+    components: set[int] = set()
+    tables: set[int] = set()
+    pos = 2
+    while pos + 4 <= len(b):
+        if b[pos] != 0xFF:
+            return f"no marker at byte {pos} of the header"
+        marker = b[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        length = int.from_bytes(b[pos + 2 : pos + 4], "big")
+        body = b[pos + 4 : pos + 2 + length]
+        if length < 2 or len(body) != length - 2:
+            return f"segment 0xFF{marker:02X} runs past the header"
+        if marker in _SOF:
+            frames.append(marker)
+            components = {body[6 + 3 * i] for i in range((len(body) - 6) // 3)} if len(
+                body) >= 6 else set()
+        elif marker == 0xC4:  # DHT: one or more tables, each Tc/Th, 16 counts, the values
+            i = 0
+            while i < len(body):
+                if i + 17 > len(body):
+                    return "a Huffman table (DHT) is cut short"
+                end = i + 17 + sum(body[i + 1 : i + 17])
+                if end > len(body):
+                    return "a Huffman table (DHT) holds more codes than its segment"
+                if body[i] >> 4 == 0:  # class 0: the DC (lossless) tables
+                    tables.add(body[i] & 0x0F)
+                i = end
+        elif marker == 0xDA:  # SOS: the scan and the tables it uses
+            if frames != [0xC3]:
+                found = ", ".join(f"0xFF{m:02X}" for m in frames) or "none"
+                return f"one lossless frame header (SOF3) expected, found {found}"
+            n = body[0] if body else 0
+            if n == 0 or len(body) < 1 + 2 * n:
+                return "the scan header (SOS) is malformed"
+            for k in range(n):
+                comp, table = body[1 + 2 * k], body[2 + 2 * k] >> 4
+                if comp not in components:
+                    return f"the scan uses component {comp}, which the frame header lacks"
+                if table not in tables:
+                    return f"the scan uses Huffman table {table}, which no DHT segment defines"
+            return None
+        pos += 2 + length
+    return "no scan (SOS) in the header"
+
+
 def j2k_size(data: bytes | memoryview) -> CodestreamSize | None:
     """From the SIZ marker of a JPEG 2000 / HTJ2K codestream (raw or inside a JP2 file)."""
     b = bytes(data[:_SCAN_LIMIT])

@@ -7,7 +7,7 @@ from typing import Any
 import imagecodecs
 import numpy as np
 
-from .codestream import has_end_marker
+from .codestream import has_end_marker, lossless_jpeg_problem
 from .frame import CorruptStream, FrameInfo
 
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
@@ -71,6 +71,9 @@ def _jpeg(data: bytes, info: FrameInfo) -> tuple[np.ndarray, str]:
     except Exception:
         if info.transfer_syntax_uid not in (JPEG_LOSSLESS, JPEG_LOSSLESS_SV1):
             raise
+        problem = lossless_jpeg_problem(data)
+        if problem is not None:  # that decoder trusts the tables: it would crash the process
+            raise CorruptStream(f"lossless JPEG: {problem}") from None
         arr = imagecodecs.ljpeg_decode(data)
     photometric = info.photometric_interpretation
     if info.samples_per_pixel == 3 and photometric in _YBR_JPEG:

@@ -21,7 +21,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -309,7 +309,7 @@ async def fetch(
 async def stream_chunks(
     url: str, image_id: str, *, accept: str | None = None, config: HttpConfig | None = None,
     max_bytes: int | None = None,
-) -> AsyncIterator[tuple[str, bytes]]:
+) -> AsyncGenerator[tuple[str, bytes], None]:
     """GET ``url`` and yield (content type, chunk) as the body arrives; no retries (the caller
     falls back to smaller requests). The body is bounded by ``max_bytes`` (default: the volume
     budget) and the stall rule; the caller's own deadline bounds the total time.

@@ -11,7 +11,8 @@ request, a cancelled load), it is closed by whoever began it: nothing stays open
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 
 from ..core.scope import current as current_scope
 from .http import stream_chunks
@@ -33,15 +34,17 @@ class SeriesPrefetch:
         self._task = asyncio.ensure_future(self._pump(url, image_id, accept, config))
 
     async def _pump(self, url: str, image_id: str, accept: str, config: HttpConfig) -> None:
-        try:
-            async for item in stream_chunks(url, image_id, accept=accept, config=config):
-                await self._queue.put(item)
+        try:  # closed at once when cancelled (the response with it), not when collected
+            async with aclosing(stream_chunks(url, image_id, accept=accept,
+                                              config=config)) as body:
+                async for item in body:
+                    await self._queue.put(item)
         except Exception as exc:  # the claimant raises it where a direct request would have
             await self._queue.put(exc)
             return
         await self._queue.put(None)
 
-    async def chunks(self) -> AsyncIterator[tuple[str, bytes]]:
+    async def chunks(self) -> AsyncGenerator[tuple[str, bytes], None]:
         """(content type, chunk) as ``stream_chunks`` yields them, its errors raised alike."""
         while True:
             item = await self._queue.get()

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import re
 from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -551,13 +552,14 @@ async def _retrieve_series(series_url: str, ids: set[str],
         body = early.chunks() if early is not None else stream_chunks(
             series_url, f"{SCHEME}:{series_url}", accept=INSTANCE_ACCEPT,
             config=http_config(**http))
-        async for ctype, chunk in body:
-            reader = reader or MultipartReader(ctype)
-            for part in reader.feed(chunk):
-                await gate.acquire()
-                task = asyncio.ensure_future(decode(part.data))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
+        async with aclosing(body):  # a cancel while waiting for a decode slot closes it too
+            async for ctype, chunk in body:
+                reader = reader or MultipartReader(ctype)
+                for part in reader.feed(chunk):
+                    await gate.acquire()
+                    task = asyncio.ensure_future(decode(part.data))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
     except (ImageLoadError, MultipartError) as exc:
         log.info("series retrieval of %s stopped (%s); frames fall back to single requests",
                  redact_url(series_url), exc)
