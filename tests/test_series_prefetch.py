@@ -87,3 +87,30 @@ def test_cancelled_open_volume_closes_the_series_request(slow_metadata):
     ms.purge_cache()
     volume = ms.open_volume(server.series_url)  # and a new load is whole
     assert np.array_equal(volume.scalar_data, expected_stack(files_of(server)))
+
+
+def test_a_claimed_response_is_left_to_its_claimant(slow_metadata):
+    """Whichever load claims the response (another variant of the same series may) reads it to
+    the end: the call that began it does not close it under that load."""
+    from medstream.loaders.httpconfig import http_config
+    from medstream.loaders.multipart import MultipartReader
+    from medstream.loaders.wadors import INSTANCE_ACCEPT
+
+    server = slow_metadata
+    url = server.series_url
+
+    async def scenario() -> int:
+        cfg = http_config()
+        began = prefetch.begin(url, f"wadors:{url}", INSTANCE_ACCEPT, cfg)
+        assert began is not None and prefetch.begin(url, "x", INSTANCE_ACCEPT, cfg) is None
+        claimed = prefetch.claim(url, cfg)
+        assert claimed is began and prefetch.waiting() == 0
+        await began.release()  # the starter's end: not closed, a load owns it now
+        reader, parts = None, 0
+        async for ctype, chunk in claimed.chunks():
+            reader = reader or MultipartReader(ctype)
+            parts += len(reader.feed(chunk))
+        await claimed.aclose()
+        return parts
+
+    assert runtime.run_sync(scenario(), timeout=30) == N  # every instance arrived

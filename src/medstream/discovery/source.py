@@ -263,8 +263,8 @@ async def open_volume_async(
         return await _open_volume(source, series, dynamic, load, order, on_progress, device,
                                   stages, http, options)
     finally:
-        if early is not None:  # not claimed by the load (it failed, or took another path)
-            await early.aclose()
+        if early is not None:  # closed if no load claimed it (it failed, or took another path)
+            await early.release()
 
 
 def _series_request(source: Any, options: dict[str, Any], http: dict[str, Any]) -> Any:

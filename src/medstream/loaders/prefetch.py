@@ -30,6 +30,7 @@ class SeriesPrefetch:
     def __init__(self, key: tuple[str, str, str, int], url: str, image_id: str, accept: str,
                  config: HttpConfig) -> None:
         self.key = key
+        self.claimed = False  # then the claimant reads and closes it, not the one who began it
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(MAX_CHUNKS)
         self._task = asyncio.ensure_future(self._pump(url, image_id, accept, config))
 
@@ -53,6 +54,12 @@ class SeriesPrefetch:
             if isinstance(item, BaseException):
                 raise item
             yield item
+
+    async def release(self) -> None:
+        """The end of the call that began it: closed, unless a load claimed it (whichever
+        load did, it reads it to the end and closes it)."""
+        if not self.claimed:
+            await self.aclose()
 
     async def aclose(self) -> None:
         """Stop the request (if still running) and drop what it holds."""
@@ -81,7 +88,10 @@ def begin(url: str, image_id: str, accept: str, config: HttpConfig) -> SeriesPre
 
 def claim(url: str, config: HttpConfig) -> SeriesPrefetch | None:
     """The waiting response for ``url`` (the caller now owns it and closes it), or None."""
-    return _begun.pop(_key(url, config), None)
+    prefetch = _begun.pop(_key(url, config), None)
+    if prefetch is not None:
+        prefetch.claimed = True
+    return prefetch
 
 
 def waiting() -> int:
