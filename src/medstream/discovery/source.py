@@ -269,7 +269,7 @@ async def open_volume_async(
 
 def _series_request(source: Any, options: dict[str, Any], http: dict[str, Any]) -> Any:
     """The whole-series request of a DICOMweb series volume, sent now, beside its metadata
-    request (see ``loaders/prefetch.py``); None where the load would not make it (a volume
+    request (see ``loaders/early.py``); None where the load would not make it (a volume
     already cached, frame requests asked for, a decimated volume, another event loop)."""
     from ..core.scope import current_cache
     from ..options import variant_suffix
@@ -281,9 +281,9 @@ def _series_request(source: Any, options: dict[str, Any], http: dict[str, Any]) 
     if current_cache().get_live(_series_volume_id("volume:", web[1]) + variant_suffix(options),
                                 "volume") is not None:
         return None
-    from ..loaders.wadors import prefetch_series
+    from ..loaders.wadors import begin_series_request
 
-    return prefetch_series(web[1], **http)
+    return begin_series_request(web[1], **http)
 
 
 def _series_volume_id(prefix: str, url: str) -> str:

@@ -51,7 +51,7 @@ from ..errors import HTTPStatusError, ImageLoadError, MissingPixelDataError
 from ..limits import check_frames
 from ..redact import redact_url
 from .bulkdata import bulk_fetcher
-from . import prefetch
+from . import early as early_responses
 from .http import fetch, http_config, stream_chunks
 from .multipart import MultipartError, MultipartReader, parse_multipart_related
 from .rendered import is_rendered_id, load_rendered
@@ -499,7 +499,7 @@ async def retrieve_series_bulk(
             return
     cfg = http_config(**http)
     for series_url, ids in wanted.items():
-        early = prefetch.claim(series_url, cfg)  # begun beside the metadata request
+        early = early_responses.claim(series_url, cfg)  # begun beside the metadata request
         try:
             await _retrieve_series(series_url, ids, deliver, prescale, slots, early, **http)
         finally:
@@ -507,17 +507,17 @@ async def retrieve_series_bulk(
                 await early.aclose()
 
 
-def prefetch_series(series_url: str, **http: Any) -> prefetch.SeriesPrefetch | None:
+def begin_series_request(series_url: str, **http: Any) -> early_responses.EarlyResponse | None:
     """Send the whole-series request of a volume now, while its metadata is fetched; the
-    volume's load claims it (see ``prefetch``). The caller closes it if no load did."""
-    return prefetch.begin(series_url, f"{SCHEME}:{series_url}", INSTANCE_ACCEPT,
+    volume's load claims it (see ``early``). The caller closes it if no load did."""
+    return early_responses.begin(series_url, f"{SCHEME}:{series_url}", INSTANCE_ACCEPT,
                           http_config(**http))
 
 
 async def _retrieve_series(series_url: str, ids: set[str],
                            deliver: Callable[[str, Image | None], None], prescale: bool,
                            slots: Callable[[str], np.ndarray | None] | None,
-                           early: prefetch.SeriesPrefetch | None, **http: Any) -> None:
+                           early: early_responses.EarlyResponse | None, **http: Any) -> None:
     import asyncio
 
     datasets = await get_series_metadata(next(iter(ids)), series_url, **http)

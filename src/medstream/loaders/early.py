@@ -21,10 +21,10 @@ from .httpconfig import HttpConfig
 MAX_CHUNKS = 256  # up to 64 MB (256 kB reads) held before the volume claims them
 
 _Item = tuple[str, bytes] | BaseException | None
-_begun: dict[tuple[str, str, str, int], SeriesPrefetch] = {}
+_begun: dict[tuple[str, str, str, int], EarlyResponse] = {}
 
 
-class SeriesPrefetch:
+class EarlyResponse:
     """The chunks of one series response, in order, for one claimant."""
 
     def __init__(self, key: tuple[str, str, str, int], url: str, image_id: str, accept: str,
@@ -77,21 +77,21 @@ def _key(url: str, config: HttpConfig) -> tuple[str, str, str, int]:
     return url, config.credentials_key(), current_scope().key, id(asyncio.get_running_loop())
 
 
-def begin(url: str, image_id: str, accept: str, config: HttpConfig) -> SeriesPrefetch | None:
+def begin(url: str, image_id: str, accept: str, config: HttpConfig) -> EarlyResponse | None:
     """Send the GET now; None if one for the same URL and credentials is already waiting."""
     key = _key(url, config)
     if key in _begun:
         return None
-    prefetch = _begun[key] = SeriesPrefetch(key, url, image_id, accept, config)
-    return prefetch
+    response = _begun[key] = EarlyResponse(key, url, image_id, accept, config)
+    return response
 
 
-def claim(url: str, config: HttpConfig) -> SeriesPrefetch | None:
+def claim(url: str, config: HttpConfig) -> EarlyResponse | None:
     """The waiting response for ``url`` (the caller now owns it and closes it), or None."""
-    prefetch = _begun.pop(_key(url, config), None)
-    if prefetch is not None:
-        prefetch.claimed = True
-    return prefetch
+    response = _begun.pop(_key(url, config), None)
+    if response is not None:
+        response.claimed = True
+    return response
 
 
 def waiting() -> int:

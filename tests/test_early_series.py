@@ -13,7 +13,7 @@ import pytest
 import medstream as ms
 from medstream.core.runtime import runtime
 from medstream.errors import MedstreamError
-from medstream.loaders import prefetch
+from medstream.loaders import early
 from series import expected_stack, write_series
 from static_dicomweb import StaticDicomWeb
 
@@ -22,7 +22,7 @@ N = 12
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    return write_series(tmp_path_factory.mktemp("prefetch"), N, size=64)
+    return write_series(tmp_path_factory.mktemp("early"), N, size=64)
 
 
 @pytest.fixture
@@ -47,11 +47,11 @@ def test_series_request_goes_out_beside_the_metadata_request(slow_metadata):
     assert len(meta) == 1 and len(whole) == 1  # one of each, no frame requests
     assert len(server.received) == 2
     assert whole[0] < meta[0] + 0.3  # sent while the metadata was being built (0.6 s)
-    assert prefetch.waiting() == 0
+    assert early.waiting() == 0
     # The same volume again: cached, nothing is requested.
     server.clear()
     assert ms.open_volume(server.series_url) is volume
-    assert not _requests(server, server.series_uid) and prefetch.waiting() == 0
+    assert not _requests(server, server.series_uid) and early.waiting() == 0
 
 
 def files_of(server: StaticDicomWeb):
@@ -64,7 +64,7 @@ def test_unclaimed_series_request_is_closed_when_the_metadata_fails(slow_metadat
     url = server.series_url.replace(server.series_uid, "1.2.3.4")  # an unknown series: 404
     with pytest.raises(MedstreamError):
         ms.open_volume(url)
-    assert prefetch.waiting() == 0
+    assert early.waiting() == 0
     assert len(_requests(server, "1.2.3.4")) == 1  # the series request went, and was closed
 
 
@@ -81,9 +81,9 @@ def test_cancelled_open_volume_closes_the_series_request(slow_metadata):
     with pytest.raises(concurrent.futures.CancelledError):
         job.result(10)
     deadline = time.monotonic() + 10
-    while prefetch.waiting() and time.monotonic() < deadline:
+    while early.waiting() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert prefetch.waiting() == 0
+    assert early.waiting() == 0
     ms.purge_cache()
     volume = ms.open_volume(server.series_url)  # and a new load is whole
     assert np.array_equal(volume.scalar_data, expected_stack(files_of(server)))
@@ -101,10 +101,10 @@ def test_a_claimed_response_is_left_to_its_claimant(slow_metadata):
 
     async def scenario() -> int:
         cfg = http_config()
-        began = prefetch.begin(url, f"wadors:{url}", INSTANCE_ACCEPT, cfg)
-        assert began is not None and prefetch.begin(url, "x", INSTANCE_ACCEPT, cfg) is None
-        claimed = prefetch.claim(url, cfg)
-        assert claimed is began and prefetch.waiting() == 0
+        began = early.begin(url, f"wadors:{url}", INSTANCE_ACCEPT, cfg)
+        assert began is not None and early.begin(url, "x", INSTANCE_ACCEPT, cfg) is None
+        claimed = early.claim(url, cfg)
+        assert claimed is began and early.waiting() == 0
         await began.release()  # the starter's end: not closed, a load owns it now
         reader, parts = None, 0
         async for ctype, chunk in claimed.chunks():
