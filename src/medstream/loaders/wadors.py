@@ -509,9 +509,9 @@ async def retrieve_series_bulk(
 
 def begin_series_request(series_url: str, **http: Any) -> early_responses.EarlyResponse | None:
     """Send the whole-series request of a volume now, while its metadata is fetched; the
-    volume's load claims it (see ``early``). The caller closes it if no load did."""
+    volume's load claims it (see ``early``). The caller releases it (closed if no load did)."""
     return early_responses.begin(series_url, f"{SCHEME}:{series_url}", INSTANCE_ACCEPT,
-                          http_config(**http))
+                                 http_config(**http))
 
 
 async def _retrieve_series(series_url: str, ids: set[str],
