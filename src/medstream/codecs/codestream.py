@@ -11,6 +11,7 @@ is decoded.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import DecodeError
@@ -36,28 +37,37 @@ class CodestreamSize:
     header_ok: bool = True  # JPEG: the SOF segment's length is 8 + 3 x components (T.81 B.2.2)
 
 
-def jpeg_size(data: bytes | memoryview) -> CodestreamSize | None:
-    """From the SOFn (or SOF55) segment of a JPEG / JPEG-LS stream."""
-    b = bytes(data[:_SCAN_LIMIT])
-    if b[:2] != b"\xff\xd8":
-        return None
+def _header_segments(b: bytes) -> Iterator[tuple[int, int, int]]:
+    """(position, marker, declared length) of each JPEG segment after SOI, fill bytes skipped,
+    up to the first scan (SOS) or a length below 2, both included; (position, -1, 0) where a
+    byte begins no marker. The walk ends there, or with the data."""
     pos = 2
     while pos + 4 <= len(b):
         if b[pos] != 0xFF:
-            return None
+            yield pos, -1, 0
+            return
         marker = b[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
         length = int.from_bytes(b[pos + 2 : pos + 4], "big")
+        yield pos, marker, length
+        if marker == 0xDA or length < 2:
+            return
+        pos += 2 + length
+
+
+def jpeg_size(data: bytes | memoryview) -> CodestreamSize | None:
+    """From the SOFn (or SOF55) segment of a JPEG / JPEG-LS stream."""
+    b = bytes(data[:_SCAN_LIMIT])
+    if b[:2] != b"\xff\xd8":
+        return None
+    for pos, marker, length in _header_segments(b):
         if marker in _SOF and pos + 10 <= len(b):
             bits, rows = b[pos + 4], int.from_bytes(b[pos + 5 : pos + 7], "big")
             cols, comps = int.from_bytes(b[pos + 7 : pos + 9], "big"), b[pos + 9]
             return CodestreamSize("JPEG-LS" if marker == 0xF7 else "JPEG", rows, cols, comps, bits,
                                   header_ok=length == 8 + 3 * comps)
-        if marker == 0xDA or length < 2:
-            return None
-        pos += 2 + length
     return None
 
 
@@ -74,15 +84,9 @@ def lossless_jpeg_problem(data: bytes | memoryview) -> str | None:
     frames: list[int] = []
     components: set[int] = set()
     tables: set[int] = set()
-    pos = 2
-    while pos + 4 <= len(b):
-        if b[pos] != 0xFF:
+    for pos, marker, length in _header_segments(b):
+        if marker < 0:
             return f"no marker at byte {pos} of the header"
-        marker = b[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        length = int.from_bytes(b[pos + 2 : pos + 4], "big")
         body = b[pos + 4 : pos + 2 + length]
         if length < 2 or len(body) != length - 2:
             return f"segment 0xFF{marker:02X} runs past the header"
@@ -115,7 +119,6 @@ def lossless_jpeg_problem(data: bytes | memoryview) -> str | None:
                 if table not in tables:
                     return f"the scan uses Huffman table {table}, which no DHT segment defines"
             return None
-        pos += 2 + length
     return "no scan (SOS) in the header"
 
 
